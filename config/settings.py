@@ -1,0 +1,128 @@
+"""Django settings, all from the environment (see README.md, "Configuration").
+
+Embedded default with no variables set: SQLite file ``db.sqlite3`` beside manage.py and Celery in
+eager mode. Set ``DATABASE_URL`` and ``REDIS_URL`` for PostgreSQL and a Redis broker.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from kombu import Queue
+
+from .env import env_bool, env_database, env_float, env_int, env_list, env_redis_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DEBUG", False)
+_DEV_KEY = "insecure-dev-key-only-for-the-embedded-default"
+SECRET_KEY = os.environ.get("SECRET_KEY") or _DEV_KEY
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "clustering",
+    "llm",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env_database("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if "sqlite" in DATABASES["default"]["ENGINE"]:
+    # Celery eager tasks and the web app share one file; wait for the writer instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- Celery ---------------------------------------------------------------------------------
+REDIS_URL = env_redis_url("REDIS_URL")
+# Unset REDIS_URL: tasks run eagerly in-process (the embedded default).
+CELERY_TASK_ALWAYS_EAGER = REDIS_URL is None
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = REDIS_URL or "cache+memory://"
+# Longest task we run (a clustering run or one LLM job step) must finish well within this, or the
+# broker would redeliver a task that is still running.
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 3600, minimum=1)
+CELERY_VISIBILITY_TIMEOUT = env_int(
+    "CELERY_VISIBILITY_TIMEOUT", 2 * CELERY_TASK_TIME_LIMIT, minimum=CELERY_TASK_TIME_LIMIT + 1
+)
+CELERY_TASK_SOFT_TIME_LIMIT = max(1, CELERY_TASK_TIME_LIMIT - 30)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
+CELERY_RESULT_BACKEND_MAX_RETRIES = 10
+CELERY_RESULT_EXPIRES = 24 * 3600
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_QUEUES = (Queue("default"), Queue("llm"))
+CELERY_TASK_ROUTES = {"llm.*": {"queue": "llm"}}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TIMEZONE = "UTC"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "clustering": {"level": "INFO"},
+        "llm": {"level": "INFO"},
+    },
+}
+
+# --- LLM providers ----------------------------------------------------------------------------
+# "extractive" is the offline, deterministic, non-LLM baseline; "gemini" uses google-genai.
+LLM_PROVIDER = os.environ.get("LLM_PROVIDER", "extractive").strip() or "extractive"
+LLM_MODEL = os.environ.get("LLM_MODEL", "").strip()
+LLM_JUDGE_MODEL = os.environ.get("LLM_JUDGE_MODEL", "").strip()
+# Points a provider at a compatible endpoint (a local emulator, an OpenAI-compatible server).
+LLM_BASE_URL = os.environ.get("LLM_BASE_URL", "").strip()
+LLM_TIMEOUT = env_float("LLM_TIMEOUT", 60.0, minimum=0.1)  # seconds per provider call
+# Keys are read from the environment only; never logged, stored or echoed in errors.
+GEMINI_API_KEY = os.environ.get("GEMINI_API_KEY", "") or os.environ.get("GOOGLE_API_KEY", "")
