@@ -91,9 +91,11 @@ def env_database(name: str, default: str) -> dict[str, Any]:
         config = env.db_url_config(raw)
     except Exception as exc:  # django-environ raises several types for bad URLs
         raise ImproperlyConfigured(f"{name}: cannot parse database URL ({exc})") from None
-    if not config.get("ENGINE"):
+    scheme = raw.split(":", 1)[0]
+    if scheme not in environ.Env.DB_SCHEMES or not config.get("ENGINE"):
         raise ImproperlyConfigured(
-            f"{name}: unsupported database URL scheme in {raw.split(':')[0]!r}"
+            f"{name}: unsupported database URL scheme {scheme!r} "
+            "(use postgres://, postgresql://, sqlite:// ...)"
         )
     if "sqlite" not in config["ENGINE"] and not config.get("NAME"):
         raise ImproperlyConfigured(f"{name}: the database URL names no database")

@@ -1,0 +1,36 @@
+# Fresh clone: `make demo` runs the main job on the embedded default, `make test` runs the tests.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/clustersum
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: install demo test lint services bench
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# Embedded default: SQLite file, eager Celery, the built-in real datasets.
+demo: install
+	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py migrate --noinput --verbosity 0
+	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py cluster --dataset hpo-ndd
+	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py cluster --dataset go-ndd
+
+services:
+	bash scripts/services-up
+
+# Real PostgreSQL and Redis; integration tests start a Celery worker in the test process.
+test: install services
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+bench: install
+	$(PY) bench/clustering.py

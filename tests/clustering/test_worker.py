@@ -1,0 +1,40 @@
+"""The clustering task executed by a real Celery worker against Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.db import transaction
+
+from clustering.models import ClusteringRun, RunStatus
+from clustering.services import clustering_run_create
+from clustering.tasks import cluster_run
+
+pytestmark = pytest.mark.worker
+
+
+def _wait(run_id: int, timeout: float = 120.0) -> ClusteringRun:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = ClusteringRun.objects.get(pk=run_id)
+        if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
+            return run
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} did not finish in {timeout} s")
+
+
+def test_real_worker_clusters_hpo_ndd(celery_worker: object) -> None:
+    with transaction.atomic():
+        run = clustering_run_create(dataset_slug="hpo-ndd")
+        transaction.on_commit(lambda: cluster_run.delay(run.pk))
+    run = _wait(run.pk)
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.clusters.count() >= 10
+    assert run.progress_message.startswith("Done")
+    # a duplicate delivery of the same message changes nothing
+    before = sorted(run.clusters.values_list("composition_hash", flat=True))
+    cluster_run.delay(run.pk).get(timeout=60)
+    run.refresh_from_db()
+    assert run.attempts == 1
+    assert sorted(run.clusters.values_list("composition_hash", flat=True)) == before
