@@ -9,7 +9,7 @@ from clustering.datasets.hpo import NDD_ROOT, hpo_ndd_load, hpo_release
 
 
 @pytest.fixture(scope="module")
-def hpo_table():  # type: ignore[no-untyped-def]
+def hpo_table():
     return hpo_ndd_load()
 
 
@@ -17,13 +17,13 @@ def test_hpo_release_is_recorded() -> None:
     assert hpo_release() == "2025-11-24"
 
 
-def test_hpo_ndd_gene_count_is_plausible(hpo_table) -> None:  # type: ignore[no-untyped-def]
+def test_hpo_ndd_gene_count_is_plausible(hpo_table) -> None:
     assert 2500 <= hpo_table.n_entities <= 3500
     assert all(e.startswith("NCBIGene:") for e in hpo_table.entity_ids)
     assert "MECP2" in hpo_table.symbols and "SCN1A" in hpo_table.symbols
 
 
-def test_hpo_annotations_are_propagated_to_ancestors(hpo_table) -> None:  # type: ignore[no-untyped-def]
+def test_hpo_annotations_are_propagated_to_ancestors(hpo_table) -> None:
     # every NDD gene carries the NDD root itself once annotations are propagated
     j = hpo_table.term_ids.index(NDD_ROOT)
     assert hpo_table.term_sizes()[j] == hpo_table.n_entities
@@ -40,7 +40,7 @@ def test_hpo_annotations_are_propagated_to_ancestors(hpo_table) -> None:  # type
     assert "HP:0000118" not in hpo_table.term_ids  # the root itself is not a feature
 
 
-def test_go_ndd_uses_the_same_genes_and_both_libraries(hpo_table) -> None:  # type: ignore[no-untyped-def]
+def test_go_ndd_uses_the_same_genes_and_both_libraries(hpo_table) -> None:
     go = go_ndd_load()
     assert set(go.entity_ids) <= set(hpo_table.entity_ids)
     assert go.n_entities >= 0.8 * hpo_table.n_entities

@@ -76,7 +76,7 @@ def test_features_filter_and_information_content() -> None:
         feature_matrix_build(table, min_term_size=5, max_term_fraction=0.5)
 
 
-def test_knn_graph_is_symmetric_without_self_loops(planted_table) -> None:  # type: ignore[no-untyped-def]
+def test_knn_graph_is_symmetric_without_self_loops(planted_table) -> None:
     features = feature_matrix_build(planted_table)
     graph = knn_graph_build(features.matrix, k=5, block=7)  # small blocks exercise chunking
     assert graph.edges.shape[0] > 0
@@ -90,7 +90,7 @@ def test_knn_graph_is_symmetric_without_self_loops(planted_table) -> None:  # ty
     assert (degree >= 5).all()
 
 
-def test_leiden_is_deterministic_and_recovers_planted_groups(planted_table) -> None:  # type: ignore[no-untyped-def]
+def test_leiden_is_deterministic_and_recovers_planted_groups(planted_table) -> None:
     graph = knn_graph_build(feature_matrix_build(planted_table).matrix, k=5)
     first = leiden_partition(graph, resolution=1.0, seed=42)
     second = leiden_partition(graph, resolution=1.0, seed=42)

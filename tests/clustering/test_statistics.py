@@ -68,7 +68,7 @@ def test_cluster_enrichment_fold_fdr_and_members() -> None:
     assert "B" not in by_id  # FDR 1 is not below the threshold 1.0
 
 
-def test_cluster_enrichment_threshold_drops_unenriched(planted_table) -> None:  # type: ignore[no-untyped-def]
+def test_cluster_enrichment_threshold_drops_unenriched(planted_table) -> None:
     group0 = [i for i, e in enumerate(planted_table.entity_ids) if e.startswith("E00_")]
     results = cluster_enrichment(planted_table, group0, min_term_size=3, fdr_threshold=0.05)
     assert results, "the planted group's private terms must be enriched"
