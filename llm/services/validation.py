@@ -1,0 +1,262 @@
+"""Deterministic checks of a generated summary against its cluster, and derived confidence.
+
+Nothing here calls a model or the database: inputs are a :class:`~llm.context.ClusterContext`
+and a summary (pydantic model or dict); outputs are human-readable failures (fed back to the
+model on regeneration) or a confidence level computed from the enrichment statistics alone.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from llm.context import PATHWAY_CATEGORIES, ClusterContext
+
+Confidence = Literal["high", "medium", "low"]
+
+#: FDR below which a term counts as significant.
+SIGNIFICANT_FDR = 0.05
+#: How many lowest-FDR terms the mean FDR is taken over.
+TOP_TERMS = 10
+#: ``high``: at least this many significant terms ...
+HIGH_MIN_SIGNIFICANT = 10
+#: ... and a mean FDR of the top terms strictly below this.
+HIGH_MAX_MEAN_FDR = 1e-4
+#: ``medium``: at least this many significant terms ...
+MEDIUM_MIN_SIGNIFICANT = 3
+#: ... and a mean FDR of the top terms strictly below this.
+MEDIUM_MAX_MEAN_FDR = 0.01
+
+#: Symbols shorter than this are never matched (too many false hits: "ID", "MS", "GO").
+MIN_SYMBOL_LENGTH = 3
+
+#: Dataset symbols that are also English words (or common all-caps words) and are ignored when
+#: written in capitals in prose: a summary saying "SET" or "REST" is rarely naming that gene.
+COMMON_WORD_SYMBOLS = frozenset(
+    {
+        "ACE", "AIM", "ARC", "BAD", "BID", "CAPS", "CAST", "CAT", "CLOCK", "COPE", "GAL", "IMPACT",
+        "MAX", "NOTE", "REST", "SET", "SHE", "STAR", "TANK", "WAS",
+    }
+)  # fmt: skip
+
+#: Free-text fields scanned for gene symbols, per cluster type. Pathways are excluded: they are
+#: checked (stricter) against the pathway terms.
+FUNCTIONAL_TEXT_FIELDS = ("summary", "key_themes", "tags", "clinical_relevance")
+PHENOTYPE_TEXT_FIELDS = (
+    "summary",
+    "key_phenotype_themes",
+    "notably_absent",
+    "clinical_pattern",
+    "syndrome_hints",
+    "inheritance_patterns",
+    "tags",
+    "data_quality_note",
+)
+#: Phenotype fields allowed to name member genes: many syndromes are named after their gene
+#: ("ADNP syndrome").
+PHENOTYPE_GENE_NAME_FIELDS = frozenset({"syndrome_hints"})
+
+_TOKEN = re.compile(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")
+_WHITESPACE = re.compile(r"\s+")
+_EDGE_CHARS = string.punctuation + string.whitespace
+
+
+def normalize_name(text: str) -> str:
+    """Normalised form for comparing names: casefold, collapse runs of whitespace to one space,
+    strip whitespace and ASCII punctuation at both ends (``" Wnt  Signaling." -> "wnt signaling"``).
+    """
+    return _WHITESPACE.sub(" ", text.casefold()).strip(_EDGE_CHARS)
+
+
+def pathway_keys(name: str, term_id: str = "") -> set[str]:
+    """Normalised names under which a pathway term may be cited.
+
+    The name itself, plus, when a term id is known, the name with the id appended
+    (``"Glutathione Metabolism WP100"`` or ``"... (WP100)"``) and the name with a trailing id
+    removed (Enrichr libraries put the id at the end of the name), so either spelling matches.
+    """
+    keys = {normalize_name(name)}
+    if term_id:
+        base = name.rstrip()
+        for suffix in (f" ({term_id})", f" {term_id}"):
+            if base.endswith(suffix):
+                base = base[: -len(suffix)]
+                break
+        keys |= {
+            normalize_name(base),
+            normalize_name(f"{base} {term_id}"),
+            normalize_name(f"{base} ({term_id})"),
+        }
+    keys.discard("")
+    return keys
+
+
+def find_symbols(text: str, symbols: Collection[str]) -> list[str]:
+    """Symbols from ``symbols`` named in ``text``, unique, in order of first appearance.
+
+    Matching is case-sensitive on whole words: a word is a maximal run of letters and digits,
+    optionally joined by hyphens. Inside a hyphenated word the longest hyphen-joined parts that
+    are symbols win, left to right, so ``"NKX2-1"`` matches the symbol ``NKX2-1`` and
+    ``"TP53-mediated"`` matches ``TP53``; ``"TP53s"`` or ``"xTP53"`` match nothing.
+    """
+    found: list[str] = []
+    seen: set[str] = set()
+    for match in _TOKEN.finditer(text):
+        parts = match.group(0).split("-")
+        i = 0
+        while i < len(parts):
+            hit = 0
+            for j in range(len(parts), i, -1):
+                if "-".join(parts[i:j]) in symbols:
+                    hit = j
+                    break
+            if hit:
+                symbol = "-".join(parts[i:hit])
+                if symbol not in seen:
+                    seen.add(symbol)
+                    found.append(symbol)
+                i = hit
+            else:
+                i += 1
+    return found
+
+
+def summary_as_dict(summary: BaseModel | Mapping[str, Any]) -> dict[str, Any]:
+    """A summary as a plain JSON-like dict (pydantic models are dumped in JSON mode)."""
+    if isinstance(summary, BaseModel):
+        return summary.model_dump(mode="json")
+    return dict(summary)
+
+
+def _texts(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [str(item) for item in value if item is not None]
+    return [str(value)]
+
+
+def checkable_symbols(ctx: ClusterContext) -> set[str]:
+    """Symbols looked for in summary text under the documented rule.
+
+    Every dataset symbol and member symbol, minus symbols shorter than
+    :data:`MIN_SYMBOL_LENGTH`, minus :data:`COMMON_WORD_SYMBOLS`, minus symbols that occur as a
+    word in one of the cluster's own term names (quoting an enriched term such as
+    "MECP2 And Associated Rett Syndrome" is not naming a gene).
+    """
+    candidates = {
+        s
+        for s in set(ctx.dataset_symbols) | set(ctx.symbols)
+        if len(s) >= MIN_SYMBOL_LENGTH and s not in COMMON_WORD_SYMBOLS
+    }
+    quoted: set[str] = set()
+    for term in ctx.terms:
+        quoted.update(find_symbols(term.name, candidates))
+    return candidates - quoted
+
+
+def validate_entities(ctx: ClusterContext, summary: BaseModel | Mapping[str, Any]) -> list[str]:
+    """Entity-level grounding failures of ``summary`` for cluster ``ctx``; empty when it passes.
+
+    Rules:
+
+    * Genes. Each free-text field (see :data:`FUNCTIONAL_TEXT_FIELDS` /
+      :data:`PHENOTYPE_TEXT_FIELDS`) is scanned with :func:`find_symbols` for the symbols of
+      :func:`checkable_symbols` (dataset symbols, case-sensitive whole words, ignoring symbols of
+      1-2 characters, :data:`COMMON_WORD_SYMBOLS` and symbols quoted from the cluster's own term
+      names). A named symbol that is not a cluster member is a failure. For phenotype clusters,
+      whose prompt forbids gene names, naming a member gene is a failure too, except in
+      ``syndrome_hints`` (syndromes are often named after a gene).
+    * Pathways (functional only). Each entry of ``pathways`` must equal, after
+      :func:`normalize_name` (casefold, collapsed whitespace, punctuation stripped at the ends),
+      the name of one of the cluster's terms whose category is in ``PATHWAY_CATEGORIES`` (the
+      name with its term id appended or removed also matches, see :func:`pathway_keys`).
+
+    Returns:
+        one human-readable sentence per failure, deterministic order (field order, then order of
+        appearance).
+    """
+    data = summary_as_dict(summary)
+    failures: list[str] = []
+    members = set(ctx.symbols)
+    symbols = checkable_symbols(ctx)
+    fields = FUNCTIONAL_TEXT_FIELDS if ctx.cluster_type == "functional" else PHENOTYPE_TEXT_FIELDS
+
+    non_members: dict[str, list[str]] = {}
+    named_members: dict[str, list[str]] = {}
+    for field_name in fields:
+        for text in _texts(data.get(field_name)):
+            for symbol in find_symbols(text, symbols):
+                if symbol not in members:
+                    where = non_members.setdefault(symbol, [])
+                elif ctx.cluster_type == "phenotype" and field_name not in (
+                    PHENOTYPE_GENE_NAME_FIELDS
+                ):
+                    where = named_members.setdefault(symbol, [])
+                else:
+                    continue
+                if field_name not in where:
+                    where.append(field_name)
+    for symbol, where in non_members.items():
+        failures.append(
+            f"Gene {symbol!r} is named in {', '.join(where)} but is not a member of "
+            f"cluster {ctx.cluster_number}."
+        )
+    for symbol, where in named_members.items():
+        failures.append(
+            f"Gene {symbol!r} is named in {', '.join(where)}: phenotype summaries must use "
+            "clinical phenotype language and name no genes."
+        )
+
+    if ctx.cluster_type == "functional":
+        valid: set[str] = set()
+        for term in ctx.terms:
+            if term.category in PATHWAY_CATEGORIES:
+                valid |= pathway_keys(term.name, term.term_id)
+        for pathway in _texts(data.get("pathways")):
+            if normalize_name(pathway) not in valid:
+                failures.append(
+                    f"Pathway {pathway!r} is not an enriched pathway term of cluster "
+                    f"{ctx.cluster_number}; copy pathway names verbatim from the pathway terms."
+                )
+    return failures
+
+
+def confidence_from_fdrs(fdrs: Iterable[float]) -> Confidence:
+    """Confidence level implied by a cluster's term FDRs (any order, any categories).
+
+    Let ``n_sig`` be the number of FDRs < 0.05 and ``mean_top`` the arithmetic mean of the 10
+    lowest FDRs (of all of them when fewer than 10):
+
+    * ``high``: ``n_sig >= 10`` and ``mean_top < 1e-4``;
+    * ``medium``: otherwise ``n_sig >= 3`` and ``mean_top < 0.01``;
+    * ``low``: everything else, including no terms at all.
+
+    The arithmetic mean is deliberately dominated by the weakest of the top terms: ten terms at
+    1e-12 and one at 1e-3 among the top ten is not "high".
+    """
+    values = sorted(float(f) for f in fdrs)
+    n_sig = sum(1 for f in values if f < SIGNIFICANT_FDR)
+    top = values[:TOP_TERMS]
+    if not top:
+        return "low"
+    mean_top = sum(top) / len(top)
+    if n_sig >= HIGH_MIN_SIGNIFICANT and mean_top < HIGH_MAX_MEAN_FDR:
+        return "high"
+    if n_sig >= MEDIUM_MIN_SIGNIFICANT and mean_top < MEDIUM_MAX_MEAN_FDR:
+        return "medium"
+    return "low"
+
+
+def derived_confidence(ctx: ClusterContext) -> Confidence:
+    """Confidence computed from ``ctx``'s enrichment alone (all categories), independent of any
+    model's self-assessment; thresholds as in :func:`confidence_from_fdrs` (high: >= 10 terms
+    with FDR < 0.05 and mean FDR of the top 10 < 1e-4; medium: >= 3 significant and mean FDR of
+    the top 10 < 0.01; else low)."""
+    return confidence_from_fdrs(term.fdr for term in ctx.terms)

@@ -1,0 +1,251 @@
+"""Entity validation (genes, pathways) and enrichment-derived confidence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from llm.context import ClusterContext, ClusterType, TermRow
+from llm.prompts.schemas import FunctionalSummary, PhenotypeSummary
+from llm.services.validation import (
+    confidence_from_fdrs,
+    derived_confidence,
+    find_symbols,
+    normalize_name,
+    validate_entities,
+)
+
+
+def term(
+    category: str, term_id: str, name: str, fdr: float, *, overlap: int = 3, term_size: int = 100
+) -> TermRow:
+    """A TermRow with a p-value a tenth of its FDR and a nominal fold enrichment."""
+    return TermRow(category, term_id, name, fdr, fdr / 10, overlap, term_size, 2.0)
+
+
+def make_ctx(
+    cluster_type: ClusterType,
+    symbols: list[str],
+    terms: list[TermRow],
+    *,
+    dataset_symbols: set[str] | None = None,
+    number: int = 1,
+) -> ClusterContext:
+    """Members (E0000.., symbol), terms sorted by FDR; members are also dataset symbols."""
+    return ClusterContext(
+        cluster_type=cluster_type,
+        cluster_number=number,
+        size=len(symbols),
+        members=tuple((f"E{i:04d}", s) for i, s in enumerate(symbols)),
+        terms=tuple(sorted(terms, key=lambda t: (t.fdr, t.term_id))),
+        dataset_symbols=frozenset(dataset_symbols or set()) | frozenset(symbols),
+    )
+
+
+MEMBERS = ["SYNGAP1", "GRIN2B", "SHANK3", "NKX2-1", "PTEN"]
+NON_MEMBERS = {"TP53", "BRCA1", "SET", "AR", "MECP2"}
+
+
+def functional_ctx() -> ClusterContext:
+    """Functional cluster with two pathway terms (one quoting MECP2) and two GO terms."""
+    terms = [
+        term("GO:BP", "GO:0007268", "Chemical Synaptic Transmission", 1e-9),
+        term("GO:BP", "GO:0031175", "Neuron Projection Development", 1e-7),
+        term("WikiPathways", "WP4172", "PI3K Akt Signaling Pathway WP4172", 1e-6),
+        term("WikiPathways", "WP3584", "MECP2 And Associated Rett Syndrome WP3584", 1e-5),
+        term("WikiPathways", "WP0001", "Synaptic  Vesicle   Pathway", 1e-4),
+    ]
+    return make_ctx("functional", MEMBERS, terms, dataset_symbols=NON_MEMBERS, number=7)
+
+
+def functional(**update: Any) -> FunctionalSummary:
+    """A clean functional summary, with ``update`` applied."""
+    base: dict[str, Any] = {
+        "summary": "Synaptic genes such as SYNGAP1 and NKX2-1 drive chemical transmission.",
+        "key_themes": ["Chemical synaptic transmission", "Neuron projection", "PI3K signalling"],
+        "pathways": ["PI3K Akt Signaling Pathway WP4172"],
+        "tags": ["synapse", "neuron", "pi3k"],
+        "clinical_relevance": None,
+        "confidence": "high",
+    }
+    return FunctionalSummary.model_validate(base | update)
+
+
+def test_clean_summary_passes() -> None:
+    assert validate_entities(functional_ctx(), functional()) == []
+
+
+def test_hallucinated_gene_reported_member_not() -> None:
+    summary = functional(summary="SYNGAP1 and TP53 co-regulate synapses.")
+    failures = validate_entities(functional_ctx(), summary)
+    assert len(failures) == 1
+    assert "'TP53'" in failures[0] and "not a member of cluster 7" in failures[0]
+    assert "SYNGAP1" not in failures[0]
+
+
+def test_gene_checked_in_every_free_text_field() -> None:
+    summary = functional(
+        key_themes=["BRCA1 repair", "b theme", "c theme"],
+        tags=["TP53", "x", "y"],
+        clinical_relevance="Like TP53 carriers.",
+    )
+    failures = validate_entities(functional_ctx(), summary)
+    assert failures == [
+        "Gene 'BRCA1' is named in key_themes but is not a member of cluster 7.",
+        "Gene 'TP53' is named in tags, clinical_relevance but is not a member of cluster 7.",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "reported"),
+    [
+        ("TP53-mediated apoptosis", True),  # hyphen is a word boundary
+        ("(TP53)", True),
+        ("TP53s are many", False),  # no word boundary
+        ("xTP53", False),
+        ("tp53 lowercase", False),  # case-sensitive
+        ("AR signalling", False),  # 1-2 character symbols ignored
+        ("a SET of genes", False),  # common English word that is a symbol
+        ("MECP2 And Associated Rett Syndrome", False),  # quoted from the cluster's own term
+    ],
+)
+def test_gene_matching_rule(text: str, reported: bool) -> None:
+    failures = validate_entities(functional_ctx(), functional(summary=text))
+    assert bool(failures) is reported, failures
+
+
+def test_hyphenated_member_symbol_matches_whole() -> None:
+    assert find_symbols("NKX2-1-driven and TP53", {"NKX2-1", "NKX2", "TP53"}) == [
+        "NKX2-1",
+        "TP53",
+    ]
+    assert find_symbols("TP53, TP53 and PTEN", {"PTEN", "TP53"}) == ["TP53", "PTEN"]
+
+
+def test_invented_pathway_reported() -> None:
+    summary = functional(pathways=["Wnt Signaling Pathway", "PI3K Akt Signaling Pathway WP4172"])
+    failures = validate_entities(functional_ctx(), summary)
+    assert len(failures) == 1
+    assert "'Wnt Signaling Pathway'" in failures[0]
+
+
+@pytest.mark.parametrize(
+    "pathway",
+    [
+        "PI3K Akt Signaling Pathway WP4172",
+        "pi3k akt signaling pathway wp4172",
+        "  PI3K   Akt\tSignaling Pathway WP4172. ",
+        '"PI3K Akt Signaling Pathway WP4172"',
+        "PI3K Akt Signaling Pathway",  # the Enrichr id suffix may be left out
+        "PI3K Akt Signaling Pathway (WP4172)",
+        "synaptic vesicle pathway",  # whitespace collapsed on the term side too
+    ],
+)
+def test_verbatim_pathway_accepted_modulo_case_space_punctuation(pathway: str) -> None:
+    assert validate_entities(functional_ctx(), functional(pathways=[pathway])) == []
+
+
+@pytest.mark.parametrize(
+    "pathway",
+    [
+        "Chemical Synaptic Transmission",  # a GO:BP term, not a pathway category
+        "PI3K Akt Signaling",  # paraphrase
+        "PI3K-Akt Signaling Pathway",  # inner punctuation is not stripped
+    ],
+)
+def test_non_pathway_or_paraphrased_pathway_rejected(pathway: str) -> None:
+    failures = validate_entities(functional_ctx(), functional(pathways=[pathway]))
+    assert len(failures) == 1 and pathway in failures[0]
+
+
+def test_dict_summary_accepted() -> None:
+    data = functional(pathways=["Invented"]).model_dump()
+    assert len(validate_entities(functional_ctx(), data)) == 1
+
+
+def test_normalize_name() -> None:
+    assert normalize_name("  Wnt   Signaling\nPathway. ") == "wnt signaling pathway"
+    assert normalize_name("'De Novo' AMP Synthesis") == "de novo' amp synthesis"
+    assert normalize_name("STRASSE") == normalize_name("straße")
+
+
+def phenotype_ctx() -> ClusterContext:
+    """Phenotype cluster of four genes, two HPO terms."""
+    terms = [
+        term("HPO", "HP:0001249", "Intellectual disability", 1e-8),
+        term("HPO", "HP:0001250", "Seizure", 1e-6),
+    ]
+    return make_ctx(
+        "phenotype", ["ADNP", "CHD8", "ARID1B", "DYRK1A"], terms, dataset_symbols={"SCN1A"}
+    )
+
+
+def phenotype(**update: Any) -> PhenotypeSummary:
+    """A clean phenotype summary, with ``update`` applied."""
+    base: dict[str, Any] = {
+        "summary": "Intellectual disability with seizures.",
+        "key_phenotype_themes": ["Intellectual disability", "Seizures"],
+        "notably_absent": [],
+        "clinical_pattern": "Neurodevelopmental disorder with epilepsy.",
+        "syndrome_hints": ["ADNP syndrome"],
+        "inheritance_patterns": [],
+        "syndromicity": "syndromic",
+        "tags": ["intellectual disability", "seizure", "neurodevelopment"],
+        "confidence": "medium",
+        "data_quality_note": None,
+    }
+    return PhenotypeSummary.model_validate(base | update)
+
+
+def test_phenotype_clean_summary_passes_and_syndrome_may_name_member() -> None:
+    assert validate_entities(phenotype_ctx(), phenotype()) == []
+
+
+def test_phenotype_summary_naming_member_gene_fails() -> None:
+    failures = validate_entities(phenotype_ctx(), phenotype(clinical_pattern="CHD8-like."))
+    assert len(failures) == 1
+    assert "'CHD8'" in failures[0] and "name no genes" in failures[0]
+
+
+def test_phenotype_summary_naming_non_member_fails_even_in_syndrome_hints() -> None:
+    failures = validate_entities(phenotype_ctx(), phenotype(syndrome_hints=["SCN1A epilepsy"]))
+    assert failures == ["Gene 'SCN1A' is named in syndrome_hints but is not a member of cluster 1."]
+
+
+def test_phenotype_pathways_not_checked() -> None:
+    data = phenotype().model_dump() | {"pathways": ["Invented"]}
+    assert validate_entities(phenotype_ctx(), data) == []
+
+
+# Derived confidence: high needs >= 10 terms with FDR < 0.05 and mean FDR of the top 10 < 1e-4;
+# medium needs >= 3 significant and mean FDR of the top 10 < 0.01; else low.
+
+
+def fdr_ctx(fdrs: list[float]) -> ClusterContext:
+    """A functional context whose terms have exactly these FDRs."""
+    terms = [term("GO:BP", f"GO:{i:07d}", f"Process {i}", f) for i, f in enumerate(fdrs)]
+    return make_ctx("functional", ["AAA1"], terms)
+
+
+@pytest.mark.parametrize(
+    ("fdrs", "expected"),
+    [
+        ([1e-6] * 10, "high"),
+        ([1e-6] * 9, "medium"),  # one significant term short of high
+        ([0.0] * 9 + [0.001], "medium"),  # mean of top 10 exactly 1e-4: not < 1e-4
+        ([0.0] * 9 + [0.000999], "high"),  # mean just below 1e-4
+        ([1e-6] * 10 + [0.04] * 20, "high"),  # only the top 10 enter the mean
+        ([1e-6] * 9 + [0.049], "medium"),  # 10 significant but mean 4.9e-3
+        ([1e-3] * 3, "medium"),
+        ([1e-3] * 2, "low"),  # two significant terms only
+        ([0.0, 0.0, 0.03], "low"),  # mean exactly 0.01: not < 0.01
+        ([0.0, 0.0, 0.0299], "medium"),
+        ([1e-3] * 3 + [0.5], "low"),  # non-significant terms in the top 10 raise the mean
+        ([0.06] * 12, "low"),  # nothing significant
+        ([], "low"),
+    ],
+)
+def test_derived_confidence_thresholds(fdrs: list[float], expected: str) -> None:
+    assert derived_confidence(fdr_ctx(fdrs)) == expected
+    assert confidence_from_fdrs(reversed(fdrs)) == expected
