@@ -114,3 +114,20 @@ def env_redis_url(name: str) -> str | None:
     if not raw.startswith(("redis://", "rediss://", "unix://")):
         raise ImproperlyConfigured(f"{name}: expected a redis:// URL, got {raw!r}")
     return raw
+
+
+def env_json(name: str, default: Any) -> Any:
+    """Read a JSON value (object, list, number ...).
+
+    Raises:
+        ImproperlyConfigured: not valid JSON, naming the variable.
+    """
+    import json
+
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ImproperlyConfigured(f"{name}: not valid JSON ({exc.msg} at {exc.pos})") from None

@@ -11,7 +11,15 @@ from pathlib import Path
 
 from kombu import Queue
 
-from .env import env_bool, env_database, env_float, env_int, env_list, env_redis_url
+from .env import (
+    env_bool,
+    env_database,
+    env_float,
+    env_int,
+    env_json,
+    env_list,
+    env_redis_url,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -126,3 +134,16 @@ LLM_BASE_URL = os.environ.get("LLM_BASE_URL", "").strip()
 LLM_TIMEOUT = env_float("LLM_TIMEOUT", 60.0, minimum=0.1)  # seconds per provider call
 # Keys are read from the environment only; never logged, stored or echoed in errors.
 GEMINI_API_KEY = os.environ.get("GEMINI_API_KEY", "") or os.environ.get("GOOGLE_API_KEY", "")
+# Requests per provider+model shared by every worker (Redis when REDIS_URL is set, else in-process);
+# any rate the `limits` library parses: "30/minute", "6 per 2 seconds".
+LLM_RATE_LIMIT = os.environ.get("LLM_RATE_LIMIT", "30/minute").strip() or "30/minute"
+LLM_TOKENS_PER_MINUTE = env_int("LLM_TOKENS_PER_MINUTE", 0, minimum=0)  # 0: no token limit
+LLM_MAX_ATTEMPTS = env_int("LLM_MAX_ATTEMPTS", 3, minimum=1)  # generation attempts per cluster
+LLM_CALL_TRIES = env_int("LLM_CALL_TRIES", 3, minimum=1)  # tries per call on transient errors
+LLM_BACKOFF_BASE = env_float("LLM_BACKOFF_BASE", 1.0, minimum=0.0)  # seconds, doubled per try
+LLM_BACKOFF_MAX = env_float("LLM_BACKOFF_MAX", 60.0, minimum=0.0)  # seconds
+LLM_JOB_TIME_LIMIT = env_int("LLM_JOB_TIME_LIMIT", 3600, minimum=1)  # seconds per generation job
+LLM_TEMPERATURE = env_float("LLM_TEMPERATURE", 0.2, minimum=0.0)
+LLM_MAX_OUTPUT_TOKENS = env_int("LLM_MAX_OUTPUT_TOKENS", 4096, minimum=64)
+# USD per million input / output tokens per model, JSON; merged over llm/pricing.py defaults.
+LLM_PRICES = env_json("LLM_PRICES", {})

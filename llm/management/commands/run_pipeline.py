@@ -1,0 +1,163 @@
+"""`python manage.py run_pipeline --dataset D [--provider P] [--force]`: clustering, summaries
+and judging, with a progress bar, then a table of clusters and the job's totals."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import IO, Any, cast
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import close_old_connections, connection
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from clustering.domain.params import InvalidParameters
+from clustering.models import ClusteringRun, RunStatus
+from clustering.services import UnknownDatasetError
+from llm.models import GenerationJob, JobStatus, SummaryTask
+from llm.providers.registry import ProviderNotConfigured
+from llm.services.pipeline import pipeline_start
+from llm.tasks import pipeline_chain
+
+FINAL_JOB = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class Command(BaseCommand):
+    help = "Cluster a dataset, summarise and judge every cluster, print the results."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--dataset", required=True, help="dataset slug, e.g. hpo-ndd, go-ndd")
+        parser.add_argument("--provider", help="extractive or gemini (default: LLM_PROVIDER)")
+        parser.add_argument("--force", action="store_true", help="regenerate cached summaries")
+        parser.add_argument("--resolution", type=float, default=1.0)
+        parser.add_argument("--seed", type=int, default=42)
+        parser.add_argument("--k", type=int, default=15)
+        parser.add_argument("--timeout", type=float, default=7200.0, help="seconds to wait")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        # rich writes raw text; Django's OutputWrapper would add newlines to progress updates
+        console = Console(file=cast(IO[str], self.stdout._out), highlight=False)
+        params = {"resolution": options["resolution"], "seed": options["seed"], "k": options["k"]}
+        eager = settings.CELERY_TASK_ALWAYS_EAGER
+        try:
+            run = pipeline_start(
+                dataset_slug=options["dataset"],
+                params=params,
+                provider=options["provider"],
+                force=options["force"],
+                enqueue=not eager,
+            )
+        except InvalidParameters as exc:
+            for field, message in exc.errors.items():
+                self.stderr.write(f"error: --{field.replace('_', '-')} {message}")
+            sys.exit(2)
+        except (UnknownDatasetError, ProviderNotConfigured) as exc:
+            self.stderr.write(f"error: {exc}")
+            sys.exit(2)
+        worker: threading.Thread | None = None
+        failure: list[BaseException] = []
+        if eager:
+            # Eager Celery runs the chain in the calling thread; run it beside the progress bar.
+            def target() -> None:
+                try:
+                    pipeline_chain(
+                        run_id=run.pk, provider=options["provider"], force=options["force"]
+                    ).apply_async()
+                except BaseException as exc:  # shown after the bar
+                    failure.append(exc)
+                finally:
+                    connection.close()
+
+            if connection.vendor == "sqlite":
+                connection.close()  # the worker thread gets its own connection
+            worker = threading.Thread(target=target, daemon=True)
+            worker.start()
+        job = self._follow(run.pk, console, options["timeout"], worker)
+        if failure:
+            raise failure[0]
+        run.refresh_from_db()
+        if run.status != RunStatus.SUCCEEDED:
+            self.stderr.write(f"error: clustering run {run.pk} failed: {run.error.splitlines()[0]}")
+            sys.exit(1)
+        if job is None:
+            self.stderr.write("error: the summary job did not start; is a worker running?")
+            sys.exit(1)
+        self._print(job, console)
+
+    def _follow(
+        self, run_id: int, console: Console, timeout: float, worker: threading.Thread | None
+    ) -> GenerationJob | None:
+        deadline = time.monotonic() + timeout
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=not console.is_terminal,
+        ) as bar:
+            task = bar.add_task("Clustering", total=6)
+            while time.monotonic() < deadline:
+                close_old_connections()
+                run = ClusteringRun.objects.get(pk=run_id)
+                job = GenerationJob.objects.filter(run_id=run_id).first()
+                if job is not None and job.progress_total:
+                    bar.update(
+                        task,
+                        completed=job.progress_current,
+                        total=job.progress_total,
+                        description=job.progress_message or "Summarising",
+                    )
+                elif run.status in (RunStatus.PENDING, RunStatus.RUNNING):
+                    bar.update(
+                        task,
+                        completed=run.progress_current,
+                        total=max(run.progress_total, 1),
+                        description=run.progress_message or "Clustering",
+                    )
+                if run.status == RunStatus.FAILED:
+                    return job
+                if job is not None and job.status in FINAL_JOB:
+                    return job
+                if worker is not None and not worker.is_alive():
+                    return GenerationJob.objects.filter(run_id=run_id).first()
+                time.sleep(0.3)
+        self.stderr.write(f"error: gave up waiting after {timeout:.0f} s")
+        sys.exit(1)
+
+    def _print(self, job: GenerationJob, console: Console) -> None:
+        tasks = (
+            SummaryTask.objects.filter(job=job)
+            .select_related("cluster", "summary")
+            .order_by("cluster__number")
+        )
+        table = Table(title=f"Run {job.run_id}: summaries by {job.provider} ({job.model})")
+        table.add_column("cluster", justify="right")
+        table.add_column("size", justify="right")
+        table.add_column("task")
+        table.add_column("status")
+        table.add_column("verdict")
+        table.add_column("summary (first sentence) or reason")
+        for t in tasks:
+            summary = t.summary
+            if summary is not None:
+                text = summary.summary_text.split(". ")[0][:160]
+                status, verdict = summary.validation_status, summary.judge_verdict or "-"
+            else:
+                text, status, verdict = t.last_error[:160], "-", "-"
+            table.add_row(
+                str(t.cluster.number), str(t.cluster.size), t.state, status, verdict, text
+            )
+        console.print(table)
+        console.print(
+            f"total {job.total}: succeeded {job.succeeded}, rejected {job.rejected}, "
+            f"failed {job.failed}, skipped {job.skipped} | tokens in {job.input_tokens}, "
+            f"out {job.output_tokens} | cost ${job.cost_usd:.4f}"
+        )
+        if job.message:
+            console.print(f"note: {job.message}")
+        console.print(f"Source: {job.run.dataset.release}. {job.run.dataset.licence}")

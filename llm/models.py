@@ -1,0 +1,265 @@
+"""Summaries (the composition cache), review audit, generation jobs and provider calls.
+
+See DESIGN.md, "Data model". ``ClusterSummary`` is the cache: one current row per
+(composition_hash, cluster_type); older rows are kept with ``is_current=False`` as history.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class ValidationStatus(models.TextChoices):
+    """Review state of a summary; only validated summaries are shown to anonymous readers."""
+
+    PENDING = "pending", "pending"
+    VALIDATED = "validated", "validated"
+    REJECTED = "rejected", "rejected"
+
+
+class Verdict(models.TextChoices):
+    """The judge's verdict."""
+
+    ACCEPT = "accept", "accept"
+    LOW_CONFIDENCE = "low_confidence", "low confidence"
+    REJECT = "reject", "reject"
+
+
+class ClusterSummary(models.Model):
+    """A structured summary of one cluster composition, with its judge verdict and review state.
+
+    ``content`` is the validated output object (FunctionalSummary or PhenotypeSummary as a dict);
+    ``input_tokens``/``output_tokens``/``cost_usd`` add up every call that produced it (all
+    generation attempts and judge calls). ``human_locked`` is set when a person chose the status:
+    reruns of the same composition never overwrite such a summary.
+    """
+
+    composition_hash = models.CharField(max_length=64, db_index=True)
+    cluster_type = models.CharField(max_length=16)
+    is_current = models.BooleanField(default=True)
+    dataset = models.ForeignKey(
+        "clustering.Dataset", on_delete=models.SET_NULL, null=True, related_name="summaries"
+    )
+    cluster = models.ForeignKey(
+        "clustering.Cluster", on_delete=models.SET_NULL, null=True, related_name="summaries"
+    )
+    members = models.JSONField(default=list)  # symbols, for search without a join
+    content = models.JSONField(default=dict)
+    summary_text = models.TextField(blank=True)
+    tags = models.JSONField(default=list)
+    confidence = models.CharField(max_length=16, blank=True)  # the model's self-assessment
+    derived_confidence = models.CharField(max_length=16, blank=True)  # from the enrichment
+    provider = models.CharField(max_length=32)
+    model = models.CharField(max_length=100)
+    prompt_version = models.CharField(max_length=32)
+    generated_at = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveSmallIntegerField(default=1)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
+    validation_status = models.CharField(
+        max_length=16,
+        choices=ValidationStatus.choices,
+        default=ValidationStatus.PENDING,
+        db_index=True,
+    )
+    validation_failures = models.JSONField(default=list, blank=True)
+    judge_verdict = models.CharField(max_length=16, choices=Verdict.choices, blank=True)
+    judge_reasoning = models.TextField(blank=True)
+    judge_scores = models.JSONField(default=dict, blank=True)
+    judge_model = models.CharField(max_length=100, blank=True)
+    judge_prompt_version = models.CharField(max_length=32, blank=True)
+    validated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    validated_at = models.DateTimeField(null=True, blank=True)
+    human_locked = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-generated_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["composition_hash", "cluster_type"],
+                condition=Q(is_current=True),
+                name="uniq_current_summary_per_composition",
+            )
+        ]
+        indexes = [models.Index(fields=["composition_hash", "cluster_type", "is_current"])]
+        verbose_name_plural = "cluster summaries"
+
+    def __str__(self) -> str:
+        return f"summary {self.pk} ({self.cluster_type}, {self.validation_status})"
+
+
+class ValidationEvent(models.Model):
+    """Audit of one status change of a summary: who (a user, the judge or the system), when, the
+    states before and after, and a note."""
+
+    class Source(models.TextChoices):
+        JUDGE = "judge", "judge"
+        HUMAN = "human", "human"
+        SYSTEM = "system", "system"
+
+    summary = models.ForeignKey(ClusterSummary, on_delete=models.CASCADE, related_name="events")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    source = models.CharField(max_length=16, choices=Source.choices)
+    from_status = models.CharField(max_length=16, blank=True)
+    to_status = models.CharField(max_length=16)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_status or '-'} -> {self.to_status} ({self.source})"
+
+
+class JobStatus(models.TextChoices):
+    """Life cycle of a generation job."""
+
+    PENDING = "pending", "pending"
+    RUNNING = "running", "running"
+    SUCCEEDED = "succeeded", "succeeded"
+    FAILED = "failed", "failed"
+    CANCELLED = "cancelled", "cancelled"
+
+
+class GenerationJob(models.Model):
+    """The summarisation of one clustering run. Totals are computed from ``SummaryTask`` rows by
+    the finalize step; the rows, not broker messages, are the source of truth."""
+
+    class Mode(models.TextChoices):
+        REALTIME = "realtime", "realtime"
+        BATCH = "batch", "batch"
+
+    run = models.OneToOneField(
+        "clustering.ClusteringRun", on_delete=models.CASCADE, related_name="generation_job"
+    )
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.REALTIME)
+    status = models.CharField(
+        max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING, db_index=True
+    )
+    provider = models.CharField(max_length=32)
+    model = models.CharField(max_length=100)
+    judge_model = models.CharField(max_length=100)
+    force = models.BooleanField(default=False)
+    total = models.PositiveIntegerField(default=0)
+    succeeded = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    progress_current = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    progress_message = models.CharField(max_length=300, blank=True)
+    message = models.TextField(blank=True)  # one clear sentence when the job could not call
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    deadline = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"job {self.pk} for run {self.run_id} ({self.status})"
+
+
+class TaskState(models.TextChoices):
+    """State of one cluster's summarisation."""
+
+    PENDING = "pending", "pending"
+    RUNNING = "running", "running"
+    SUCCEEDED = "succeeded", "succeeded"  # a summary stored, validated or pending review
+    REJECTED = "rejected", "rejected"  # judged reject on every attempt; stored as rejected
+    FAILED = "failed", "failed"  # no usable output (provider errors, invalid output)
+    SKIPPED = "skipped", "skipped"  # cache hit, human lock, or no provider key
+
+
+TERMINAL_STATES = (TaskState.SUCCEEDED, TaskState.REJECTED, TaskState.FAILED, TaskState.SKIPPED)
+
+
+class SummaryTask(models.Model):
+    """One cluster of a job: the unit of work and its source of truth.
+
+    ``attempts`` counts generation attempts (at most 3); ``lease_until`` is when a worker's claim
+    on a running task expires, so a redelivered message can take over a dead worker's task.
+    """
+
+    job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="tasks")
+    cluster = models.ForeignKey("clustering.Cluster", on_delete=models.CASCADE)
+    state = models.CharField(
+        max_length=16, choices=TaskState.choices, default=TaskState.PENDING, db_index=True
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    deliveries = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    summary = models.ForeignKey(
+        ClusterSummary, on_delete=models.SET_NULL, null=True, blank=True, related_name="tasks"
+    )
+    lease_until = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["job", "cluster__number"]
+        constraints = [models.UniqueConstraint(fields=["job", "cluster"], name="uniq_job_cluster")]
+
+    def __str__(self) -> str:
+        return f"task {self.pk} (cluster {self.cluster_id}, {self.state})"
+
+
+class LLMCall(models.Model):
+    """One provider call (or batch item): what was asked, what it cost, how it ended.
+
+    Tokens are as reported by the provider; ``cost_usd`` uses the price table in settings
+    (``LLM_PRICES``, USD per million tokens); ``error_message`` never contains a key.
+    """
+
+    class Kind(models.TextChoices):
+        GENERATE = "generate", "generate"
+        JUDGE = "judge", "judge"
+
+    class Status(models.TextChoices):
+        SUCCESS = "success", "success"
+        VALIDATION_FAILED = "validation_failed", "validation failed"
+        API_ERROR = "api_error", "API error"
+        TIMEOUT = "timeout", "timeout"
+        BLOCKED = "blocked", "blocked"
+
+    job = models.ForeignKey(
+        GenerationJob, on_delete=models.CASCADE, null=True, blank=True, related_name="calls"
+    )
+    task = models.ForeignKey(
+        SummaryTask, on_delete=models.CASCADE, null=True, blank=True, related_name="calls"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    attempt = models.PositiveSmallIntegerField(default=1)  # generation attempt of the task
+    try_number = models.PositiveSmallIntegerField(default=1)  # retry of this call (transient)
+    provider = models.CharField(max_length=32)
+    model = models.CharField(max_length=100)
+    model_version = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=24, choices=Status.choices, db_index=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    latency_seconds = models.FloatField(default=0.0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
+    error_class = models.CharField(max_length=100, blank=True)
+    error_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} call {self.pk} ({self.status})"

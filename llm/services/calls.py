@@ -1,0 +1,153 @@
+"""One provider call with the retry policy, the shared rate limit and an ``LLMCall`` row per try.
+
+Policy: transient errors (429, 5xx, timeouts, connection errors) are retried up to
+``LLM_CALL_TRIES`` tries in all, waiting ``Retry-After`` when the provider sent it, else an
+exponential backoff ``min(LLM_BACKOFF_MAX, LLM_BACKOFF_BASE * 2**(try-1))`` with full jitter in
+[0.5x, 1.5x]. Permanent errors (400, 401/403, invalid output, blocked) are not retried here.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from pydantic import BaseModel
+
+from llm.models import GenerationJob, LLMCall, SummaryTask
+from llm.pricing import call_cost
+from llm.providers.base import Provider, ProviderError, ProviderRequest, ProviderResult, redact
+from llm.ratelimit import RateLimitWaitExceeded, limiter_for
+
+_STATUS_OF_KIND = {
+    "api_error": LLMCall.Status.API_ERROR,
+    "timeout": LLMCall.Status.TIMEOUT,
+    "blocked": LLMCall.Status.BLOCKED,
+    "validation_failed": LLMCall.Status.VALIDATION_FAILED,
+}
+
+
+@dataclass
+class CallOutcome:
+    """The end of a call after retries: ``result`` on success, else ``error``; ``call`` is the
+    last ``LLMCall`` row written."""
+
+    result: ProviderResult[Any] | None
+    error: ProviderError | None
+    call: LLMCall
+
+
+def backoff_seconds(try_number: int, retry_after: float | None) -> float:
+    """Seconds to wait before try ``try_number + 1``: the provider's Retry-After when given
+    (honoured exactly, plus up to 0.25 s jitter), else jittered exponential backoff."""
+    if retry_after is not None and retry_after >= 0:
+        return retry_after + random.uniform(0, 0.25)
+    base = min(settings.LLM_BACKOFF_MAX, settings.LLM_BACKOFF_BASE * 2 ** (try_number - 1))
+    return base * random.uniform(0.5, 1.5)
+
+
+def _secrets() -> list[str]:
+    return [s for s in (settings.GEMINI_API_KEY,) if s]
+
+
+def provider_call(
+    *,
+    provider: Provider,
+    request: ProviderRequest[BaseModel],
+    kind: str,
+    job: GenerationJob | None,
+    task: SummaryTask | None,
+    attempt: int,
+    deadline: float | None = None,
+) -> CallOutcome:
+    """Call ``provider`` with retries, the shared rate limit and one ``LLMCall`` per try.
+
+    ``deadline`` is a ``time.monotonic()`` value after which no new try starts (the job's time
+    limit). Never raises for provider failures: they come back as ``CallOutcome.error``.
+    """
+    limiter = limiter_for(provider.name, request.model)
+    tries = settings.LLM_CALL_TRIES
+    estimated_tokens = (len(request.system_prompt) + len(request.user_prompt)) // 4
+    call: LLMCall | None = None
+    for try_number in range(1, tries + 1):
+        error: ProviderError | None = None
+        result: ProviderResult[Any] | None = None
+        try:
+            max_wait = 600.0 if deadline is None else max(1.0, deadline - time.monotonic())
+            if provider.name != "extractive":  # the offline baseline calls nobody
+                limiter.acquire(tokens=estimated_tokens, max_wait=max_wait)
+            result = provider.generate(request)
+        except ProviderError as exc:
+            error = exc
+        except RateLimitWaitExceeded as exc:
+            error = ProviderError(str(exc), transient=False, kind="timeout")
+        except Exception as exc:  # a provider bug must not kill the cluster silently
+            error = ProviderError(f"{type(exc).__name__}: {exc}", transient=False)
+        call = _record(
+            provider=provider,
+            request=request,
+            kind=kind,
+            job=job,
+            task=task,
+            attempt=attempt,
+            try_number=try_number,
+            result=result,
+            error=error,
+        )
+        if error is None:
+            return CallOutcome(result=result, error=None, call=call)
+        if not error.transient or try_number == tries:
+            return CallOutcome(result=None, error=error, call=call)
+        pause = backoff_seconds(try_number, error.retry_after)
+        if deadline is not None and time.monotonic() + pause > deadline:
+            return CallOutcome(result=None, error=error, call=call)
+        time.sleep(pause)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _record(
+    *,
+    provider: Provider,
+    request: ProviderRequest[BaseModel],
+    kind: str,
+    job: GenerationJob | None,
+    task: SummaryTask | None,
+    attempt: int,
+    try_number: int,
+    result: ProviderResult[Any] | None,
+    error: ProviderError | None,
+) -> LLMCall:
+    if result is not None:
+        input_tokens, output_tokens = result.input_tokens, result.output_tokens
+        status, latency, version = (
+            LLMCall.Status.SUCCESS,
+            result.latency_seconds,
+            result.model_version,
+        )
+        error_class = error_message = ""
+    else:
+        assert error is not None
+        input_tokens, output_tokens = error.input_tokens, error.output_tokens
+        status = _STATUS_OF_KIND.get(error.kind, LLMCall.Status.API_ERROR)
+        latency, version = 0.0, ""
+        error_class = f"{error.kind}{f' HTTP {error.status_code}' if error.status_code else ''}"
+        error_message = redact(error.message, _secrets())[:4000]
+    return LLMCall.objects.create(
+        job=job,
+        task=task,
+        kind=kind,
+        attempt=attempt,
+        try_number=try_number,
+        provider=provider.name,
+        model=request.model,
+        model_version=version,
+        status=status,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        latency_seconds=latency,
+        cost_usd=call_cost(request.model, input_tokens, output_tokens),
+        error_class=error_class,
+        error_message=error_message,
+    )

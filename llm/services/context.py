@@ -1,0 +1,46 @@
+"""Build the ORM-free :class:`~llm.context.ClusterContext` of a stored cluster."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from clustering.models import Cluster, ClusteringRun
+from llm.context import ClusterContext, TermRow
+
+
+@lru_cache(maxsize=8)
+def _run_symbols(run_id: int) -> frozenset[str]:
+    """Every entity symbol of a run's dataset: all cluster members plus unclustered entities."""
+    symbols: set[str] = set()
+    for members in Cluster.objects.filter(run_id=run_id).values_list("members", flat=True):
+        symbols.update(m["symbol"] for m in members)
+    unclustered = ClusteringRun.objects.values_list("unclustered", flat=True).get(pk=run_id)
+    symbols.update(symbol for _, symbol in unclustered)
+    return frozenset(symbols)
+
+
+def cluster_context_build(*, cluster: Cluster) -> ClusterContext:
+    """Snapshot of a cluster for the LLM steps: members, terms by FDR, the dataset's symbols."""
+    terms = tuple(
+        TermRow(
+            category=t.category,
+            term_id=t.term_id,
+            name=t.term_name,
+            fdr=t.fdr,
+            p_value=t.p_value,
+            overlap=t.overlap,
+            term_size=t.term_size,
+            fold_enrichment=t.fold_enrichment,
+        )
+        for t in cluster.terms.order_by("fdr", "term_id")
+    )
+    run = cluster.run
+    return ClusterContext(
+        cluster_type=run.cluster_type,  # type: ignore[arg-type]
+        cluster_number=cluster.number,
+        size=cluster.size,
+        members=tuple((m["id"], m["symbol"]) for m in cluster.members),
+        terms=terms,
+        dataset_symbols=_run_symbols(run.pk),
+        dataset_slug=run.dataset.slug,
+    )

@@ -1,0 +1,549 @@
+"""The summary pipeline's writes: plan a job, summarise one cluster, finalize the job.
+
+Chain (llm/tasks.py): cluster run -> plan -> chord(summarise one cluster per miss) -> finalize.
+``SummaryTask`` rows are the source of truth; every step is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+from pydantic import BaseModel
+
+from clustering.models import Cluster, ClusteringRun, RunStatus
+from llm.context import ClusterContext
+from llm.models import (
+    TERMINAL_STATES,
+    ClusterSummary,
+    GenerationJob,
+    JobStatus,
+    LLMCall,
+    SummaryTask,
+    TaskState,
+    ValidationEvent,
+    ValidationStatus,
+    Verdict,
+)
+from llm.prompts.schemas import JudgeVerdict, summary_class_for
+from llm.prompts.templates import (
+    JUDGE_PROMPT_VERSION,
+    build_generation_prompt,
+    build_judge_prompt,
+    prompt_version_for,
+)
+from llm.providers.base import Provider, ProviderRequest
+from llm.providers.registry import (
+    ProviderNotConfigured,
+    default_judge_model,
+    default_model,
+    provider_check,
+    provider_get,
+)
+from llm.services.calls import provider_call
+from llm.services.context import cluster_context_build
+from llm.services.validation import derived_confidence, validate_entities
+
+logger = logging.getLogger(__name__)
+
+LOCKED_MESSAGE = "kept: a curator set this summary's status; --force does not overwrite it"
+_STATUS_OF_VERDICT = {
+    Verdict.ACCEPT: ValidationStatus.VALIDATED,
+    Verdict.LOW_CONFIDENCE: ValidationStatus.PENDING,
+    Verdict.REJECT: ValidationStatus.REJECTED,
+}
+
+
+# --- plan -------------------------------------------------------------------------------------
+
+
+def job_plan(
+    *,
+    run_id: int,
+    provider: str | None = None,
+    model: str | None = None,
+    judge_model: str | None = None,
+    force: bool = False,
+) -> list[int]:
+    """Create (or find) the run's ``GenerationJob`` and its ``SummaryTask`` rows, resolve cache
+    hits with one bulk lookup, and return the ids of the tasks that need a provider.
+
+    Cache hits (same composition hash and cluster type) are marked skipped; with ``force`` every
+    cluster is regenerated except summaries whose status a human set (never overwritten). A
+    provider that cannot be called (no key) marks every miss skipped with one clear message.
+    Idempotent: planning the same run again returns the tasks still pending.
+    """
+    run = ClusteringRun.objects.select_related("dataset").get(pk=run_id)
+    name = provider or settings.LLM_PROVIDER
+    job, created = GenerationJob.objects.get_or_create(
+        run=run,
+        defaults={
+            "provider": name,
+            "model": model or default_model(name),
+            "judge_model": judge_model or model or default_judge_model(name),
+            "force": force,
+        },
+    )
+    if not created and job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
+        return []
+    if run.status != RunStatus.SUCCEEDED:
+        reason = run.error.splitlines()[0] if run.error else run.status
+        GenerationJob.objects.filter(pk=job.pk).update(
+            status=JobStatus.FAILED,
+            message=f"clustering run {run.pk} did not succeed: {reason}",
+            finished_at=timezone.now(),
+        )
+        return []
+    now = timezone.now()
+    clusters = list(Cluster.objects.filter(run=run).only("id", "composition_hash"))
+    with transaction.atomic():
+        SummaryTask.objects.bulk_create(
+            [SummaryTask(job=job, cluster=c) for c in clusters],
+            ignore_conflicts=True,
+            batch_size=2000,
+        )
+        GenerationJob.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
+            status=JobStatus.RUNNING,
+            started_at=now,
+            deadline=now + timedelta(seconds=settings.LLM_JOB_TIME_LIMIT),
+            total=len(clusters),
+        )
+        # one bulk lookup of the cache for the whole run
+        current = {
+            s.composition_hash: s
+            for s in ClusterSummary.objects.filter(
+                cluster_type=run.cluster_type,
+                is_current=True,
+                composition_hash__in=[c.composition_hash for c in clusters],
+            ).only("id", "composition_hash", "human_locked")
+        }
+        pending = list(
+            SummaryTask.objects.filter(job=job, state=TaskState.PENDING).select_related("cluster")
+        )
+        hit_ids: dict[int, list[int]] = {}
+        locked_ids: dict[int, list[int]] = {}
+        misses: list[int] = []
+        for task in pending:
+            summary = current.get(task.cluster.composition_hash)
+            if summary is not None and summary.human_locked and job.force:
+                locked_ids.setdefault(summary.pk, []).append(task.pk)
+            elif summary is not None and not job.force:
+                hit_ids.setdefault(summary.pk, []).append(task.pk)
+            else:
+                misses.append(task.pk)
+        for summary_id, ids in hit_ids.items():
+            SummaryTask.objects.filter(pk__in=ids).update(
+                state=TaskState.SKIPPED,
+                summary_id=summary_id,
+                last_error="cache hit: same members and cluster type already summarised",
+                finished_at=now,
+            )
+        for summary_id, ids in locked_ids.items():
+            SummaryTask.objects.filter(pk__in=ids).update(
+                state=TaskState.SKIPPED,
+                summary_id=summary_id,
+                last_error=LOCKED_MESSAGE,
+                finished_at=now,
+            )
+        try:
+            provider_check(job.provider)
+        except ProviderNotConfigured as exc:
+            SummaryTask.objects.filter(pk__in=misses).update(
+                state=TaskState.SKIPPED, last_error=str(exc), finished_at=now
+            )
+            GenerationJob.objects.filter(pk=job.pk).update(message=str(exc))
+            return []
+    return misses
+
+
+# --- one cluster --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Attempts:
+    """What the attempts of one cluster produced so far."""
+
+    feedback: list[str] = field(default_factory=list)
+    last_summary: BaseModel | None = None
+    last_failures: list[str] = field(default_factory=list)
+    last_verdict: JudgeVerdict | None = None
+    last_error: str = ""
+
+
+def _claim(task_id: int) -> SummaryTask | None:
+    """Take the task unless it is finished or another worker holds a live lease."""
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
+    with transaction.atomic():
+        task = (
+            SummaryTask.objects.select_for_update()
+            .select_related("job", "cluster", "cluster__run", "cluster__run__dataset")
+            .filter(pk=task_id)
+            .first()
+        )
+        if task is None or task.state in TERMINAL_STATES:
+            return None
+        if task.state == TaskState.RUNNING and task.lease_until and task.lease_until > now:
+            return None
+        task.state = TaskState.RUNNING
+        task.lease_until = lease
+        task.deliveries += 1
+        task.started_at = task.started_at or now
+        task.save(update_fields=["state", "lease_until", "deliveries", "started_at", "updated_at"])
+        return task
+
+
+def _finish(
+    task: SummaryTask, state: str, *, error: str = "", summary: ClusterSummary | None = None
+) -> None:
+    SummaryTask.objects.filter(pk=task.pk).update(
+        state=state,
+        last_error=error[:4000],
+        summary=summary,
+        lease_until=None,
+        finished_at=timezone.now(),
+        attempts=task.attempts,
+    )
+    _progress(task.job_id, task.cluster.number)
+
+
+def _progress(job_id: int, number: int) -> None:
+    counts = SummaryTask.objects.filter(job_id=job_id).aggregate(
+        total=Count("id"), done=Count("id", filter=Q(state__in=TERMINAL_STATES))
+    )
+    GenerationJob.objects.filter(pk=job_id).update(
+        progress_current=counts["done"],
+        progress_total=counts["total"],
+        progress_message=(
+            f"Generating {counts['done']}/{counts['total']} clusters - cluster {number}"
+        ),
+    )
+
+
+def summary_task_execute(*, task_id: int) -> str | None:
+    """Summarise one cluster: generate -> entity validation -> judge, regenerating with the
+    judge's reasoning and the validation failures up to ``LLM_MAX_ATTEMPTS`` times.
+
+    Outcomes (the task's final state): succeeded (a summary stored as validated after accept, or
+    pending after low_confidence or a failed judge call), rejected (still rejected after the last
+    attempt; stored with the reasoning), failed (no valid output; the reason is in last_error),
+    skipped (the cache was filled meanwhile, or a curator's status is kept). Never raises for
+    provider failures: a failed cluster must not stop the run.
+
+    Returns the final state, or None when another delivery owns or finished the task.
+    """
+    task = _claim(task_id)
+    if task is None:
+        return None
+    try:
+        return _execute(task)
+    except Exception as exc:  # record, never lose the cluster
+        logger.exception("summary task %s crashed", task_id)
+        _finish(task, TaskState.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
+        return TaskState.FAILED
+
+
+def _execute(task: SummaryTask) -> str:
+    job = task.job
+    if job.status == JobStatus.CANCELLED:
+        _finish(task, TaskState.SKIPPED, error="job cancelled")
+        return TaskState.SKIPPED
+    remaining = (job.deadline - timezone.now()).total_seconds() if job.deadline else 3600.0
+    if remaining <= 0:
+        _finish(task, TaskState.FAILED, error="job time limit (LLM_JOB_TIME_LIMIT) exceeded")
+        return TaskState.FAILED
+    deadline = time.monotonic() + remaining
+    try:
+        provider = provider_get(job.provider)
+    except ProviderNotConfigured as exc:
+        _finish(task, TaskState.SKIPPED, error=str(exc))
+        return TaskState.SKIPPED
+    ctx = cluster_context_build(cluster=task.cluster)
+    state = _Attempts()
+    output_class = summary_class_for(ctx.cluster_type)
+    while task.attempts < settings.LLM_MAX_ATTEMPTS:
+        task.attempts += 1
+        SummaryTask.objects.filter(pk=task.pk).update(attempts=task.attempts)
+        system, user = build_generation_prompt(ctx, feedback=state.feedback or None)
+        request: ProviderRequest[Any] = ProviderRequest(
+            system_prompt=system,
+            user_prompt=user,
+            output_class=output_class,
+            model=job.model,
+            temperature=settings.LLM_TEMPERATURE,
+            max_output_tokens=settings.LLM_MAX_OUTPUT_TOKENS,
+            custom_id=f"job{job.pk}-task{task.pk}-gen{task.attempts}",
+        )
+        outcome = provider_call(
+            provider=provider,
+            request=request,
+            kind=LLMCall.Kind.GENERATE,
+            job=job,
+            task=task,
+            attempt=task.attempts,
+            deadline=deadline,
+        )
+        if outcome.error is not None:
+            state.last_error = f"generation attempt {task.attempts}: {outcome.call.error_message}"
+            if outcome.error.kind in ("validation_failed", "blocked"):
+                state.feedback.append(
+                    f"Your previous answer could not be used ({outcome.error.kind}): "
+                    f"{outcome.call.error_message[:500]}. Answer with valid JSON for the schema."
+                )
+                continue
+            _finish(task, TaskState.FAILED, error=state.last_error)
+            return TaskState.FAILED
+        assert outcome.result is not None
+        summary = outcome.result.parsed
+        failures = validate_entities(ctx, summary)
+        state.last_summary, state.last_failures, state.last_verdict = summary, failures, None
+        if failures:
+            LLMCall.objects.filter(pk=outcome.call.pk).update(
+                status=LLMCall.Status.VALIDATION_FAILED,
+                error_class="entity_validation",
+                error_message="; ".join(failures)[:4000],
+            )
+            state.feedback.extend(f"Validation failure: {f}" for f in failures)
+            state.last_error = f"attempt {task.attempts}: entity validation failed: " + "; ".join(
+                failures
+            )
+            continue
+        verdict, judge_error = _judge(provider, ctx, summary, job, task, deadline)
+        if verdict is None:
+            stored = _summary_store(
+                task,
+                ctx,
+                summary,
+                status=ValidationStatus.PENDING,
+                verdict=None,
+                reasoning=(
+                    "The judge could not be reached, so this summary waits for human review "
+                    f"({judge_error})."
+                ),
+                failures=[],
+            )
+            return _stored_outcome(task, stored)
+        state.last_verdict = verdict
+        if verdict.verdict != Verdict.REJECT:
+            stored = _summary_store(
+                task,
+                ctx,
+                summary,
+                status=_STATUS_OF_VERDICT[Verdict(verdict.verdict)],
+                verdict=verdict,
+                reasoning=verdict.reasoning,
+                failures=[],
+            )
+            return _stored_outcome(task, stored)
+        state.feedback.append(f"The reviewer rejected the previous summary: {verdict.reasoning}")
+        state.last_error = f"attempt {task.attempts}: judge rejected: {verdict.reasoning}"
+    # out of attempts
+    if state.last_summary is None:
+        _finish(
+            task,
+            TaskState.FAILED,
+            error=f"no valid output after {task.attempts} attempts; {state.last_error}",
+        )
+        return TaskState.FAILED
+    if state.last_verdict is not None:
+        reasoning = state.last_verdict.reasoning
+    else:
+        reasoning = "Entity validation failed on the last attempt: " + "; ".join(
+            state.last_failures
+        )
+    stored = _summary_store(
+        task,
+        ctx,
+        state.last_summary,
+        status=ValidationStatus.REJECTED,
+        verdict=state.last_verdict,
+        reasoning=reasoning,
+        failures=state.last_failures,
+    )
+    if stored is None or stored.validation_status != ValidationStatus.REJECTED:
+        return _stored_outcome(task, stored)
+    _finish(
+        task,
+        TaskState.REJECTED,
+        error=f"rejected after {task.attempts} attempts: {reasoning}",
+        summary=stored,
+    )
+    return TaskState.REJECTED
+
+
+def _judge(
+    provider: Provider,
+    ctx: ClusterContext,
+    summary: BaseModel,
+    job: GenerationJob,
+    task: SummaryTask,
+    deadline: float,
+) -> tuple[JudgeVerdict | None, str]:
+    system, user = build_judge_prompt(ctx, summary)
+    request: ProviderRequest[Any] = ProviderRequest(
+        system_prompt=system,
+        user_prompt=user,
+        output_class=JudgeVerdict,
+        model=job.judge_model,
+        temperature=0.0,
+        max_output_tokens=1024,
+        custom_id=f"job{job.pk}-task{task.pk}-judge{task.attempts}",
+        metadata={"dataset_symbols": sorted(ctx.dataset_symbols)},
+    )
+    outcome = provider_call(
+        provider=provider,
+        request=request,
+        kind=LLMCall.Kind.JUDGE,
+        job=job,
+        task=task,
+        attempt=task.attempts,
+        deadline=deadline,
+    )
+    if outcome.error is not None or outcome.result is None:
+        return None, outcome.call.error_message or "judge call failed"
+    return outcome.result.parsed, ""
+
+
+def _stored_outcome(task: SummaryTask, stored: ClusterSummary | None) -> str:
+    if stored is None:  # a curator's summary was kept, or another job stored one meanwhile
+        return TaskState.SKIPPED
+    state = (
+        TaskState.REJECTED
+        if stored.validation_status == ValidationStatus.REJECTED
+        else TaskState.SUCCEEDED
+    )
+    _finish(task, state, summary=stored)
+    return state
+
+
+def _summary_store(
+    task: SummaryTask,
+    ctx: ClusterContext,
+    summary: BaseModel,
+    *,
+    status: str,
+    verdict: JudgeVerdict | None,
+    reasoning: str,
+    failures: list[str],
+) -> ClusterSummary | None:
+    """Write the summary as the current one for its composition, with its audit event.
+
+    Returns None (and finishes the task as skipped) when the current summary is locked by a
+    curator, or when another job already stored one and this job is not forcing.
+    """
+    job = task.job
+    cluster = task.cluster
+    totals = LLMCall.objects.filter(task=task).aggregate(
+        i=Sum("input_tokens"), o=Sum("output_tokens"), c=Sum("cost_usd")
+    )
+    content = summary.model_dump(mode="json")
+    scores: dict[str, Any] = {}
+    if verdict is not None:
+        scores = verdict.model_dump(mode="json", exclude={"reasoning", "verdict"})
+    with transaction.atomic():
+        current = (
+            ClusterSummary.objects.select_for_update()
+            .filter(
+                composition_hash=cluster.composition_hash,
+                cluster_type=ctx.cluster_type,
+                is_current=True,
+            )
+            .first()
+        )
+        if current is not None and (current.human_locked or not job.force):
+            why = (
+                "kept: a curator set this summary's status"
+                if current.human_locked
+                else "cache filled meanwhile by another job"
+            )
+            _finish(task, TaskState.SKIPPED, error=why, summary=current)
+            return None
+        if current is not None:
+            ClusterSummary.objects.filter(pk=current.pk).update(is_current=False)
+        stored = ClusterSummary.objects.create(
+            composition_hash=cluster.composition_hash,
+            cluster_type=ctx.cluster_type,
+            is_current=True,
+            dataset=cluster.run.dataset,
+            cluster=cluster,
+            members=ctx.symbols,
+            content=content,
+            summary_text=str(content.get("summary", "")),
+            tags=list(content.get("tags", [])),
+            confidence=str(content.get("confidence", "")),
+            derived_confidence=derived_confidence(ctx),
+            provider=job.provider,
+            model=job.model,
+            prompt_version=prompt_version_for(ctx.cluster_type),
+            attempts=task.attempts,
+            input_tokens=totals["i"] or 0,
+            output_tokens=totals["o"] or 0,
+            cost_usd=totals["c"] or Decimal(0),
+            validation_status=status,
+            validation_failures=failures,
+            judge_verdict=verdict.verdict if verdict is not None else "",
+            judge_reasoning=reasoning,
+            judge_scores=scores,
+            judge_model=job.judge_model,
+            judge_prompt_version=JUDGE_PROMPT_VERSION,
+        )
+        ValidationEvent.objects.create(
+            summary=stored,
+            source=ValidationEvent.Source.JUDGE
+            if verdict is not None
+            else ValidationEvent.Source.SYSTEM,
+            from_status="",
+            to_status=status,
+            note=reasoning[:2000],
+        )
+    return stored
+
+
+# --- finalize -----------------------------------------------------------------------------------
+
+
+def job_finalize(*, job_id: int) -> bool:
+    """Compute the job's totals from its ``SummaryTask`` rows and tokens and cost from its
+    ``LLMCall`` rows; mark it succeeded when every task is finished.
+
+    Returns False (and changes nothing but the totals) while some task is still unfinished, so a
+    caller can try again later; True once the job is final. Idempotent.
+    """
+    job = GenerationJob.objects.get(pk=job_id)
+    counts = SummaryTask.objects.filter(job=job).aggregate(
+        total=Count("id"),
+        succeeded=Count("id", filter=Q(state=TaskState.SUCCEEDED)),
+        rejected=Count("id", filter=Q(state=TaskState.REJECTED)),
+        failed=Count("id", filter=Q(state=TaskState.FAILED)),
+        skipped=Count("id", filter=Q(state=TaskState.SKIPPED)),
+    )
+    usage = LLMCall.objects.filter(job=job).aggregate(
+        i=Sum("input_tokens"), o=Sum("output_tokens"), c=Sum("cost_usd")
+    )
+    done = counts["succeeded"] + counts["rejected"] + counts["failed"] + counts["skipped"]
+    final = done == counts["total"]
+    update: dict[str, Any] = {
+        **counts,
+        "input_tokens": usage["i"] or 0,
+        "output_tokens": usage["o"] or 0,
+        "cost_usd": usage["c"] or Decimal(0),
+        "progress_current": done,
+        "progress_total": counts["total"],
+    }
+    if final and job.status in (JobStatus.PENDING, JobStatus.RUNNING):
+        update["status"] = JobStatus.SUCCEEDED
+        update["finished_at"] = timezone.now()
+        update["progress_message"] = (
+            f"Done: {counts['succeeded']} succeeded, {counts['rejected']} rejected, "
+            f"{counts['failed']} failed, {counts['skipped']} skipped of {counts['total']}"
+        )
+    GenerationJob.objects.filter(pk=job.pk).update(**update)
+    return final
