@@ -80,6 +80,8 @@ def celery_worker(redis_url: str, transactional_db: None) -> Iterator[object]:
     from config.celery import app
 
     app.conf.task_always_eager = False
+    # messages left by an earlier test name rows that no longer exist; start from empty queues
+    app.control.purge()
     with start_worker(
         app,
         pool="threads",

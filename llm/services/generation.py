@@ -517,7 +517,9 @@ def job_finalize(*, job_id: int) -> bool:
     Returns False (and changes nothing but the totals) while some task is still unfinished, so a
     caller can try again later; True once the job is final. Idempotent.
     """
-    job = GenerationJob.objects.get(pk=job_id)
+    job = GenerationJob.objects.filter(pk=job_id).first()
+    if job is None:  # deleted meanwhile (with its run): nothing left to finalize
+        return True
     counts = SummaryTask.objects.filter(job=job).aggregate(
         total=Count("id"),
         succeeded=Count("id", filter=Q(state=TaskState.SUCCEEDED)),
