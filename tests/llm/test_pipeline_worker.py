@@ -45,7 +45,7 @@ def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[GeminiEmulator]:
 
 
 @pytest.fixture
-def gemini(settings, emulator: GeminiEmulator) -> GeminiEmulator:  # type: ignore[no-untyped-def]
+def gemini(settings, emulator: GeminiEmulator) -> GeminiEmulator:
     settings.LLM_PROVIDER = "gemini"
     settings.LLM_MODEL = "gemini-2.5-flash"
     settings.LLM_JUDGE_MODEL = ""
@@ -80,7 +80,7 @@ def _run(dataset: str, *, force: bool = False, timeout: float = 60.0) -> Generat
     raise AssertionError(f"job of run {run.pk} did not finish in {timeout} s")
 
 
-def test_chain_and_chord_complete_with_totals(celery_worker, gemini, two_clusters) -> None:  # type: ignore[no-untyped-def]
+def test_chain_and_chord_complete_with_totals(celery_worker, gemini, two_clusters) -> None:
     job = _run(two_clusters)
     assert job.status == JobStatus.SUCCEEDED
     assert (job.total, job.succeeded, job.failed, job.skipped, job.rejected) == (2, 2, 0, 0, 0)
@@ -110,32 +110,34 @@ def test_chain_and_chord_complete_with_totals(celery_worker, gemini, two_cluster
     assert ClusterSummary.objects.filter(is_current=False).count() == 2
 
 
-def test_reject_then_regenerate_then_accept(celery_worker, gemini, two_clusters) -> None:  # type: ignore[no-untyped-def]
+def test_reject_then_regenerate_then_accept(celery_worker, gemini, two_clusters) -> None:
     gemini.add_fault("verdict", verdict="reject", reasoning="Themes are not supported by terms.")
     job = _run(two_clusters)
     assert (job.succeeded, job.rejected) == (2, 0)
     attempts = sorted(SummaryTask.objects.filter(job=job).values_list("attempts", flat=True))
     assert attempts == [1, 2]
     retried = SummaryTask.objects.get(job=job, attempts=2)
+    assert retried.summary is not None
     assert retried.summary.validation_status == ValidationStatus.VALIDATED
     # the second generation prompt carried the judge's reasoning
     generate_logs = [e for e in gemini.request_log("generate")]
     assert len(generate_logs) == 3
 
 
-def test_three_rejects_store_rejected_with_reasoning(celery_worker, gemini, two_clusters) -> None:  # type: ignore[no-untyped-def]
+def test_three_rejects_store_rejected_with_reasoning(celery_worker, gemini, two_clusters) -> None:
     gemini.add_fault("verdict", verdict="reject", reasoning="Not grounded in the terms.", times=6)
     job = _run(two_clusters)
     assert (job.succeeded, job.rejected, job.failed) == (0, 2, 0)
     for task in SummaryTask.objects.filter(job=job):
         assert task.state == TaskState.REJECTED and task.attempts == 3
         assert "Not grounded in the terms." in task.last_error
+        assert task.summary is not None
         assert task.summary.validation_status == ValidationStatus.REJECTED
         assert task.summary.judge_reasoning == "Not grounded in the terms."
     assert LLMCall.objects.filter(job=job, kind="generate").count() == 6
 
 
-def test_judge_failure_leaves_summary_pending(celery_worker, gemini, two_clusters) -> None:  # type: ignore[no-untyped-def]
+def test_judge_failure_leaves_summary_pending(celery_worker, gemini, two_clusters) -> None:
     gemini.add_fault("status", target="judge", code=400, times=2)
     job = _run(two_clusters)
     assert job.succeeded == 2
@@ -146,7 +148,7 @@ def test_judge_failure_leaves_summary_pending(celery_worker, gemini, two_cluster
     assert LLMCall.objects.filter(job=job, kind="judge", status="api_error").count() == 2
 
 
-def test_fenced_json_is_recovered(celery_worker, gemini, two_clusters) -> None:  # type: ignore[no-untyped-def]
+def test_fenced_json_is_recovered(celery_worker, gemini, two_clusters) -> None:
     gemini.add_fault("fenced", target="generate", times=2)
     job = _run(two_clusters)
     assert job.succeeded == 2
@@ -155,18 +157,18 @@ def test_fenced_json_is_recovered(celery_worker, gemini, two_clusters) -> None: 
     assert sum(1 for e in gemini.request_log() if e["fault"] == "fenced") == 2
 
 
-def test_truncated_json_is_counted_and_regenerated(celery_worker, gemini, two_clusters) -> None:  # type: ignore[no-untyped-def]
+def test_truncated_json_is_counted_and_regenerated(celery_worker, gemini, two_clusters) -> None:
     gemini.add_fault("truncated", target="generate")
     job = _run(two_clusters)
     assert job.succeeded == 2
     failed = LLMCall.objects.get(job=job, status="validation_failed")
     assert failed.kind == "generate" and failed.attempt == 1
-    assert SummaryTask.objects.get(pk=failed.task_id).attempts == 2
+    assert failed.task is not None and failed.task.attempts == 2
 
 
 def test_hallucinated_gene_fails_validation_and_is_regenerated(
     celery_worker, gemini, two_clusters
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     gemini.add_fault("hallucinated_gene", target="generate", symbol=LONER)
     job = _run(two_clusters)
     assert job.succeeded == 2
@@ -176,7 +178,7 @@ def test_hallucinated_gene_fails_validation_and_is_regenerated(
         assert LONER not in summary.summary_text
 
 
-def test_429_retry_after_is_honoured(celery_worker, gemini, two_clusters) -> None:  # type: ignore[no-untyped-def]
+def test_429_retry_after_is_honoured(celery_worker, gemini, two_clusters) -> None:
     gemini.add_fault("status", target="generate", code=429, retry_after=1.5)
     job = _run(two_clusters)
     assert job.succeeded == 2
@@ -193,7 +195,7 @@ def test_429_retry_after_is_honoured(celery_worker, gemini, two_clusters) -> Non
 
 def test_no_key_skips_every_cluster_without_a_call(
     celery_worker, gemini, settings, two_clusters
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     settings.GEMINI_API_KEY = ""
     job = _run(two_clusters)
     assert job.status == JobStatus.SUCCEEDED
@@ -205,7 +207,7 @@ def test_no_key_skips_every_cluster_without_a_call(
 
 def test_task_delivered_twice_makes_one_summary_and_one_set_of_calls(
     celery_worker, gemini, two_clusters
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     gemini.configure(latency=0.5)
     from clustering.services import clustering_run_create, clustering_run_execute
 
