@@ -14,11 +14,12 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# Embedded default: SQLite file, eager Celery, the built-in real datasets.
+# Embedded default: SQLite file, eager Celery, the offline extractive provider, the built-in
+# real datasets: clustering, summaries and judging. A second `make demo` is served from the cache.
 demo: install
 	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py migrate --noinput --verbosity 0
-	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py cluster --dataset hpo-ndd
-	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py cluster --dataset go-ndd
+	env -u DATABASE_URL -u REDIS_URL -u LLM_PROVIDER $(PY) manage.py run_pipeline --dataset hpo-ndd
+	env -u DATABASE_URL -u REDIS_URL -u LLM_PROVIDER $(PY) manage.py run_pipeline --dataset go-ndd
 
 services:
 	bash scripts/services-up

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from clustering.domain.params import InvalidParameters
 from clustering.models import ClusteringRun, RunStatus
+from clustering.selectors import cluster_display_terms
 from clustering.services import UnknownDatasetError
 from llm.models import GenerationJob, JobStatus, SummaryTask
 from llm.providers.registry import ProviderNotConfigured
@@ -130,7 +131,7 @@ class Command(BaseCommand):
         sys.exit(1)
 
     def _print(self, job: GenerationJob, console: Console) -> None:
-        tasks = (
+        tasks = list(
             SummaryTask.objects.filter(job=job)
             .select_related("cluster", "summary")
             .order_by("cluster__number")
@@ -141,7 +142,9 @@ class Command(BaseCommand):
         table.add_column("task")
         table.add_column("status")
         table.add_column("verdict")
+        table.add_column("top terms (FDR)")
         table.add_column("summary (first sentence) or reason")
+        shown = cluster_display_terms(clusters=[t.cluster for t in tasks], limit=2)
         for t in tasks:
             summary = t.summary
             if summary is not None:
@@ -149,8 +152,9 @@ class Command(BaseCommand):
                 status, verdict = summary.validation_status, summary.judge_verdict or "-"
             else:
                 text, status, verdict = t.last_error[:160], "-", "-"
+            terms = "; ".join(f"{x.term_name} ({x.fdr:.0e})" for x in shown[t.cluster.pk])
             table.add_row(
-                str(t.cluster.number), str(t.cluster.size), t.state, status, verdict, text
+                str(t.cluster.number), str(t.cluster.size), t.state, status, verdict, terms, text
             )
         console.print(table)
         console.print(
