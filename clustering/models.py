@@ -63,6 +63,10 @@ class RunStatus(models.TextChoices):
     RUNNING = "running", "running"
     SUCCEEDED = "succeeded", "succeeded"
     FAILED = "failed", "failed"
+    CANCELLED = "cancelled", "cancelled"
+
+
+ACTIVE_RUN_STATES = (RunStatus.PENDING, RunStatus.RUNNING)
 
 
 class ClusteringRun(models.Model):

@@ -352,7 +352,7 @@ def clustering_run_execute(
         ClusteringRun.DoesNotExist: no run with that id.
     """
     run = ClusteringRun.objects.select_related("dataset").get(pk=run_id)
-    if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
+    if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED):
         return run
     ClusteringRun.objects.filter(pk=run_id).update(
         status=RunStatus.RUNNING,
@@ -376,7 +376,7 @@ def clustering_run_execute(
         t0 = time.perf_counter()
         with transaction.atomic():
             locked = ClusteringRun.objects.select_for_update().get(pk=run_id)
-            if locked.status == RunStatus.SUCCEEDED:
+            if locked.status in (RunStatus.SUCCEEDED, RunStatus.CANCELLED):
                 return locked
             Cluster.objects.filter(run=locked).delete()  # leftovers of nothing: stored atomically
             _store_result(locked, result)

@@ -139,8 +139,16 @@ class GenerationJob(models.Model):
         REALTIME = "realtime", "realtime"
         BATCH = "batch", "batch"
 
-    run = models.OneToOneField(
-        "clustering.ClusteringRun", on_delete=models.CASCADE, related_name="generation_job"
+    class Scope(models.TextChoices):
+        RUN = "run", "every cluster of the run"
+        CLUSTERS = "clusters", "selected clusters (regeneration)"
+
+    run = models.ForeignKey(
+        "clustering.ClusteringRun", on_delete=models.CASCADE, related_name="generation_jobs"
+    )
+    scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.RUN)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
     )
     mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.REALTIME)
     status = models.CharField(
@@ -169,6 +177,11 @@ class GenerationJob(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run"], condition=Q(scope="run"), name="uniq_run_scope_job_per_run"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"job {self.pk} for run {self.run_id} ({self.status})"

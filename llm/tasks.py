@@ -12,7 +12,16 @@ from django.db import transaction
 
 from clustering.tasks import cluster_run
 from llm.models import GenerationJob
-from llm.services.generation import job_finalize, job_plan, summary_task_execute
+from llm.services.generation import job_finalize, job_plan, job_start, summary_task_execute
+
+
+def _launch(job_id: int, task_ids: list[int]) -> None:
+    """After commit: a chord over the tasks with finalize as its body, or finalize alone."""
+    if task_ids:
+        header = [summarise_cluster.si(task_id) for task_id in task_ids]
+        transaction.on_commit(lambda: chord(header)(finalize_job.si(job_id)))
+    else:
+        transaction.on_commit(lambda: finalize_job.delay(job_id))
 
 
 @shared_task(name="llm.plan_summaries", acks_late=True)
@@ -22,12 +31,15 @@ def plan_summaries(run_id: int, provider: str | None = None, force: bool = False
     Returns the job id.
     """
     misses = job_plan(run_id=run_id, provider=provider, force=force)
-    job_id = GenerationJob.objects.values_list("id", flat=True).get(run_id=run_id)
-    if misses:
-        header = [summarise_cluster.si(task_id) for task_id in misses]
-        transaction.on_commit(lambda: chord(header)(finalize_job.si(job_id)))
-    else:
-        transaction.on_commit(lambda: finalize_job.delay(job_id))
+    job_id = GenerationJob.objects.values_list("id", flat=True).get(run_id=run_id, scope="run")
+    _launch(job_id, misses)
+    return job_id
+
+
+@shared_task(name="llm.start_job", acks_late=True)
+def start_job(job_id: int) -> int:
+    """Start a job whose tasks already exist (a curator's regeneration)."""
+    _launch(job_id, job_start(job_id=job_id))
     return job_id
 
 
@@ -47,6 +59,11 @@ def finalize_job(self: Any, job_id: int) -> int:
     if not job_finalize(job_id=job_id):
         raise self.retry()
     return job_id
+
+
+def enqueue_job(job_id: int) -> None:
+    """Send :func:`start_job` for a job created by a service."""
+    start_job.delay(job_id)
 
 
 def pipeline_chain(*, run_id: int, provider: str | None, force: bool) -> Any:

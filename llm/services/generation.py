@@ -85,6 +85,7 @@ def job_plan(
     name = provider or settings.LLM_PROVIDER
     job, created = GenerationJob.objects.get_or_create(
         run=run,
+        scope=GenerationJob.Scope.RUN,
         defaults={
             "provider": name,
             "model": model or default_model(name),
@@ -102,8 +103,24 @@ def job_plan(
             finished_at=timezone.now(),
         )
         return []
-    now = timezone.now()
     clusters = list(Cluster.objects.filter(run=run).only("id", "composition_hash"))
+    return _plan_tasks(job, clusters)
+
+
+def job_start(*, job_id: int) -> list[int]:
+    """Start a job whose tasks were created by the caller (e.g. a curator's regeneration):
+    same cache and provider rules as :func:`job_plan`; returns the ids of tasks to run."""
+    job = GenerationJob.objects.select_related("run").get(pk=job_id)
+    if job.status != JobStatus.PENDING:
+        return []
+    clusters = [t.cluster for t in SummaryTask.objects.filter(job=job).select_related("cluster")]
+    return _plan_tasks(job, clusters)
+
+
+def _plan_tasks(job: GenerationJob, clusters: list[Cluster]) -> list[int]:
+    """Create the job's tasks for ``clusters``, resolve cache hits, return the misses' ids."""
+    run = job.run
+    now = timezone.now()
     with transaction.atomic():
         SummaryTask.objects.bulk_create(
             [SummaryTask(job=job, cluster=c) for c in clusters],

@@ -1,20 +1,31 @@
-"""Start the whole pipeline for a dataset: clustering run, then summaries."""
+"""Start, rerun and cancel the whole pipeline (clustering run, then summaries)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
-from clustering.models import ClusteringRun
+from clustering.models import ACTIVE_RUN_STATES, ClusteringRun, Dataset, RunStatus
 from clustering.services import clustering_run_create
+from llm.models import GenerationJob, JobStatus
 from llm.providers.registry import PROVIDERS, ProviderNotConfigured
+
+
+class ActiveRunConflict(Exception):
+    """A run of the same dataset and cluster type is still active; ``run_id`` names it."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id} on the same dataset and cluster type is still active")
 
 
 def pipeline_start(
     *,
     dataset_slug: str,
     params: dict[str, Any] | None = None,
+    cluster_type: str | None = None,
     provider: str | None = None,
     force: bool = False,
     enqueue: bool = True,
@@ -35,8 +46,76 @@ def pipeline_start(
     from llm.tasks import pipeline_chain
 
     with transaction.atomic():
-        run = clustering_run_create(dataset_slug=dataset_slug, params=params)
+        run = clustering_run_create(
+            dataset_slug=dataset_slug, params=params, cluster_type=cluster_type
+        )
         if enqueue:
             signature = pipeline_chain(run_id=run.pk, provider=provider, force=force)
             transaction.on_commit(signature.apply_async)
+    return run
+
+
+def active_run(*, dataset: Dataset, cluster_type: str) -> ClusteringRun | None:
+    """The run of this dataset and type that is still clustering or summarising, if any."""
+    running = ClusteringRun.objects.filter(
+        dataset=dataset, cluster_type=cluster_type, status__in=ACTIVE_RUN_STATES
+    ).first()
+    if running is not None:
+        return running
+    job = (
+        GenerationJob.objects.filter(
+            run__dataset=dataset,
+            run__cluster_type=cluster_type,
+            status__in=[JobStatus.PENDING, JobStatus.RUNNING],
+        )
+        .select_related("run")
+        .first()
+    )
+    return job.run if job is not None else None
+
+
+def pipeline_rerun(
+    *, run_id: int, provider: str | None = None, force: bool = False
+) -> ClusteringRun:
+    """Recluster the run's dataset with the same parameters and summarise again; clusters whose
+    composition did not change are served from the cache.
+
+    Raises:
+        ActiveRunConflict: a run of the same dataset and cluster type is still active.
+        ClusteringRun.DoesNotExist: no such run.
+    """
+    old = ClusteringRun.objects.select_related("dataset").get(pk=run_id)
+    with transaction.atomic():
+        # serialise reruns of one dataset: the lock is held until the new run is committed
+        Dataset.objects.select_for_update().get(pk=old.dataset_id)
+        busy = active_run(dataset=old.dataset, cluster_type=old.cluster_type)
+        if busy is not None:
+            raise ActiveRunConflict(busy.pk)
+        return pipeline_start(
+            dataset_slug=old.dataset.slug,
+            params=old.params,
+            cluster_type=old.cluster_type,
+            provider=provider,
+            force=force,
+        )
+
+
+def pipeline_cancel(*, run_id: int) -> ClusteringRun:
+    """Cancel a run: a run still clustering ends cancelled; its generation jobs end cancelled
+    (clusters not yet started are skipped). A finished run is returned unchanged.
+
+    Raises:
+        ClusteringRun.DoesNotExist: no such run.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        run = ClusteringRun.objects.select_for_update().get(pk=run_id)
+        if run.status in ACTIVE_RUN_STATES:
+            run.status = RunStatus.CANCELLED
+            run.finished_at = now
+            run.progress_message = "Cancelled"
+            run.save(update_fields=["status", "finished_at", "progress_message"])
+        GenerationJob.objects.filter(
+            run=run, status__in=[JobStatus.PENDING, JobStatus.RUNNING]
+        ).update(status=JobStatus.CANCELLED, finished_at=now, message="cancelled")
     return run

@@ -105,7 +105,7 @@ class Command(BaseCommand):
             while time.monotonic() < deadline:
                 close_old_connections()
                 run = ClusteringRun.objects.get(pk=run_id)
-                job = GenerationJob.objects.filter(run_id=run_id).first()
+                job = GenerationJob.objects.filter(run_id=run_id, scope="run").first()
                 if job is not None and job.progress_total:
                     bar.update(
                         task,
@@ -125,7 +125,7 @@ class Command(BaseCommand):
                 if job is not None and job.status in FINAL_JOB:
                     return job
                 if worker is not None and not worker.is_alive():
-                    return GenerationJob.objects.filter(run_id=run_id).first()
+                    return GenerationJob.objects.filter(run_id=run_id, scope="run").first()
                 time.sleep(0.3)
         self.stderr.write(f"error: gave up waiting after {timeout:.0f} s")
         sys.exit(1)
