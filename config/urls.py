@@ -1,8 +1,10 @@
-"""URL routes: the admin for now; the REST API and report pages come with later issues."""
+"""URL routes: admin, REST API (with OpenAPI schema and docs) and run report pages."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/", include("llm.api_urls")),
+    path("reports/", include("clustering.report_urls")),
 ]
