@@ -171,6 +171,16 @@ LLM_BASE_URL = os.environ.get("LLM_BASE_URL", "").strip()
 LLM_TIMEOUT = env_float("LLM_TIMEOUT", 60.0, minimum=0.1)  # seconds per provider call
 # Keys are read from the environment only; never logged, stored or echoed in errors.
 GEMINI_API_KEY = os.environ.get("GEMINI_API_KEY", "") or os.environ.get("GOOGLE_API_KEY", "")
+OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
+ANTHROPIC_API_KEY = os.environ.get("ANTHROPIC_API_KEY", "")
+
+# --- Provider batch APIs --------------------------------------------------------------------
+BATCH_API_ENABLED = env_bool("BATCH_API_ENABLED", True)
+# runs with more missed clusters than this go through the provider's batch API
+BATCH_THRESHOLD = env_int("BATCH_THRESHOLD", 100, minimum=0)
+BATCH_POLL_INTERVAL = env_int("BATCH_POLL_INTERVAL", 60, minimum=1)  # seconds between polls
+BATCH_TIMEOUT = env_int("BATCH_TIMEOUT", 24 * 3600, minimum=60)  # seconds before realtime fallback
+BATCH_MAX_REQUESTS_PER_BATCH = env_int("BATCH_MAX_REQUESTS_PER_BATCH", 10_000, minimum=1)
 # Requests per provider+model shared by every worker (Redis when REDIS_URL is set, else in-process);
 # any rate the `limits` library parses: "30/minute", "6 per 2 seconds".
 LLM_RATE_LIMIT = os.environ.get("LLM_RATE_LIMIT", "30/minute").strip() or "30/minute"
