@@ -223,6 +223,11 @@ class SummaryTask(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # batch mode: which step the task waits for, the draft awaiting the judge, and the feedback
+    # (judge reasons, validation failures) that the next generation attempt must see
+    phase = models.CharField(max_length=16, blank=True)  # "" | generate | judge
+    draft = models.JSONField(null=True, blank=True)
+    feedback = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["job", "cluster__number"]
@@ -256,6 +261,9 @@ class LLMCall(models.Model):
     task = models.ForeignKey(
         SummaryTask, on_delete=models.CASCADE, null=True, blank=True, related_name="calls"
     )
+    batch = models.ForeignKey(
+        "ProviderBatch", on_delete=models.SET_NULL, null=True, blank=True, related_name="calls"
+    )  # set for batch items, priced at the batch rate
     kind = models.CharField(max_length=16, choices=Kind.choices)
     attempt = models.PositiveSmallIntegerField(default=1)  # generation attempt of the task
     try_number = models.PositiveSmallIntegerField(default=1)  # retry of this call (transient)
@@ -276,3 +284,81 @@ class LLMCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} call {self.pk} ({self.status})"
+
+
+class ProviderBatch(models.Model):
+    """One batch submitted (or about to be submitted) to a provider's batch API.
+
+    The row is written, with a deterministic ``display_name`` (job, round, kind, chunk), BEFORE
+    the provider is called; after a crash between the provider accepting the batch and
+    ``provider_batch_id`` being saved, recovery finds the batch on the provider by that name
+    instead of submitting again, so no batch is ever paid for twice.
+    """
+
+    class State(models.TextChoices):
+        PREPARING = "preparing", "preparing"  # row written, provider not yet known to have it
+        SUBMITTED = "submitted", "submitted"
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+        CANCELLED = "cancelled", "cancelled"
+        EXPIRED = "expired", "expired"
+        TIMED_OUT = "timed_out", "timed out"  # BATCH_TIMEOUT passed; cancelled by us
+        COLLECTED = "collected", "collected"  # results processed; nothing left to do
+
+    job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="batches")
+    provider = models.CharField(max_length=32)
+    model = models.CharField(max_length=100)
+    kind = models.CharField(max_length=16)  # generate | judge
+    round = models.PositiveSmallIntegerField(default=1)
+    chunk_index = models.PositiveIntegerField(default=0)
+    display_name = models.CharField(max_length=128, unique=True)
+    provider_batch_id = models.CharField(max_length=200, blank=True, db_index=True)
+    state = models.CharField(
+        max_length=16, choices=State.choices, default=State.PREPARING, db_index=True
+    )
+    provider_state = models.CharField(max_length=64, blank=True)
+    request_count = models.PositiveIntegerField(default=0)
+    completed_count = models.PositiveIntegerField(default=0)
+    failed_count = models.PositiveIntegerField(default=0)
+    submit_attempts = models.PositiveSmallIntegerField(default=0)
+    poll_count = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    collected_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "provider batches"
+
+    def __str__(self) -> str:
+        return f"{self.provider} batch {self.display_name} ({self.state})"
+
+
+class BatchItem(models.Model):
+    """One request inside a provider batch, matched to its result by ``custom_id``."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "pending"
+        DONE = "done", "done"  # a result or an item error was processed
+        FALLBACK = "fallback", "sent to realtime"  # no result: redone by a realtime call
+        MISSING = "missing", "missing"  # the finished batch had no result for it
+
+    batch = models.ForeignKey(ProviderBatch, on_delete=models.CASCADE, related_name="items")
+    task = models.ForeignKey(SummaryTask, on_delete=models.CASCADE, related_name="batch_items")
+    custom_id = models.CharField(max_length=64, unique=True)
+    kind = models.CharField(max_length=16)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    state = models.CharField(
+        max_length=16, choices=State.choices, default=State.PENDING, db_index=True
+    )
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["batch", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.custom_id} ({self.state})"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -40,7 +39,7 @@ from llm.prompts.templates import (
     build_judge_prompt,
     prompt_version_for,
 )
-from llm.providers.base import Provider, ProviderRequest
+from llm.providers.base import ProviderRequest
 from llm.providers.registry import (
     ProviderNotConfigured,
     default_judge_model,
@@ -184,17 +183,6 @@ def _plan_tasks(job: GenerationJob, clusters: list[Cluster]) -> list[int]:
 # --- one cluster --------------------------------------------------------------------------------
 
 
-@dataclass
-class _Attempts:
-    """What the attempts of one cluster produced so far."""
-
-    feedback: list[str] = field(default_factory=list)
-    last_summary: BaseModel | None = None
-    last_failures: list[str] = field(default_factory=list)
-    last_verdict: JudgeVerdict | None = None
-    last_error: str = ""
-
-
 def _claim(task_id: int) -> SummaryTask | None:
     """Take the task unless it is finished or another worker holds a live lease."""
     now = timezone.now()
@@ -284,106 +272,225 @@ def _execute(task: SummaryTask) -> str:
         _finish(task, TaskState.SKIPPED, error=str(exc))
         return TaskState.SKIPPED
     ctx = cluster_context_build(cluster=task.cluster)
-    state = _Attempts()
-    output_class = summary_class_for(ctx.cluster_type)
-    while task.attempts < settings.LLM_MAX_ATTEMPTS:
-        task.attempts += 1
-        SummaryTask.objects.filter(pk=task.pk).update(attempts=task.attempts)
-        system, user = build_generation_prompt(ctx, feedback=state.feedback or None)
-        request: ProviderRequest[Any] = ProviderRequest(
-            system_prompt=system,
-            user_prompt=user,
-            output_class=output_class,
-            model=job.model,
-            temperature=settings.LLM_TEMPERATURE,
-            max_output_tokens=settings.LLM_MAX_OUTPUT_TOKENS,
-            custom_id=f"job{job.pk}-task{task.pk}-gen{task.attempts}",
+    # a task handed over from batch mode may already hold a draft awaiting the judge
+    step = NEXT_JUDGE if task.phase == NEXT_JUDGE and task.draft else NEXT_GENERATE
+    while step in (NEXT_GENERATE, NEXT_JUDGE):
+        if step == NEXT_GENERATE:
+            if task.attempts >= settings.LLM_MAX_ATTEMPTS:
+                return attempts_exhausted(task, ctx)
+            task.attempts += 1
+            SummaryTask.objects.filter(pk=task.pk).update(attempts=task.attempts)
+            outcome = provider_call(
+                provider=provider,
+                request=generation_request(job, task, ctx),
+                kind=LLMCall.Kind.GENERATE,
+                job=job,
+                task=task,
+                attempt=task.attempts,
+                deadline=deadline,
+            )
+            if outcome.error is not None and outcome.error.kind not in RETRY_BY_REGENERATING:
+                error = f"generation attempt {task.attempts}: {outcome.call.error_message}"
+                _finish(task, TaskState.FAILED, error=error)
+                return TaskState.FAILED
+            step = on_generation(
+                task,
+                ctx,
+                parsed=outcome.result.parsed if outcome.result is not None else None,
+                error_message=outcome.call.error_message,
+                error_kind=outcome.error.kind if outcome.error is not None else "",
+                call=outcome.call,
+            )
+        else:
+            summary = draft_summary(task, ctx)
+            outcome = provider_call(
+                provider=provider,
+                request=judge_request(job, task, ctx, summary),
+                kind=LLMCall.Kind.JUDGE,
+                job=job,
+                task=task,
+                attempt=task.attempts,
+                deadline=deadline,
+            )
+            step = on_judgement(
+                task,
+                ctx,
+                verdict=outcome.result.parsed if outcome.result is not None else None,
+                error_message=outcome.call.error_message or "judge call failed",
+            )
+    return step
+
+
+# --- steps shared by realtime and batch mode ------------------------------------------------
+
+NEXT_GENERATE = "generate"
+NEXT_JUDGE = "judge"
+#: failed generations that another attempt (with feedback) may fix; others end the task
+RETRY_BY_REGENERATING = ("validation_failed", "blocked")
+
+
+def generation_request(
+    job: GenerationJob, task: SummaryTask, ctx: ClusterContext
+) -> ProviderRequest[Any]:
+    """The generation request of the task's current attempt, with its accumulated feedback."""
+    system, user = build_generation_prompt(ctx, feedback=list(task.feedback) or None)
+    return ProviderRequest(
+        system_prompt=system,
+        user_prompt=user,
+        output_class=summary_class_for(ctx.cluster_type),
+        model=job.model,
+        temperature=settings.LLM_TEMPERATURE,
+        max_output_tokens=settings.LLM_MAX_OUTPUT_TOKENS,
+        custom_id=f"j{job.pk}-t{task.pk}-g{task.attempts}",
+    )
+
+
+def judge_request(
+    job: GenerationJob, task: SummaryTask, ctx: ClusterContext, summary: BaseModel
+) -> ProviderRequest[Any]:
+    """The judge request for ``summary`` (the task's draft of its current attempt)."""
+    system, user = build_judge_prompt(ctx, summary)
+    return ProviderRequest(
+        system_prompt=system,
+        user_prompt=user,
+        output_class=JudgeVerdict,
+        model=job.judge_model,
+        temperature=0.0,
+        max_output_tokens=1024,
+        custom_id=f"j{job.pk}-t{task.pk}-j{task.attempts}",
+        metadata={"dataset_symbols": sorted(ctx.dataset_symbols)},
+    )
+
+
+def draft_summary(task: SummaryTask, ctx: ClusterContext) -> BaseModel:
+    """The task's draft summary as its pydantic class."""
+    assert task.draft is not None
+    return summary_class_for(ctx.cluster_type).model_validate(task.draft["summary"])
+
+
+def _save_progress(task: SummaryTask, *, phase: str, error: str) -> None:
+    task.phase = phase
+    task.last_error = error[:4000]
+    SummaryTask.objects.filter(pk=task.pk).update(
+        phase=task.phase, draft=task.draft, feedback=task.feedback, last_error=task.last_error
+    )
+
+
+def on_generation(
+    task: SummaryTask,
+    ctx: ClusterContext,
+    *,
+    parsed: BaseModel | None,
+    error_message: str,
+    error_kind: str,
+    call: LLMCall | None,
+) -> str:
+    """Record one generation attempt's outcome; returns the next step (generate or judge).
+
+    Broken or blocked output and entity-validation failures go into the task's feedback for
+    the next attempt; a valid, grounded summary becomes the draft the judge will see.
+    """
+    if parsed is None:
+        task.feedback = [
+            *task.feedback,
+            f"Your previous answer could not be used ({error_kind}): {error_message[:500]}. "
+            "Answer with valid JSON for the schema.",
+        ]
+        _save_progress(
+            task,
+            phase=NEXT_GENERATE,
+            error=f"generation attempt {task.attempts}: {error_message}",
         )
-        outcome = provider_call(
-            provider=provider,
-            request=request,
-            kind=LLMCall.Kind.GENERATE,
-            job=job,
-            task=task,
-            attempt=task.attempts,
-            deadline=deadline,
-        )
-        if outcome.error is not None:
-            state.last_error = f"generation attempt {task.attempts}: {outcome.call.error_message}"
-            if outcome.error.kind in ("validation_failed", "blocked"):
-                state.feedback.append(
-                    f"Your previous answer could not be used ({outcome.error.kind}): "
-                    f"{outcome.call.error_message[:500]}. Answer with valid JSON for the schema."
-                )
-                continue
-            _finish(task, TaskState.FAILED, error=state.last_error)
-            return TaskState.FAILED
-        assert outcome.result is not None
-        summary = outcome.result.parsed
-        failures = validate_entities(ctx, summary)
-        state.last_summary, state.last_failures, state.last_verdict = summary, failures, None
-        if failures:
-            LLMCall.objects.filter(pk=outcome.call.pk).update(
+        return NEXT_GENERATE
+    failures = validate_entities(ctx, parsed)
+    task.draft = {"summary": parsed.model_dump(mode="json"), "failures": failures, "verdict": None}
+    if failures:
+        if call is not None:
+            LLMCall.objects.filter(pk=call.pk).update(
                 status=LLMCall.Status.VALIDATION_FAILED,
                 error_class="entity_validation",
                 error_message="; ".join(failures)[:4000],
             )
-            state.feedback.extend(f"Validation failure: {f}" for f in failures)
-            state.last_error = f"attempt {task.attempts}: entity validation failed: " + "; ".join(
-                failures
-            )
-            continue
-        verdict, judge_error = _judge(provider, ctx, summary, job, task, deadline)
-        if verdict is None:
-            stored = _summary_store(
-                task,
-                ctx,
-                summary,
-                status=ValidationStatus.PENDING,
-                verdict=None,
-                reasoning=(
-                    "The judge could not be reached, so this summary waits for human review "
-                    f"({judge_error})."
-                ),
-                failures=[],
-            )
-            return _stored_outcome(task, stored)
-        state.last_verdict = verdict
-        if verdict.verdict != Verdict.REJECT:
-            stored = _summary_store(
-                task,
-                ctx,
-                summary,
-                status=_STATUS_OF_VERDICT[Verdict(verdict.verdict)],
-                verdict=verdict,
-                reasoning=verdict.reasoning,
-                failures=[],
-            )
-            return _stored_outcome(task, stored)
-        state.feedback.append(f"The reviewer rejected the previous summary: {verdict.reasoning}")
-        state.last_error = f"attempt {task.attempts}: judge rejected: {verdict.reasoning}"
-    # out of attempts
-    if state.last_summary is None:
+        task.feedback = [*task.feedback, *(f"Validation failure: {f}" for f in failures)]
+        _save_progress(
+            task,
+            phase=NEXT_GENERATE,
+            error=f"attempt {task.attempts}: entity validation failed: " + "; ".join(failures),
+        )
+        return NEXT_GENERATE
+    _save_progress(task, phase=NEXT_JUDGE, error="")
+    return NEXT_JUDGE
+
+
+def on_judgement(
+    task: SummaryTask, ctx: ClusterContext, *, verdict: JudgeVerdict | None, error_message: str
+) -> str:
+    """Record the judge's verdict on the draft; returns a final task state, or generate after a
+    reject. A failed judge call stores the draft as pending with a reasoning saying so."""
+    summary = draft_summary(task, ctx)
+    if verdict is None:
+        stored = _summary_store(
+            task,
+            ctx,
+            summary,
+            status=ValidationStatus.PENDING,
+            verdict=None,
+            reasoning=(
+                "The judge could not be reached, so this summary waits for human review "
+                f"({error_message})."
+            ),
+            failures=[],
+        )
+        return _stored_outcome(task, stored)
+    assert task.draft is not None
+    task.draft = {**task.draft, "verdict": verdict.model_dump(mode="json")}
+    if verdict.verdict != Verdict.REJECT:
+        stored = _summary_store(
+            task,
+            ctx,
+            summary,
+            status=_STATUS_OF_VERDICT[Verdict(verdict.verdict)],
+            verdict=verdict,
+            reasoning=verdict.reasoning,
+            failures=[],
+        )
+        return _stored_outcome(task, stored)
+    task.feedback = [
+        *task.feedback,
+        f"The reviewer rejected the previous summary: {verdict.reasoning}",
+    ]
+    _save_progress(
+        task,
+        phase=NEXT_GENERATE,
+        error=f"attempt {task.attempts}: judge rejected: {verdict.reasoning}",
+    )
+    return NEXT_GENERATE
+
+
+def attempts_exhausted(task: SummaryTask, ctx: ClusterContext) -> str:
+    """End a task that used all its attempts: the last draft is stored as rejected with the
+    judge's reasoning or the validation failures; with no usable draft the task fails."""
+    if not task.draft:
         _finish(
             task,
             TaskState.FAILED,
-            error=f"no valid output after {task.attempts} attempts; {state.last_error}",
+            error=f"no valid output after {task.attempts} attempts; {task.last_error}",
         )
         return TaskState.FAILED
-    if state.last_verdict is not None:
-        reasoning = state.last_verdict.reasoning
+    verdict = JudgeVerdict.model_validate(task.draft["verdict"]) if task.draft["verdict"] else None
+    failures = list(task.draft.get("failures") or [])
+    if verdict is not None:
+        reasoning = verdict.reasoning
     else:
-        reasoning = "Entity validation failed on the last attempt: " + "; ".join(
-            state.last_failures
-        )
+        reasoning = "Entity validation failed on the last attempt: " + "; ".join(failures)
     stored = _summary_store(
         task,
         ctx,
-        state.last_summary,
+        draft_summary(task, ctx),
         status=ValidationStatus.REJECTED,
-        verdict=state.last_verdict,
+        verdict=verdict,
         reasoning=reasoning,
-        failures=state.last_failures,
+        failures=failures,
     )
     if stored is None or stored.validation_status != ValidationStatus.REJECTED:
         return _stored_outcome(task, stored)
@@ -394,39 +501,6 @@ def _execute(task: SummaryTask) -> str:
         summary=stored,
     )
     return TaskState.REJECTED
-
-
-def _judge(
-    provider: Provider,
-    ctx: ClusterContext,
-    summary: BaseModel,
-    job: GenerationJob,
-    task: SummaryTask,
-    deadline: float,
-) -> tuple[JudgeVerdict | None, str]:
-    system, user = build_judge_prompt(ctx, summary)
-    request: ProviderRequest[Any] = ProviderRequest(
-        system_prompt=system,
-        user_prompt=user,
-        output_class=JudgeVerdict,
-        model=job.judge_model,
-        temperature=0.0,
-        max_output_tokens=1024,
-        custom_id=f"job{job.pk}-task{task.pk}-judge{task.attempts}",
-        metadata={"dataset_symbols": sorted(ctx.dataset_symbols)},
-    )
-    outcome = provider_call(
-        provider=provider,
-        request=request,
-        kind=LLMCall.Kind.JUDGE,
-        job=job,
-        task=task,
-        attempt=task.attempts,
-        deadline=deadline,
-    )
-    if outcome.error is not None or outcome.result is None:
-        return None, outcome.call.error_message or "judge call failed"
-    return outcome.result.parsed, ""
 
 
 def _stored_outcome(task: SummaryTask, stored: ClusterSummary | None) -> str:
