@@ -70,6 +70,7 @@ def dataset_get(*, slug: str) -> Dataset:
     if spec is None:
         known = sorted(set(BUILTIN_DATASETS) | set(Dataset.objects.values_list("slug", flat=True)))
         raise UnknownDatasetError(slug, known)
+    release = spec.release()
     dataset, _ = Dataset.objects.get_or_create(
         slug=slug,
         defaults={
@@ -77,7 +78,8 @@ def dataset_get(*, slug: str) -> Dataset:
             "kind": spec.kind,
             "builtin": True,
             "source": spec.source,
-            "licence": spec.licence,
+            "release": release,
+            "licence": spec.licence.format(release=release),
         },
     )
     return dataset

@@ -131,3 +131,16 @@ def env_json(name: str, default: Any) -> Any:
         return json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ImproperlyConfigured(f"{name}: not valid JSON ({exc.msg} at {exc.pos})") from None
+
+
+def env_cache(name: str) -> dict[str, Any]:
+    """Parse a cache URL (``redis://host:6379/1``, ``locmem://``) with django-environ.
+
+    Raises:
+        ImproperlyConfigured: unparsable URL, naming the variable.
+    """
+    raw = os.environ.get(name, "")
+    try:
+        return env.cache_url_config(raw)
+    except Exception as exc:  # django-environ raises several types for bad URLs
+        raise ImproperlyConfigured(f"{name}: cannot parse cache URL ({exc})") from None

@@ -13,6 +13,7 @@ from kombu import Queue
 
 from .env import (
     env_bool,
+    env_cache,
     env_database,
     env_float,
     env_int,
@@ -39,6 +40,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "clustering",
     "llm",
@@ -138,6 +140,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "config.api_errors.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         "write": os.environ.get("API_WRITE_THROTTLE", "60/hour"),
         "anon": os.environ.get("API_ANON_THROTTLE", "600/hour"),
@@ -148,7 +151,15 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Clusters, LLM summaries with judge verdicts, and their human review.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # the documentation page's assets come from the installed sidecar package, not a CDN
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
+# Throttle counters are kept in the cache: set CACHE_URL (e.g. redis://127.0.0.1:6379/1, a
+# database of its own, not the broker's) to share them between processes; default per process.
+if os.environ.get("CACHE_URL"):
+    CACHES = {"default": env_cache("CACHE_URL")}
 
 LOGGING = {
     "version": 1,
