@@ -24,8 +24,10 @@ demo: install
 services:
 	bash scripts/services-up
 
-# Real PostgreSQL and Redis; integration tests start a Celery worker in the test process.
+# Real PostgreSQL and Redis; integration tests start a Celery worker in the test process; the
+# browser test drives Debian's chromium (installed if missing).
 test: install services
+	bash scripts/ensure-chromium
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest
 
 lint: install

@@ -1,5 +1,12 @@
-"""Run report pages under /reports/ (filled in by the report work)."""
+"""Run report pages under /reports/: the list of runs and one page per run."""
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from . import views
+
+app_name = "reports"
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("", views.report_index, name="index"),
+    path("runs/<int:run_id>/", views.run_report, name="run"),
+]

@@ -1,39 +1,579 @@
-"""Read-only admin for summaries, jobs and provider calls (the review desk comes with issue 4)."""
+"""The curators' review desk: summaries with status and verdict badges, filters, search, a
+detail page with content, cluster enrichment, judge reasoning and audit trail, and review
+actions; jobs, tasks and provider calls are read-only.
+
+Nobody edits a summary's fields by hand: every status change goes through
+``summary_status_set`` (which writes a ``ValidationEvent`` with the acting user and locks the
+status against reruns) and regeneration through ``summary_regenerate``. Both need the change
+permission on cluster summaries.
+"""
 
 from __future__ import annotations
 
-from django.contrib import admin
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from clustering.admin import ReadOnlyAdmin
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db import connections
+from django.db.models import Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+from django.utils.text import Truncator
+from django.views.decorators.http import require_POST
 
-from .models import ClusterSummary, GenerationJob, LLMCall, SummaryTask, ValidationEvent
+from clustering.admin import ActionsOnlyAdmin, ReadOnlyAdmin, acknowledgement_html, badge
+from clustering.models import Cluster, Dataset, TermEnrichment
+from clustering.views import dataset_acknowledgement
+
+from .models import (
+    ClusterSummary,
+    GenerationJob,
+    LLMCall,
+    SummaryTask,
+    ValidationEvent,
+    ValidationStatus,
+)
+from .services.review import ReviewError, summary_regenerate, summary_status_set
+
+#: Enrichment terms shown on a summary's page.
+DETAIL_TERMS = 15
+#: Tags offered by the tag filter (the most used ones; any tag works in the URL).
+TAGS_OFFERED = 25
+
+#: Content keys shown on a summary's page, in order, with their labels (functional and
+#: phenotype summaries share some; absent keys are skipped).
+CONTENT_FIELDS: tuple[tuple[str, str], ...] = (
+    ("key_themes", "Key themes"),
+    ("key_phenotype_themes", "Phenotype themes"),
+    ("pathways", "Pathways"),
+    ("clinical_pattern", "Clinical pattern"),
+    ("clinical_relevance", "Clinical relevance"),
+    ("syndromicity", "Syndromicity"),
+    ("syndrome_hints", "Syndrome hints"),
+    ("inheritance_patterns", "Inheritance"),
+    ("notably_absent", "Notably absent"),
+    ("tags", "Tags"),
+    ("data_quality_note", "Data quality note"),
+)
+
+_MUTED = "color:#59636e"
+
+
+def status_badge_html(obj: ClusterSummary) -> SafeString:
+    """Status badge (``badge status-<status>``, ``data-summary-id``) plus a lock badge when a
+    curator set the status."""
+    status = badge(
+        f"status-{obj.validation_status}",
+        obj.validation_status,
+        data_summary_id=obj.pk,
+        data_role="status",
+    )
+    if not obj.human_locked:
+        return status
+    lock = badge(
+        "lock",
+        "locked",
+        data_summary_id=obj.pk,
+        data_role="lock",
+        title="status set by a curator; reruns of this composition keep it",
+    )
+    return format_html("{} {}", status, lock)
+
+
+def verdict_badge_html(obj: ClusterSummary) -> SafeString:
+    """Judge verdict badge (``badge verdict-<verdict>``) or a dash when not judged."""
+    if not obj.judge_verdict:
+        return format_html('<span style="{}">{}</span>', _MUTED, "not judged")
+    return badge(
+        f"verdict-{obj.judge_verdict}",
+        obj.get_judge_verdict_display(),
+        data_summary_id=obj.pk,
+        data_role="verdict",
+    )
+
+
+def _chips(values: Iterable[Any], *, mono: bool = False) -> SafeString:
+    style = (
+        "display:inline-block;margin:0 4px 4px 0;padding:0 6px;border:1px solid #d1d9e0;"
+        "border-radius:4px;font-size:12px"
+    )
+    if mono:
+        style += ";font-family:monospace"
+    return format_html_join("", '<span style="{}">{}</span>', ((style, str(v)) for v in values))
+
+
+def _table(rows: list[tuple[str, SafeString]]) -> SafeString:
+    body = format_html_join(
+        "",
+        '<tr><th style="width:11em;padding:4px 10px 4px 0;vertical-align:top;{}">{}</th>'
+        '<td style="padding:4px 0">{}</td></tr>',
+        ((_MUTED, label, value) for label, value in rows),
+    )
+    return format_html('<table style="width:100%;border:0">{}</table>', body)
+
+
+class TagListFilter(admin.SimpleListFilter):
+    """Filter by one tag of the summary's ``tags`` list (the most used tags are offered)."""
+
+    title = "tag"
+    parameter_name = "tag"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        counts: Counter[str] = Counter()
+        for tags in ClusterSummary.objects.values_list("tags", flat=True).iterator():
+            counts.update(t for t in tags or [] if isinstance(t, str))
+        return [(tag, f"{tag} ({n})") for tag, n in counts.most_common(TAGS_OFFERED)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if not value:
+            return queryset
+        if connections[queryset.db].features.supports_json_field_contains:
+            return queryset.filter(tags__contains=[value])
+        # SQLite has no JSON containment: match the quoted element in the JSON text
+        return queryset.filter(tags__icontains=json.dumps(value))
 
 
 class ValidationEventInline(admin.TabularInline):
+    """The audit trail of a summary: every status change, by whom, from and to, with the note."""
+
     model = ValidationEvent
-    fields = ("created_at", "source", "user", "from_status", "to_status", "note")
+    fields = ("created_at", "source", "user", "transition", "note")
     readonly_fields = fields
     extra = 0
     max_num = 0
     can_delete = False
+    verbose_name = "audit event"
+    verbose_name_plural = "audit trail"
+
+    @admin.display(description="change")
+    def transition(self, obj: ValidationEvent) -> SafeString:
+        before = (
+            badge(f"status-{obj.from_status}", obj.from_status)
+            if obj.from_status
+            else format_html("{}", "—")
+        )
+        return format_html("{} → {}", before, badge(f"status-{obj.to_status}", obj.to_status))
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # whoever may see the summary may see its audit trail
+        return request.user.has_perm("llm.view_clustersummary") or request.user.has_perm(
+            "llm.change_clustersummary"
+        )
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(ClusterSummary)
-class ClusterSummaryAdmin(ReadOnlyAdmin):
+class ClusterSummaryAdmin(ActionsOnlyAdmin):
+    """Summaries for review; statuses change only through the actions and the review form."""
+
     list_display = (
         "id",
+        "status",
+        "verdict",
+        "excerpt",
         "cluster_type",
         "dataset",
+        "cluster_short",
+        "model",
+        "generated_at",
+    )
+    list_display_links = ("id", "excerpt")
+    list_filter = (
         "validation_status",
         "judge_verdict",
+        "cluster_type",
+        TagListFilter,
         "model",
-        "prompt_version",
-        "generated_at",
+        "human_locked",
         "is_current",
+        "dataset",
     )
-    list_filter = ("validation_status", "judge_verdict", "cluster_type", "model", "is_current")
-    search_fields = ("summary_text", "members__icontains", "composition_hash")
+    list_select_related = ("dataset", "cluster", "cluster__run")
+    search_fields = ("summary_text", "judge_reasoning", "=composition_hash")
+    search_help_text = (
+        "Gene symbols (every word must be a member, e.g. SCN1A SCN2A) or words of the summary "
+        "or judge reasoning."
+    )
+    list_per_page = 50
+    actions = ["validate", "reject", "mark_pending", "regenerate"]
     inlines = [ValidationEventInline]
+    fieldsets = (
+        (
+            "Review state",
+            {"fields": ("status", "verdict", "lock", "validated_by", "validated_at")},
+        ),
+        ("Summary", {"fields": ("content_display", "confidence_display")}),
+        (
+            "Cluster",
+            {"fields": ("cluster_ref", "dataset", "acknowledgement", "member_list", "top_terms")},
+        ),
+        ("Judge", {"fields": ("judge_display",)}),
+        (
+            "Provenance",
+            {
+                "classes": ("collapse",),
+                "fields": (
+                    "provider",
+                    "model",
+                    "prompt_version",
+                    "generated_at",
+                    "attempts",
+                    "input_tokens",
+                    "output_tokens",
+                    "cost_usd",
+                    "cluster_type",
+                    "composition_hash",
+                    "is_current",
+                    "validation_failures",
+                ),
+            },
+        ),
+    )
+
+    # --- list columns and detail fields -------------------------------------------------------
+
+    @admin.display(description="status", ordering="validation_status")
+    def status(self, obj: ClusterSummary) -> SafeString:
+        return status_badge_html(obj)
+
+    @admin.display(description="judge", ordering="judge_verdict")
+    def verdict(self, obj: ClusterSummary) -> SafeString:
+        return verdict_badge_html(obj)
+
+    @admin.display(description="summary")
+    def excerpt(self, obj: ClusterSummary) -> SafeString:
+        text = obj.summary_text or str((obj.content or {}).get("summary", ""))
+        return format_html(
+            '<span style="display:inline-block;min-width:14em;max-width:30em">{}</span>',
+            Truncator(text).chars(100) or "(empty)",
+        )
+
+    @admin.display(description="cluster")
+    def cluster_ref(self, obj: ClusterSummary) -> SafeString:
+        cluster = obj.cluster
+        if cluster is None:
+            return format_html('<span style="{}">{}</span>', _MUTED, "deleted")
+        return format_html(
+            '<a href="{}">run {} · cluster {}</a> <span style="{}">({} members)</span>',
+            reverse("reports:run", args=[cluster.run_id]) + f"#cluster-{cluster.number}",
+            cluster.run_id,
+            cluster.number,
+            _MUTED,
+            cluster.size,
+        )
+
+    @admin.display(description="cluster", ordering="cluster__run_id")
+    def cluster_short(self, obj: ClusterSummary) -> SafeString:
+        cluster = obj.cluster
+        if cluster is None:
+            return format_html('<span style="{}">{}</span>', _MUTED, "deleted")
+        return format_html(
+            '<a href="{}" title="{} members">run&nbsp;{}&nbsp;#{}</a>',
+            reverse("reports:run", args=[cluster.run_id]) + f"#cluster-{cluster.number}",
+            cluster.size,
+            cluster.run_id,
+            cluster.number,
+        )
+
+    @admin.display(description="lock")
+    def lock(self, obj: ClusterSummary) -> SafeString:
+        if obj.human_locked:
+            who = obj.validated_by.get_username() if obj.validated_by else "a curator"
+            return format_html(
+                "{} set by {}: reruns of this composition keep this status",
+                badge("lock", "locked", data_summary_id=obj.pk, data_role="lock"),
+                who,
+            )
+        return format_html(
+            '<span style="{}">{}</span>',
+            _MUTED,
+            "not locked: the status comes from the judge; a forced regeneration may replace it",
+        )
+
+    @admin.display(description="content")
+    def content_display(self, obj: ClusterSummary) -> SafeString:
+        content = obj.content or {}
+        text = obj.summary_text or str(content.get("summary", ""))
+        rows: list[tuple[str, SafeString]] = []
+        for key, label in CONTENT_FIELDS:
+            value = content.get(key)
+            if key == "tags" and not value:
+                value = obj.tags
+            if value in (None, "", []):
+                continue
+            if isinstance(value, list):
+                rows.append((label, _chips(value)))
+            else:
+                rows.append((label, format_html("{}", value)))
+        return format_html(
+            '<div class="summary-content" style="max-width:60em">'
+            '<p style="font-size:14px;line-height:1.5;margin:0 0 10px">{}</p>{}</div>',
+            text or "(no summary text)",
+            _table(rows),
+        )
+
+    @admin.display(description="confidence")
+    def confidence_display(self, obj: ClusterSummary) -> str:
+        return (
+            f"model says {obj.confidence or 'n/a'}; "
+            f"from the enrichment {obj.derived_confidence or 'n/a'}"
+        )
+
+    @admin.display(description="members")
+    def member_list(self, obj: ClusterSummary) -> SafeString:
+        members = obj.members or []
+        return format_html(
+            '<div style="margin-bottom:4px;{}">{} members</div>{}',
+            _MUTED,
+            len(members),
+            _chips(members, mono=True),
+        )
+
+    def _cluster_for(self, obj: ClusterSummary) -> Cluster | None:
+        if obj.cluster is not None:
+            return obj.cluster
+        # the writing cluster was deleted: any cluster with the same composition has the terms
+        return (
+            Cluster.objects.filter(
+                composition_hash=obj.composition_hash, run__cluster_type=obj.cluster_type
+            )
+            .order_by("-run_id")
+            .first()
+        )
+
+    @admin.display(description=f"top {DETAIL_TERMS} enrichment terms (by FDR)")
+    def top_terms(self, obj: ClusterSummary) -> SafeString:
+        cluster = self._cluster_for(obj)
+        if cluster is None:
+            return format_html('<span style="{}">{}</span>', _MUTED, "no cluster left")
+        terms = TermEnrichment.objects.filter(cluster=cluster).order_by("fdr", "term_id")[
+            :DETAIL_TERMS
+        ]
+        cell = "padding:3px 10px 3px 0;border-bottom:1px solid rgba(128,128,128,.2)"
+        rows = format_html_join(
+            "",
+            '<tr class="term-row"><td style="{0}">{1}</td><td style="{0}"><code>{2}</code></td>'
+            '<td style="{0}">{3}</td><td style="{0};text-align:right">{4}/{5}</td>'
+            '<td style="{0};text-align:right">{6}</td><td style="{0};text-align:right">{7}</td>'
+            '<td style="{0};text-align:right">{8}</td></tr>',
+            (
+                (
+                    cell,
+                    t.category,
+                    t.term_id,
+                    t.term_name,
+                    t.overlap,
+                    cluster.size,
+                    t.term_size,
+                    f"{t.fdr:.2g}",
+                    f"{t.fold_enrichment:.1f}",
+                )
+                for t in terms
+            ),
+        )
+        if not rows:
+            return format_html('<span style="{}">{}</span>', _MUTED, "no term at FDR < 0.05")
+        head = (
+            "<tr><th>category</th><th>term</th><th>name</th><th>in cluster</th>"
+            "<th>in dataset</th><th>FDR</th><th>fold</th></tr>"
+        )
+        return format_html(
+            '<table class="enrichment-terms" style="border-collapse:collapse">{}{}</table>',
+            SafeString(head),
+            rows,
+        )
+
+    @admin.display(description="data source")
+    def acknowledgement(self, obj: ClusterSummary) -> SafeString:
+        return acknowledgement_html(obj.dataset)
+
+    @admin.display(description="verdict, reasoning and scores")
+    def judge_display(self, obj: ClusterSummary) -> SafeString:
+        scores = obj.judge_scores or {}
+        score_rows = format_html_join(
+            "",
+            '<tr><td style="padding:2px 12px 2px 0">{}</td><td style="color:{}">{}</td></tr>',
+            (
+                (
+                    key.replace("_", " "),
+                    "#1a7f37" if value is True else "#cf222e" if value is False else "inherit",
+                    "yes" if value is True else "no" if value is False else str(value),
+                )
+                for key, value in scores.items()
+            ),
+        )
+        failures = obj.validation_failures or []
+        return format_html(
+            '<div style="max-width:60em">{} <span style="{}">{} {}</span>'
+            '<p class="judge-reasoning" style="margin:8px 0">{}</p>'
+            '<table style="border:0">{}</table>{}</div>',
+            verdict_badge_html(obj),
+            _MUTED,
+            obj.judge_model or "",
+            obj.judge_prompt_version or "",
+            obj.judge_reasoning or "No reasoning recorded.",
+            score_rows,
+            format_html(
+                '<p style="{}">Validation failures of earlier attempts: {}</p>',
+                _MUTED,
+                "; ".join(str(f) for f in failures),
+            )
+            if failures
+            else "",
+        )
+
+    # --- search -------------------------------------------------------------------------------
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[ClusterSummary], search_term: str
+    ) -> tuple[QuerySet[ClusterSummary], bool]:
+        """Text search (summary, reasoning, exact hash) OR gene-symbol search: every word is a
+        member symbol (case-insensitive, whole symbol: "SCN1A" does not match "SCN1AB")."""
+        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        words = search_term.split()
+        if not words:
+            return found, may_have_duplicates
+        genes = Q()
+        for word in words:
+            genes &= Q(members__icontains=json.dumps(word))
+        return found | queryset.filter(genes), may_have_duplicates
+
+    # --- list page ----------------------------------------------------------------------------
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """The list, with the HPO acknowledgement of every HPO dataset that has summaries."""
+        notices = [
+            (dataset, dataset_acknowledgement(dataset))
+            for dataset in Dataset.objects.filter(summaries__isnull=False).distinct()
+        ]
+        context = {**(extra_context or {}), "hpo_notices": [n for n in notices if n[1]]}
+        return super().changelist_view(request, extra_context=context)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """The read-only detail page, with a review form for users who may change statuses."""
+        context = {
+            **(extra_context or {}),
+            "can_review": self.can_act(request),
+            "review_choices": [
+                ("validated", "Validate"),
+                ("rejected", "Reject"),
+                ("pending", "Mark pending"),
+                ("regenerate", "Regenerate"),
+            ],
+        }
+        return super().change_view(request, object_id, form_url, extra_context=context)
+
+    # --- review form and actions --------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        review: Callable[..., HttpResponse] = self.admin_site.admin_view(
+            require_POST(self.review_view)
+        )
+        own = [path("<path:object_id>/review/", review, name="llm_clustersummary_review")]
+        return own + super().get_urls()
+
+    def review_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """POST ``decision`` (validated | rejected | pending | regenerate) and an optional
+        ``note`` for one summary; redirects back to its page with a message."""
+        if not self.can_act(request):
+            raise PermissionDenied
+        summary = self.get_object(request, unquote(object_id))
+        if summary is None:
+            raise Http404("no such summary")
+        decision = request.POST.get("decision", "")
+        note = request.POST.get("note", "").strip()
+        try:
+            if decision == "regenerate":
+                job = summary_regenerate(summary_id=summary.pk, user=request.user)
+                self.message_user(
+                    request,
+                    f"Regeneration of summary {summary.pk} queued (job {job.pk}).",
+                    messages.SUCCESS,
+                )
+            elif decision in ValidationStatus.values:
+                summary_status_set(
+                    summary_id=summary.pk, status=decision, user=request.user, note=note
+                )
+                self.message_user(
+                    request,
+                    f"Summary {summary.pk} is now {decision}; the status is locked.",
+                    messages.SUCCESS,
+                )
+            else:
+                self.message_user(request, "Choose a review decision.", messages.ERROR)
+        except ReviewError as exc:
+            self.message_user(request, f"Not changed: {exc.message}", messages.ERROR)
+        return HttpResponseRedirect(reverse("admin:llm_clustersummary_change", args=[summary.pk]))
+
+    def _set_status(
+        self, request: HttpRequest, queryset: QuerySet[ClusterSummary], status: str
+    ) -> None:
+        ids = list(queryset.order_by("id").values_list("pk", flat=True))
+        for summary_id in ids:
+            summary_status_set(summary_id=summary_id, status=status, user=request.user)
+        self.message_user(
+            request,
+            f"{len(ids)} summar{'y' if len(ids) == 1 else 'ies'} set to {status} by "
+            f"{request.user.get_username()}; locked against reruns.",
+            messages.SUCCESS,
+        )
+
+    @admin.action(description="Validate selected summaries", permissions=["change"])
+    def validate(self, request: HttpRequest, queryset: QuerySet[ClusterSummary]) -> None:
+        """Set the selected summaries validated (audited, locked)."""
+        self._set_status(request, queryset, ValidationStatus.VALIDATED)
+
+    @admin.action(description="Reject selected summaries", permissions=["change"])
+    def reject(self, request: HttpRequest, queryset: QuerySet[ClusterSummary]) -> None:
+        """Set the selected summaries rejected (audited, locked)."""
+        self._set_status(request, queryset, ValidationStatus.REJECTED)
+
+    @admin.action(description="Mark selected summaries pending", permissions=["change"])
+    def mark_pending(self, request: HttpRequest, queryset: QuerySet[ClusterSummary]) -> None:
+        """Set the selected summaries back to pending (audited, locked)."""
+        self._set_status(request, queryset, ValidationStatus.PENDING)
+
+    @admin.action(description="Regenerate selected summaries", permissions=["change"])
+    def regenerate(self, request: HttpRequest, queryset: QuerySet[ClusterSummary]) -> None:
+        """Queue a forced regeneration of each selected summary (lifts its lock)."""
+        jobs: list[int] = []
+        for summary_id in queryset.order_by("id").values_list("pk", flat=True):
+            try:
+                jobs.append(summary_regenerate(summary_id=summary_id, user=request.user).pk)
+            except ReviewError as exc:
+                self.message_user(
+                    request, f"Summary {summary_id} not regenerated: {exc.message}", messages.ERROR
+                )
+        if jobs:
+            self.message_user(
+                request,
+                f"Regeneration queued for {len(jobs)} summar{'y' if len(jobs) == 1 else 'ies'} "
+                f"(jobs {', '.join(map(str, jobs))}).",
+                messages.SUCCESS,
+            )
 
 
 @admin.register(GenerationJob)
@@ -41,6 +581,7 @@ class GenerationJobAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
         "run",
+        "scope",
         "status",
         "provider",
         "model",
@@ -52,7 +593,7 @@ class GenerationJobAdmin(ReadOnlyAdmin):
         "cost_usd",
         "progress_message",
     )
-    list_filter = ("status", "provider", "mode")
+    list_filter = ("status", "scope", "provider", "mode")
 
 
 @admin.register(SummaryTask)

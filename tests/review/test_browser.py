@@ -1,0 +1,127 @@
+"""End to end in a real headless browser (Debian's chromium driven by Playwright): a curator
+logs in to the admin, validates a pending summary with the bulk action, sees the badge change on
+the run report and the event, with their name, in the summary's audit trail.
+
+Needs ``/usr/bin/chromium`` (Debian packages ``chromium``) and the ``playwright`` Python package;
+the test fails (it does not skip) when either is missing, because CI installs both.
+Playwright's own browser download (``playwright install``) is not used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connections
+
+from . import PASSWORD, ReviewData, review_data_build, staff_user_create
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOT = Path(os.environ.get("REPORT_SCREENSHOT", "/tmp/clustersum_run_report.png"))
+
+
+@contextmanager
+def browser_page() -> Iterator[Any]:
+    """A Playwright page in headless Debian chromium; fails the test (not an error at setup,
+    not a skip) with a clear message when chromium or playwright is missing."""
+    if not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)):
+        found = shutil.which("chromium")
+        pytest.fail(
+            f"chromium not found at {CHROMIUM}{f' (there is one at {found})' if found else ''}: "
+            "install it with `apt-get install -y chromium chromium-driver` "
+            "or set CHROMIUM_PATH",
+            pytrace=False,
+        )
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("the playwright package is missing: pip install playwright", pytrace=False)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        try:
+            yield page
+        finally:
+            # ORM calls made while Playwright runs get their own connection (Django keeps
+            # connections per context, and Playwright's greenlets switch contexts): close it,
+            # or dropping the test database would find it still open
+            connections.close_all()
+            context.close()
+            browser.close()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_curator_validates_a_summary_and_sees_it_on_the_report(
+    live_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Playwright's sync API runs an event loop in this thread; the ORM calls made here while it
+    # runs are synchronous and safe (Django cannot tell)
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    data = review_data_build()
+    staff_user_create("curator")
+    with browser_page() as page:
+        _validate_and_check(page, live_server.url, data)
+
+
+def _validate_and_check(page: Any, base: str, data: ReviewData) -> None:
+    from llm.models import ClusterSummary, ValidationEvent
+
+    summary = data.summaries["pending"]
+    status_badge = f'.badge[data-summary-id="{summary.pk}"][data-role="status"]'
+
+    # log in to the admin
+    page.goto(f"{base}/admin/login/?next=/admin/llm/clustersummary/")
+    page.fill("#id_username", "curator")
+    page.fill("#id_password", PASSWORD)
+    page.click('input[type="submit"]')
+    page.wait_for_url("**/admin/llm/clustersummary/")
+
+    # before: the report shows the summary pending
+    page.goto(f"{base}/reports/runs/{data.run.pk}/")
+    assert "status-pending" in (page.get_attribute(status_badge, "class") or "")
+    assert page.locator("svg .cluster-mark").count() == len(data.clusters)
+
+    # select the pending summary in the changelist and run the validate action
+    page.goto(f"{base}/admin/llm/clustersummary/?validation_status__exact=pending")
+    page.check(f'input[name="_selected_action"][value="{summary.pk}"]')
+    page.select_option('select[name="action"]', "validate")
+    page.click('button[name="index"]')
+    page.wait_for_selector(".messagelist .success")
+    assert "1 summary set to validated by curator" in page.inner_text(".messagelist")
+
+    # the report now shows the validated badge (and the curator's lock)
+    page.goto(f"{base}/reports/runs/{data.run.pk}/")
+    badge = page.locator(status_badge)
+    assert "status-validated" in (badge.get_attribute("class") or "")
+    assert badge.inner_text().strip() == "validated"
+    assert page.locator(f'.badge[data-summary-id="{summary.pk}"][data-role="lock"]').count() == 1
+    assert page.locator(f"#summary-{summary.pk}-status").is_visible()
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+    # the summary's admin page shows the event with the acting user in the audit trail
+    page.goto(f"{base}/admin/llm/clustersummary/{summary.pk}/change/")
+    trail = page.locator("#events-group").inner_text()
+    assert "curator" in trail and "human" in trail
+    assert "pending" in trail and "validated" in trail
+
+    summary = ClusterSummary.objects.get(pk=summary.pk)
+    assert summary.validation_status == "validated" and summary.human_locked
+    event = ValidationEvent.objects.filter(summary=summary).latest("id")
+    assert event.user is not None and event.user.username == "curator"
