@@ -1,31 +1,50 @@
-"""Google Gemini (Developer API) realtime provider, through the official ``google-genai`` SDK.
+"""Google Gemini (Developer API) provider, realtime and batch, through the ``google-genai`` SDK.
 
-One ``generate_content`` call per request with structured output (``response_schema`` = the
-caller's pydantic class). The answer text is validated by :func:`parse_structured` rather than the
-SDK's ``.parsed``, which is silently None on invalid or truncated JSON. Every failure becomes a
-:class:`ProviderError`; an empty or blocked answer is never reported as a success.
+Realtime: one ``generate_content`` call per request with structured output (``response_schema`` =
+the caller's pydantic class). The answer text is validated by :func:`parse_structured` rather than
+the SDK's ``.parsed``, which is silently None on invalid or truncated JSON (and never set on batch
+responses). Every failure becomes a :class:`ProviderError`; an empty or blocked answer is never
+reported as a success.
 
-Protocol facts (paths, error shapes, ``HttpOptions.timeout`` in milliseconds) are in
-``/work/shared/docs/provider-wire-reference.md``; ``llm/providers/emulators/gemini.py`` speaks the
-same protocol locally.
+Batch (:class:`~llm.providers.batch.BatchProvider`, api_version ``v1beta``): requests whose
+serialised size fits ``inline_limit_bytes`` (20 MB) are sent inline, each with
+``metadata={"key": custom_id}``; larger sets are written to a JSONL file (lines
+``{"key", "request"}``), uploaded with ``files.upload`` (explicit ``application/jsonl``) and the
+batch is created from the file. ``display_name`` is our tag, so :meth:`GeminiProvider.batch_find`
+lists batches and matches it. Results come from the inlined responses or the downloaded responses
+file (streamed to a temporary file, then read line by line), matched by ``key`` = custom id, never
+by position. The batch status is read from the raw operation JSON, because the SDK maps neither
+``batchStats`` nor the reason of a FAILED job.
+
+The module also holds helpers the OpenAI and Anthropic providers share (``parse_retry_after``,
+:data:`TRANSIENT_STATUS_CODES`, :func:`batch_check`, :func:`batch_item_error`). Protocol facts
+are in ``/work/shared/docs/provider-wire-reference.md``; ``llm/providers/emulators/gemini.py``
+speaks the same protocol locally.
 """
 
 from __future__ import annotations
 
 import email.utils
 import importlib
+import json
 import math
 import re
+import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any, TypeVar
 
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
+from pydantic import BaseModel
 
 from llm.providers.base import ProviderError, ProviderRequest, ProviderResult, T, redact
+from llm.providers.batch import FINAL_BATCH_STATES, BatchItemResult, BatchStatus
 from llm.providers.parsing import parse_structured
+
+R = TypeVar("R")
 
 #: HTTP statuses worth retrying: rate limited, request timeout, server-side failures.
 TRANSIENT_STATUS_CODES = frozenset({408, 429, 500, 502, 503, 504})
@@ -145,13 +164,225 @@ def _retry_after_from(error: genai_errors.APIError) -> float | None:
     return parse_retry_info(getattr(error, "details", None))
 
 
+# --------------------------------------------------------------------------------------------
+# Batch helpers shared by the batch-capable providers
+# --------------------------------------------------------------------------------------------
+
+#: gRPC codes (google.rpc.Code) worth retrying, as found in Gemini batch item errors:
+#: DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, INTERNAL, UNAVAILABLE.
+TRANSIENT_RPC_CODES = frozenset({4, 8, 10, 13, 14})
+
+
+def is_transient_status(code: int | None) -> bool:
+    """True for HTTP statuses worth retrying: 408, 429 and every 5xx (including 529)."""
+    return code is not None and (code in TRANSIENT_STATUS_CODES or code >= 500)
+
+
+def batch_check(
+    vendor: str,
+    requests: Sequence[ProviderRequest[Any]],
+    *,
+    max_requests: int,
+    max_bytes: int,
+    size_of: Callable[[ProviderRequest[Any]], int],
+    custom_id_pattern: re.Pattern[str] | None = None,
+    custom_id_rule: str = "",
+) -> list[int]:
+    """Validate a batch before anything is sent; return each request's serialised size (bytes).
+
+    Checks: at least one request; at most ``max_requests``; every ``custom_id`` non-empty,
+    unique and (when given) matching ``custom_id_pattern``; total size at most ``max_bytes``.
+
+    Raises:
+        ProviderError: ``api_error``, permanent, naming the rule broken (split oversize sets by
+            ``max_requests_per_batch`` / ``max_bytes_per_batch``).
+    """
+
+    def refuse(message: str) -> ProviderError:
+        return ProviderError(f"{vendor} batch rejected: {message}", transient=False)
+
+    if not requests:
+        raise refuse("it has no requests")
+    if len(requests) > max_requests:
+        raise refuse(
+            f"{len(requests)} requests exceed the limit of {max_requests} per batch; "
+            "split the set into several batches"
+        )
+    seen: set[str] = set()
+    for index, request in enumerate(requests):
+        custom_id = request.custom_id
+        if not custom_id:
+            raise refuse(f"request {index} has no custom_id (results are matched by it)")
+        if custom_id_pattern is not None and not custom_id_pattern.fullmatch(custom_id):
+            raise refuse(f"custom_id {custom_id!r} is invalid: {custom_id_rule}")
+        if custom_id in seen:
+            raise refuse(f"custom_id {custom_id!r} is used twice; custom ids must be unique")
+        seen.add(custom_id)
+    sizes = [size_of(request) for request in requests]
+    total = sum(sizes)
+    if total > max_bytes:
+        raise refuse(
+            f"the serialised input is {total} bytes, over the limit of {max_bytes} bytes; "
+            "split the set into several batches"
+        )
+    return sizes
+
+
+def batch_item_error(
+    vendor: str,
+    custom_id: str,
+    message: str,
+    *,
+    code: int | None = None,
+    transient: bool | None = None,
+    secrets: Sequence[str] = (),
+) -> BatchItemResult:
+    """A failed batch item: an ``api_error`` whose transience follows ``code`` unless given.
+
+    ``code`` may be an HTTP status or a gRPC code (< 100, Gemini); keys in ``message`` are
+    redacted.
+    """
+    if transient is None:
+        if code is None:
+            transient = False
+        elif code < 100:
+            transient = code in TRANSIENT_RPC_CODES
+        else:
+            transient = is_transient_status(code)
+    label = f" ({code})" if code is not None else ""
+    error = ProviderError(
+        redact(f"{vendor} batch item {custom_id!r} failed{label}: {message}", list(secrets)),
+        transient=transient,
+        kind="api_error",
+        status_code=code if code is not None and code >= 100 else None,
+    )
+    return BatchItemResult(custom_id=custom_id, result=None, error=error)
+
+
+def unknown_custom_id(vendor: str, custom_id: str) -> BatchItemResult:
+    """The result for an item whose custom id the caller did not submit (permanent)."""
+    return batch_item_error(
+        vendor,
+        custom_id,
+        "unknown custom_id: not among the requests this batch was asked to match",
+        transient=False,
+    )
+
+
+def guarded_iter(iterable: Iterable[R], guard: Callable[[Callable[[], Any]], Any]) -> Iterator[R]:
+    """Iterate an SDK pager or stream, running each step through ``guard`` (a provider's
+    call wrapper that turns SDK exceptions into classified ProviderErrors)."""
+    iterator = guard(lambda: iter(iterable))
+    sentinel: Any = object()
+    while True:
+        item = guard(lambda: next(iterator, sentinel))
+        if item is sentinel:
+            return
+        yield item
+
+
+def retry_after_from_headers(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` response headers, or None."""
+    if headers is None:
+        return None
+    try:
+        milliseconds = headers.get("retry-after-ms")
+        header = headers.get("retry-after")
+    except (AttributeError, TypeError):
+        return None
+    if isinstance(milliseconds, str):
+        try:
+            value = float(milliseconds)
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and value >= 0:
+            return value / 1000.0
+    return parse_retry_after(header if isinstance(header, str) else None)
+
+
+def iter_lines(handle: IO[bytes]) -> Iterator[dict[str, Any]]:
+    """Decoded JSON objects of a JSONL file, one line at a time; blank lines skipped.
+
+    Undecodable lines are yielded as ``{"__invalid__": "<reason>"}`` so the caller can report
+    them without stopping.
+    """
+    for raw in handle:
+        line = raw.strip()
+        if not line:
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as error:
+            yield {"__invalid__": f"unreadable result line ({error})"}
+            continue
+        yield value if isinstance(value, dict) else {"__invalid__": "result line is not an object"}
+
+
+# --------------------------------------------------------------------------------------------
+# Gemini
+# --------------------------------------------------------------------------------------------
+
+#: Inline batch requests must stay under 20 MB; input files may hold up to 2 GB.
+INLINE_LIMIT_BYTES = 20 * 1000 * 1000
+MAX_BATCH_BYTES = 2 * 1000 * 1000 * 1000
+#: No documented request-count limit; a conservative cap keeps one batch's results manageable.
+MAX_BATCH_REQUESTS = 100_000
+
+#: Gemini batch states (BATCH_STATE_* raw, JOB_STATE_* as the SDK maps them) -> normalised.
+BATCH_STATE_MAP = {
+    "BATCH_STATE_UNSPECIFIED": "pending",
+    "BATCH_STATE_PENDING": "pending",
+    "BATCH_STATE_RUNNING": "running",
+    "BATCH_STATE_SUCCEEDED": "succeeded",
+    "BATCH_STATE_FAILED": "failed",
+    "BATCH_STATE_CANCELLED": "cancelled",
+    "BATCH_STATE_EXPIRED": "expired",
+    "JOB_STATE_UNSPECIFIED": "pending",
+    "JOB_STATE_QUEUED": "pending",
+    "JOB_STATE_PENDING": "pending",
+    "JOB_STATE_RUNNING": "running",
+    "JOB_STATE_CANCELLING": "running",
+    "JOB_STATE_PAUSED": "running",
+    "JOB_STATE_UPDATING": "running",
+    "JOB_STATE_SUCCEEDED": "succeeded",
+    "JOB_STATE_PARTIALLY_SUCCEEDED": "succeeded",
+    "JOB_STATE_FAILED": "failed",
+    "JOB_STATE_CANCELLED": "cancelled",
+    "JOB_STATE_EXPIRED": "expired",
+}
+
+
+def batch_state(raw_state: str) -> str:
+    """Normalised state of a Gemini batch state string; unknown states count as running (so
+    the caller polls again rather than acting on a state it does not understand)."""
+    return BATCH_STATE_MAP.get(raw_state, "running")
+
+
+def _batch_name(batch_id: str) -> str:
+    """``batches/ID`` (the SDK needs the prefix) from ``ID`` or ``batches/ID``."""
+    return batch_id if batch_id.startswith("batches/") else f"batches/{batch_id}"
+
+
+def _as_count(value: Any) -> int:
+    """An int64 count as Google sends it (a JSON string or number); 0 when absent."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
 class GeminiProvider:
-    """Realtime Gemini calls with structured output.
+    """Gemini calls with structured output, realtime and batch.
 
     Args:
         api_key: Gemini Developer API key (from the environment; never logged, never in errors).
         base_url: endpoint root (e.g. an emulator ``http://127.0.0.1:PORT``); None = Google's.
         timeout: seconds one call may take before it fails with ``kind="timeout"``.
+        inline_limit_bytes: batches whose serialised requests total at most this many bytes are
+            sent inline; larger ones go through an uploaded JSONL file (tests force the file
+            path with a tiny value).
+        max_requests_per_batch, max_bytes_per_batch: limits :meth:`batch_submit` enforces and
+            callers split by (requests; bytes of serialised input).
 
     Raises:
         ProviderError: ``kind="api_error"``, permanent, when ``api_key`` is empty.
@@ -159,7 +390,16 @@ class GeminiProvider:
 
     name = "gemini"
 
-    def __init__(self, api_key: str, base_url: str | None = None, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        *,
+        inline_limit_bytes: int = INLINE_LIMIT_BYTES,
+        max_requests_per_batch: int = MAX_BATCH_REQUESTS,
+        max_bytes_per_batch: int = MAX_BATCH_BYTES,
+    ) -> None:
         if not api_key:
             raise ProviderError(
                 "Gemini API key is not set (GEMINI_API_KEY)", transient=False, kind="api_error"
@@ -167,6 +407,9 @@ class GeminiProvider:
         self._api_key = api_key
         self.base_url = base_url or None
         self.timeout = float(timeout)
+        self.inline_limit_bytes = int(inline_limit_bytes)
+        self.max_requests_per_batch = int(max_requests_per_batch)
+        self.max_bytes_per_batch = int(max_bytes_per_batch)
         options: dict[str, Any] = {
             "api_version": "v1beta",
             "timeout": max(1, round(self.timeout * 1000)),
@@ -181,6 +424,8 @@ class GeminiProvider:
     def __repr__(self) -> str:
         return f"GeminiProvider(base_url={self.base_url!r}, timeout={self.timeout})"
 
+    # -- errors --------------------------------------------------------------------------------
+
     def _error(self, message: str, **kwargs: Any) -> ProviderError:
         """A ProviderError whose message has the key (and anything key-shaped) redacted."""
         return ProviderError(redact(message, [self._api_key]), **kwargs)
@@ -190,7 +435,7 @@ class GeminiProvider:
         code = int(error.code) if isinstance(error.code, int) else None
         status = error.status or ""
         detail = error.message or str(error)
-        transient = code is not None and (code in TRANSIENT_STATUS_CODES or code >= 500)
+        transient = is_transient_status(code)
         retry_after = _retry_after_from(error) if transient else None
         label = f"{code} {status}" if status else f"{code}"
         return self._error(
@@ -201,21 +446,13 @@ class GeminiProvider:
             status_code=code,
         )
 
-    def _call(self, request: ProviderRequest[T]) -> types.GenerateContentResponse:
-        """One SDK call; raises ProviderError for every transport or HTTP failure."""
+    def _guard(self, call: Callable[[], R]) -> R:
+        """Run one SDK call; raise a classified ProviderError for every transport or HTTP
+        failure (no vendor exception leaks, and none is chained: it holds the request headers).
+        """
         failure: ProviderError | None = None
         try:
-            return self._client.models.generate_content(
-                model=request.model,
-                contents=request.user_prompt,
-                config=types.GenerateContentConfig(
-                    system_instruction=request.system_prompt or None,
-                    temperature=request.temperature,
-                    max_output_tokens=request.max_output_tokens,
-                    response_mime_type="application/json",
-                    response_schema=request.output_class,
-                ),
-            )
+            return call()
         except genai_errors.APIError as error:
             failure = self._classify_api_error(error)
         except _TIMEOUT_EXCEPTIONS as error:
@@ -248,6 +485,18 @@ class GeminiProvider:
         # request and its x-goog-api-key header) must not travel along as __context__.
         raise failure
 
+    # -- realtime ------------------------------------------------------------------------------
+
+    def _config(self, request: ProviderRequest[Any]) -> types.GenerateContentConfig:
+        """The generation config of one request (the same for realtime and batch)."""
+        return types.GenerateContentConfig(
+            system_instruction=request.system_prompt or None,
+            temperature=request.temperature,
+            max_output_tokens=request.max_output_tokens,
+            response_mime_type="application/json",
+            response_schema=request.output_class,
+        )
+
     def generate(self, request: ProviderRequest[T]) -> ProviderResult[T]:
         """Run one structured-output request.
 
@@ -265,14 +514,39 @@ class GeminiProvider:
                 (output cut at max tokens, or not valid for the output class; permanent).
         """
         started = time.perf_counter()
-        response = self._call(request)
+        response = self._guard(
+            lambda: self._client.models.generate_content(
+                model=request.model, contents=request.user_prompt, config=self._config(request)
+            )
+        )
         latency = time.perf_counter() - started
+        return self._interpret(
+            response,
+            request.output_class,
+            model=request.model,
+            max_output_tokens=request.max_output_tokens,
+            latency=latency,
+        )
 
+    def _interpret(
+        self,
+        response: types.GenerateContentResponse,
+        output_class: type[T],
+        *,
+        model: str,
+        max_output_tokens: int | None,
+        latency: float,
+    ) -> ProviderResult[T]:
+        """Turn one generateContent response (realtime or batch item) into a validated result.
+
+        Raises:
+            ProviderError: blocked, truncated, empty or invalid answers (see :meth:`generate`).
+        """
         usage = response.usage_metadata
         input_tokens = int((usage.prompt_token_count if usage else None) or 0)
         output_tokens = int((usage.candidates_token_count if usage else None) or 0)
         output_tokens += int((usage.thoughts_token_count if usage else None) or 0)
-        model_version = response.model_version or request.model
+        model_version = response.model_version or model
         tokens = {"input_tokens": input_tokens, "output_tokens": output_tokens}
 
         feedback = response.prompt_feedback
@@ -310,9 +584,9 @@ class GeminiProvider:
                 **tokens,
             )
         if finish_reason == "MAX_TOKENS":
+            budget = f" ({max_output_tokens} output tokens allowed)" if max_output_tokens else ""
             raise self._error(
-                f"Gemini output truncated at max tokens ({request.max_output_tokens} output "
-                f"tokens allowed); the JSON is incomplete",
+                f"Gemini output truncated at max tokens{budget}; the JSON is incomplete",
                 transient=False,
                 kind="validation_failed",
                 raw_text=text,
@@ -328,7 +602,7 @@ class GeminiProvider:
 
         invalid: ProviderError | None = None
         try:
-            parsed = parse_structured(text, request.output_class)
+            parsed = parse_structured(text, output_class)
         except ProviderError as error:
             invalid = error
         if invalid is not None:
@@ -349,3 +623,280 @@ class GeminiProvider:
             model_version=model_version,
             finish_reason=finish_reason,
         )
+
+    # -- batch: submission ---------------------------------------------------------------------
+
+    def _inlined_request(self, request: ProviderRequest[Any]) -> types.InlinedRequest:
+        return types.InlinedRequest(
+            model=request.model,
+            contents=request.user_prompt,
+            config=self._config(request),
+            metadata={"key": request.custom_id},
+        )
+
+    def _rest_request(self, request: ProviderRequest[Any]) -> dict[str, Any]:
+        """One request as the SDK serialises it inline: ``{"request": {...}, "metadata"}``.
+
+        Uses the SDK's own converter so the JSONL file path sends exactly what the inline path
+        sends (same schema translation of the pydantic class).
+        """
+        from google.genai import _common as genai_common
+        from google.genai import batches as genai_batches
+
+        converted = genai_batches._InlinedRequest_to_mldev(
+            self._client._api_client, self._inlined_request(request)
+        )
+        return dict(
+            genai_common.encode_unserializable_types(genai_common.convert_to_dict(converted))
+        )
+
+    def batch_request_bytes(self, request: ProviderRequest[BaseModel]) -> int:
+        """Bytes of one request in the batch input (its inline JSON plus a separator).
+
+        Measured as JSON with ``", "``/``": "`` separators and non-ASCII escaped, so never less
+        than what the SDK sends inline or what the JSONL input file holds.
+        """
+        return len(json.dumps(self._rest_request(request)).encode("utf-8")) + 2
+
+    def batch_submit(
+        self, requests: Sequence[ProviderRequest[BaseModel]], *, display_name: str
+    ) -> str:
+        """Create one batch job; returns its name (``batches/...``).
+
+        All requests must use the same model (a Gemini batch belongs to one model). Sets whose
+        serialised size is at most ``inline_limit_bytes`` go inline; larger ones through an
+        uploaded JSONL file. Not idempotent: store ``display_name`` first and use
+        :meth:`batch_find` after a crash.
+
+        Raises:
+            ProviderError: invalid or oversize set (permanent, nothing sent), several models,
+                or an HTTP/transport failure of the upload or the creation.
+        """
+        requests = list(requests)
+        sizes = batch_check(
+            "Gemini",
+            requests,
+            max_requests=self.max_requests_per_batch,
+            max_bytes=self.max_bytes_per_batch,
+            size_of=self.batch_request_bytes,
+        )
+        models = sorted({request.model for request in requests})
+        if len(models) != 1:
+            raise ProviderError(
+                f"Gemini batch rejected: one batch serves one model, got {', '.join(models)}",
+                transient=False,
+            )
+        src: Any
+        if sum(sizes) <= self.inline_limit_bytes:
+            src = [self._inlined_request(request) for request in requests]
+        else:
+            src = self._upload_input(requests, display_name)
+        job = self._guard(
+            lambda: self._client.batches.create(
+                model=models[0],
+                src=src,
+                config=types.CreateBatchJobConfig(display_name=display_name),
+            )
+        )
+        if not job.name:
+            raise self._error("Gemini created a batch but returned no name", transient=False)
+        return job.name
+
+    def _upload_input(self, requests: Sequence[ProviderRequest[Any]], display_name: str) -> str:
+        """Write the JSONL input (``{"key", "request"}`` lines) to a temporary file, upload it
+        and return its name (``files/...``)."""
+        with tempfile.TemporaryFile() as handle:
+            for request in requests:
+                line = {"key": request.custom_id, "request": self._rest_request(request)["request"]}
+                handle.write(json.dumps(line).encode("utf-8") + b"\n")
+            handle.seek(0)
+            uploaded = self._guard(
+                lambda: self._client.files.upload(
+                    file=handle,
+                    config=types.UploadFileConfig(
+                        mime_type="application/jsonl", display_name=f"{display_name}-input"
+                    ),
+                )
+            )
+        if not uploaded.name:
+            raise self._error(
+                "Gemini accepted the input file but returned no name", transient=False
+            )
+        return uploaded.name
+
+    # -- batch: status -------------------------------------------------------------------------
+
+    def batch_get(self, batch_id: str) -> BatchStatus:
+        """Poll one batch, reading the raw operation JSON (state, ``batchStats`` counts and,
+        for a failed job, the ``error`` the SDK does not map).
+
+        Raises:
+            ProviderError: unknown id (404, permanent) or a transport failure.
+        """
+        name = _batch_name(batch_id)
+        response = self._guard(lambda: self._client._api_client.request("get", name, {}, None))
+        try:
+            operation = json.loads(response.body or "{}")
+        except ValueError:
+            operation = None
+        if not isinstance(operation, dict):
+            raise self._error(f"Gemini returned an unreadable batch {name}", transient=True)
+        return self._status(operation, name)
+
+    def _status(self, operation: Mapping[str, Any], name: str) -> BatchStatus:
+        metadata = operation.get("metadata") or {}
+        raw_state = str(metadata.get("state") or "BATCH_STATE_UNSPECIFIED")
+        state = batch_state(raw_state)
+        stats = metadata.get("batchStats") or {}
+        error_info = operation.get("error") or metadata.get("error") or {}
+        error = ""
+        if isinstance(error_info, Mapping) and error_info:
+            error = str(error_info.get("message") or error_info)
+        if state == "failed" and not error:
+            error = "Gemini reported the batch as failed without a reason"
+        return BatchStatus(
+            batch_id=str(operation.get("name") or name),
+            display_name=str(metadata.get("displayName") or ""),
+            state=state,
+            raw_state=raw_state,
+            request_count=_as_count(stats.get("requestCount")),
+            completed=_as_count(stats.get("successfulRequestCount")),
+            failed=_as_count(stats.get("failedRequestCount")),
+            error=redact(error, [self._api_key]),
+        )
+
+    def batch_list(self) -> Iterator[BatchStatus]:
+        """All batches of this key, newest first, across pages (counts are not listed: 0)."""
+        pager = self._guard(
+            lambda: self._client.batches.list(config=types.ListBatchJobsConfig(page_size=100))
+        )
+        for job in guarded_iter(pager, self._guard):
+            raw_state = _enum_value(job.state) or "JOB_STATE_UNSPECIFIED"
+            yield BatchStatus(
+                batch_id=job.name or "",
+                display_name=job.display_name or "",
+                state=batch_state(raw_state),
+                raw_state=raw_state,
+            )
+
+    def batch_find(self, display_name: str) -> BatchStatus | None:
+        """The newest batch whose display name is ``display_name`` (full status), or None.
+
+        Gemini stores the display name with the job, so a listing finds batches in any state.
+        """
+        for status in self.batch_list():
+            if status.display_name == display_name:
+                return self.batch_get(status.batch_id)
+        return None
+
+    def batch_cancel(self, batch_id: str) -> BatchStatus:
+        """Ask Gemini to cancel; returns the state polled right after."""
+        name = _batch_name(batch_id)
+        self._guard(lambda: self._client.batches.cancel(name=name))
+        return self.batch_get(name)
+
+    # -- batch: results ------------------------------------------------------------------------
+
+    def batch_results(
+        self, batch_id: str, output_classes: Mapping[str, type[BaseModel]]
+    ) -> Iterator[BatchItemResult]:
+        """Stream the results of a finished batch, matched by ``metadata.key`` / ``key``.
+
+        Inline batches answer inline; file batches with a responses file, downloaded to a
+        temporary file and read line by line. Safety-blocked and empty answers are ``blocked``
+        / ``api_error`` items; per-item errors are ``api_error`` (transient for retryable
+        codes). A failed, cancelled or expired job without output yields nothing.
+
+        Raises:
+            ProviderError: the batch is not finished yet (transient), or a transport failure.
+        """
+        name = _batch_name(batch_id)
+        job = self._guard(lambda: self._client.batches.get(name=name))
+        raw_state = _enum_value(job.state) or "JOB_STATE_UNSPECIFIED"
+        if batch_state(raw_state) not in FINAL_BATCH_STATES:
+            raise self._error(
+                f"Gemini batch {name} is {raw_state}; results exist once it has ended",
+                transient=True,
+            )
+        model = (job.model or "").removeprefix("models/")
+        dest = job.dest
+        if dest is None:
+            return
+        if dest.inlined_responses:
+            for item in dest.inlined_responses:
+                custom_id = str((item.metadata or {}).get("key", ""))
+                if item.error is not None or item.response is None:
+                    error = item.error
+                    yield self._item_error(
+                        custom_id,
+                        (error.message if error else None) or "no response",
+                        error.code if error else None,
+                        output_classes,
+                    )
+                else:
+                    yield self._item(custom_id, item.response, output_classes, model)
+        elif dest.file_name:
+            file_name = dest.file_name
+            with tempfile.TemporaryFile() as handle:
+                self._guard(lambda: self._client.files.download(file=file_name, destination=handle))
+                handle.seek(0)
+                for line in iter_lines(handle):
+                    yield self._file_item(line, output_classes, model)
+
+    def _file_item(
+        self, line: Mapping[str, Any], output_classes: Mapping[str, type[BaseModel]], model: str
+    ) -> BatchItemResult:
+        custom_id = str(line.get("key") or (line.get("metadata") or {}).get("key") or "")
+        if "__invalid__" in line:
+            return batch_item_error("Gemini", custom_id, str(line["__invalid__"]))
+        error = line.get("error")
+        if isinstance(error, Mapping) or not isinstance(line.get("response"), Mapping):
+            error = error if isinstance(error, Mapping) else {}
+            code = error.get("code")
+            return self._item_error(
+                custom_id,
+                str(error.get("message") or "no response"),
+                code if isinstance(code, int) else None,
+                output_classes,
+            )
+        try:
+            from google.genai import models as genai_models
+
+            response = types.GenerateContentResponse._from_response(
+                response=genai_models._GenerateContentResponse_from_mldev(line["response"]),
+                kwargs={},
+            )
+        except Exception as problem:
+            return batch_item_error(
+                "Gemini", custom_id, f"unreadable response ({type(problem).__name__}: {problem})"
+            )
+        return self._item(custom_id, response, output_classes, model)
+
+    def _item(
+        self,
+        custom_id: str,
+        response: types.GenerateContentResponse,
+        output_classes: Mapping[str, type[BaseModel]],
+        model: str,
+    ) -> BatchItemResult:
+        output_class = output_classes.get(custom_id)
+        if output_class is None:
+            return unknown_custom_id("Gemini", custom_id)
+        try:
+            result = self._interpret(
+                response, output_class, model=model, max_output_tokens=None, latency=0.0
+            )
+        except ProviderError as error:
+            return BatchItemResult(custom_id=custom_id, result=None, error=error)
+        return BatchItemResult(custom_id=custom_id, result=result, error=None)
+
+    def _item_error(
+        self,
+        custom_id: str,
+        message: str,
+        code: int | None,
+        output_classes: Mapping[str, type[BaseModel]],
+    ) -> BatchItemResult:
+        if custom_id not in output_classes:
+            return unknown_custom_id("Gemini", custom_id)
+        return batch_item_error("Gemini", custom_id, message, code=code, secrets=[self._api_key])

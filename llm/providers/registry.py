@@ -1,19 +1,46 @@
-"""Provider lookup by name, configured from settings."""
+"""Provider lookup by name, configured from settings.
+
+Names: ``extractive`` (offline baseline, no key), ``gemini`` (GEMINI_API_KEY or GOOGLE_API_KEY),
+``openai`` (OPENAI_API_KEY), ``anthropic`` (ANTHROPIC_API_KEY). Every network provider honours
+LLM_BASE_URL (an emulator or a compatible endpoint) and LLM_TIMEOUT (seconds per call).
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
 from .base import Provider
+from .batch import BatchProvider
+
+if TYPE_CHECKING:
+    from .anthropic import AnthropicProvider
+    from .gemini import GeminiProvider
+    from .openai import OpenAIProvider
 
 #: Default model per provider when LLM_MODEL is not set.
-DEFAULT_MODELS = {"extractive": "extractive-v1", "gemini": "gemini-2.5-flash"}
+DEFAULT_MODELS = {
+    "extractive": "extractive-v1",
+    "gemini": "gemini-2.5-flash",
+    "openai": "gpt-4.1-mini",
+    "anthropic": "claude-haiku-4-5",
+}
 PROVIDERS = tuple(DEFAULT_MODELS)
+#: Providers with a batch API (see :func:`batch_provider_get`).
+BATCH_PROVIDERS = ("gemini", "openai", "anthropic")
+
+#: Provider -> (settings attribute holding its key, how to name the missing variable).
+_KEYS = {
+    "gemini": ("GEMINI_API_KEY", "neither GEMINI_API_KEY nor GOOGLE_API_KEY is set"),
+    "openai": ("OPENAI_API_KEY", "OPENAI_API_KEY is not set"),
+    "anthropic": ("ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY is not set"),
+}
 
 
 class ProviderNotConfigured(Exception):
-    """The provider cannot be used: unknown name or missing key. The message is one clear
-    sentence for the user, naming the setting to fix; it never contains a key."""
+    """The provider cannot be used: unknown name, missing key, or no batch API. The message is
+    one clear sentence for the user, naming the setting to fix; it never contains a key."""
 
 
 def default_model(provider: str) -> str:
@@ -32,11 +59,29 @@ def provider_check(name: str) -> None:
         raise ProviderNotConfigured(
             f"unknown provider {name!r}; choose one of {', '.join(PROVIDERS)}"
         )
-    if name == "gemini" and not settings.GEMINI_API_KEY:
-        raise ProviderNotConfigured(
-            "LLM_PROVIDER is gemini but neither GEMINI_API_KEY nor GOOGLE_API_KEY is set; "
-            "no provider call was made"
-        )
+    if name in _KEYS:
+        attribute, missing = _KEYS[name]
+        if not getattr(settings, attribute, ""):
+            raise ProviderNotConfigured(
+                f"LLM_PROVIDER is {name} but {missing}; no provider call was made"
+            )
+
+
+def _network_provider(name: str) -> GeminiProvider | OpenAIProvider | AnthropicProvider:
+    """A configured gemini / openai / anthropic provider (key, LLM_BASE_URL, LLM_TIMEOUT)."""
+    base_url = settings.LLM_BASE_URL or None
+    timeout = float(settings.LLM_TIMEOUT)
+    if name == "gemini":
+        from .gemini import GeminiProvider
+
+        return GeminiProvider(settings.GEMINI_API_KEY, base_url, timeout)
+    if name == "openai":
+        from .openai import OpenAIProvider
+
+        return OpenAIProvider(settings.OPENAI_API_KEY, base_url, timeout)
+    from .anthropic import AnthropicProvider
+
+    return AnthropicProvider(settings.ANTHROPIC_API_KEY, base_url, timeout)
 
 
 def provider_get(name: str) -> Provider:
@@ -46,14 +91,21 @@ def provider_get(name: str) -> Provider:
         ProviderNotConfigured: unknown provider or missing key.
     """
     provider_check(name)
-    if name == "gemini":
-        from .gemini import GeminiProvider
-
-        return GeminiProvider(
-            api_key=settings.GEMINI_API_KEY,
-            base_url=settings.LLM_BASE_URL or None,
-            timeout=settings.LLM_TIMEOUT,
-        )
+    if name in _KEYS:
+        return _network_provider(name)
     from .extractive import ExtractiveProvider
 
     return ExtractiveProvider()
+
+
+def batch_provider_get(name: str) -> BatchProvider:
+    """A ready provider instance with a batch API (gemini, openai, anthropic).
+
+    Raises:
+        ProviderNotConfigured: unknown provider, missing key, or a provider without a batch API
+            (``extractive``).
+    """
+    provider_check(name)
+    if name not in BATCH_PROVIDERS:
+        raise ProviderNotConfigured(f"provider {name} has no batch API")
+    return _network_provider(name)

@@ -49,7 +49,8 @@ def backoff_seconds(try_number: int, retry_after: float | None) -> float:
 
 
 def _secrets() -> list[str]:
-    return [s for s in (settings.GEMINI_API_KEY,) if s]
+    keys = (settings.GEMINI_API_KEY, settings.OPENAI_API_KEY, settings.ANTHROPIC_API_KEY)
+    return [s for s in keys if s]
 
 
 def provider_call(

@@ -1,8 +1,10 @@
-"""``manage.py provider_emulator gemini --port P --latency S [--rpm N]``: run an emulator.
+"""``manage.py provider_emulator gemini|openai|anthropic --port P --latency S [--rpm N]``.
 
-Serves in the foreground until Ctrl-C, printing its base URL (point ``LLM_BASE_URL`` at it).
-Faults can then be scripted over HTTP (``POST {url}/_control/faults``, see
-``llm/providers/emulators/gemini.py``).
+Runs a provider emulator in the foreground until Ctrl-C, printing its base URL (point
+``LLM_BASE_URL`` at it; the OpenAI provider appends ``/v1`` itself). Realtime faults, batch
+behaviour and batch-endpoint faults can then be scripted over HTTP (``{url}/_control/...``, see
+``llm/providers/emulators/common.py``); ``--batch-polls N`` sets how many status polls a batch
+stays running before it finishes.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 #: Provider name -> "module:Class" of its emulator; each class takes (host, port, latency=, rpm=,
-#: window=) and has start(), stop() and .url.
+#: window=, batch_settings=) and has start(), stop() and .url.
 EMULATORS = {
     "gemini": "llm.providers.emulators.gemini:GeminiEmulator",
+    "openai": "llm.providers.emulators.openai:OpenAIEmulator",
+    "anthropic": "llm.providers.emulators.anthropic:AnthropicEmulator",
 }
 
 
@@ -28,7 +32,8 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
-        """provider name, --host, --port (0 = free port), --latency (s), --rpm, --window (s)."""
+        """provider name, --host, --port (0 = free port), --latency (s), --rpm, --window (s),
+        --batch-polls."""
         parser.add_argument("provider", help=f"one of: {', '.join(sorted(EMULATORS))}")
         parser.add_argument("--host", default="127.0.0.1", help="interface to bind")
         parser.add_argument("--port", type=int, default=0, help="TCP port; 0 picks a free one")
@@ -39,12 +44,19 @@ class Command(BaseCommand):
             "--rpm", type=int, default=None, help="server-side rate limit, requests per window"
         )
         parser.add_argument("--window", type=float, default=60.0, help="rate-limit window, seconds")
+        parser.add_argument(
+            "--batch-polls",
+            type=int,
+            default=0,
+            help="status polls a batch answers 'running' before it finishes (0 = at once)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Start the emulator, print its URL, block until Ctrl-C, then stop it.
 
         Raises:
-            CommandError: unknown provider name, negative latency, or the port cannot be bound.
+            CommandError: unknown provider name, negative latency or batch polls, or the port
+                cannot be bound.
         """
         name = str(options["provider"]).strip().lower()
         if name not in EMULATORS:
@@ -56,6 +68,8 @@ class Command(BaseCommand):
             raise CommandError("--latency must be >= 0 seconds")
         if options["rpm"] is not None and options["rpm"] < 1:
             raise CommandError("--rpm must be a positive number of requests")
+        if options["batch_polls"] < 0:
+            raise CommandError("--batch-polls must be >= 0")
         module_name, class_name = EMULATORS[name].split(":")
         emulator_class = getattr(importlib.import_module(module_name), class_name)
         emulator = emulator_class(
@@ -64,6 +78,7 @@ class Command(BaseCommand):
             latency=options["latency"],
             rpm=options["rpm"],
             window=options["window"],
+            batch_settings={"polls": options["batch_polls"]},
         )
         try:
             emulator.start()

@@ -1,20 +1,29 @@
-"""A local Gemini Developer API server for tests and benchmarks, with fault injection.
+"""A local Gemini Developer API server for tests and benchmarks, with fault injection and batches.
 
-It is a real HTTP server (stdlib ``ThreadingHTTPServer`` in a background thread) speaking
-``POST /v1beta/models/{model}:generateContent`` exactly as google-genai 3.x sends it (see
-``/work/shared/docs/provider-wire-reference.md``), so the real SDK is exercised end to end.
+It is a real HTTP server (stdlib ``ThreadingHTTPServer`` in a background thread) speaking the
+Gemini REST protocol exactly as google-genai 3.x sends it (see
+``/work/shared/docs/provider-wire-reference.md``), so the real SDK is exercised end to end:
 
-Answers are schema-valid JSON built from the request itself: the ``responseSchema`` (Gemini's
-OpenAPI subset, as the SDK sends it for a pydantic class) or ``responseJsonSchema`` (JSON Schema)
-is walked, and fields are filled from the ``<cluster_data>{...}</cluster_data>`` block of the prompt
-(real member symbols, verbatim term and pathway names). Judge requests (a schema with a
-``verdict`` property) get a verdict, all-true checks and a 2-3 sentence reasoning. The same request
-always gets the same answer (no randomness), so golden tests can compare outputs.
+    POST {v}/models/{model}:generateContent          realtime structured output
+    POST {v}/models/{model}:batchGenerateContent     create a batch (inline requests or a file)
+    GET  {v}/batches?pageSize&pageToken              list (newest first)
+    GET  {v}/batches/{id}   POST {v}/batches/{id}:cancel   DELETE {v}/batches/{id}
+    POST /upload/{v}/files (resumable start, then the upload URL with "upload, finalize")
+    GET  {v}/files/{id}   GET {v}/files/{id}:download?alt=media   DELETE {v}/files/{id}
 
-Faults are scripted FIFO, one consumed per matching request, in-process
-(:meth:`GeminiEmulator.add_fault`) or over HTTP (``POST /_control/faults``), see
-:data:`FAULT_KINDS`. A default latency, a server-side rate limit (``rpm`` per ``window`` seconds,
-answered with 429 + Retry-After) and a thread-safe request log complete the picture.
+``{v}`` is ``/v1beta`` (also ``/v1`` and ``/v1alpha``). Answers are schema-valid JSON built from
+the request itself by the shared :class:`~llm.providers.emulators.common.AnswerBuilder`: the
+``responseSchema`` (Gemini's OpenAPI subset, as the SDK sends it for a pydantic class) or
+``responseJsonSchema`` is walked and filled from the prompt's ``<cluster_data>`` block. The same
+request always gets the same answer, in realtime and in a batch.
+
+Realtime faults are scripted FIFO (:meth:`GeminiEmulator.add_fault`, ``POST /_control/faults``,
+see :data:`FAULT_KINDS`); batches follow the scripted :class:`BatchSettings`
+(:meth:`GeminiEmulator.configure_batches`). A batch created from inline requests answers inline
+(``output.inlinedResponses``), one created from a file answers with a ``responsesFile`` of JSONL
+lines ``{"key", "response"}`` or ``{"key", "error"}``. A failed batch carries the reason in the
+operation's top-level ``error``, which the SDK does not map. Unprocessed items of an expired batch
+and the items of a cancelled batch are absent from the output.
 
 Usage::
 
@@ -27,61 +36,57 @@ Usage::
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import hashlib
 import json
-import logging
-import math
 import re
-import threading
 import time
-import urllib.error
-import urllib.request
-from collections import deque
-from collections.abc import Iterable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
-from llm.context import PATHWAY_CATEGORIES
-
-logger = logging.getLogger(__name__)
-
-#: Fault kinds and their parameters (all optional unless noted):
-#:   latency {seconds}: extra delay before answering.
-#:   status {code: 400|401|403|404|429|500|503|..., retry_after (seconds, Retry-After header),
-#:          retry_delay (seconds, google.rpc.RetryInfo detail), message}: an error answer.
-#:   timeout {seconds=10}: sleep longer than the client waits, then answer normally.
-#:   fenced: valid JSON wrapped in a ```json fence.  truncated: JSON cut in half (finish STOP).
-#:   hallucinated_gene {symbol="FAKEGENE1"}: a non-member symbol in the summary text and tags.
-#:   hallucinated_pathway {name}: a pathway name that is not among the enriched terms.
-#:   empty: no candidates.  safety {block_reason}: finishReason SAFETY and no text (or, with
-#:          block_reason, a blocked prompt: promptFeedback.blockReason and no candidates).
-#:   max_tokens: finishReason MAX_TOKENS with truncated text.
-#:   verdict {verdict: accept|low_confidence|reject, reasoning}: judge requests only.
-FAULT_KINDS = frozenset(
-    {
-        "latency",
-        "status",
-        "timeout",
-        "fenced",
-        "truncated",
-        "hallucinated_gene",
-        "hallucinated_pathway",
-        "empty",
-        "safety",
-        "max_tokens",
-        "verdict",
-    }
+from llm.providers.emulators.common import (
+    BATCH_FAULT_KINDS,
+    CONTENT_FAULT_KINDS,
+    DEFAULT_FAKE_GENE,
+    DEFAULT_FAKE_PATHWAY,
+    FAULT_KINDS,
+    FAULT_TARGETS,
+    VERDICTS,
+    AnswerBuilder,
+    BatchItem,
+    BatchRejected,
+    BatchSettings,
+    EmuBatch,
+    EmuFile,
+    EmulatorControl,
+    EmulatorServer,
+    PromptData,
+    Reply,
+    Request,
+    as_int,
+    compose_answer,
+    first_key,
+    iso_time,
+    normalise_fault,
 )
-#: Which requests a fault applies to; judge requests have a schema with a "verdict" property.
-FAULT_TARGETS = frozenset({"generate", "judge", "any"})
-VERDICTS = ("accept", "low_confidence", "reject")
 
-DEFAULT_FAKE_GENE = "FAKEGENE1"
-DEFAULT_FAKE_PATHWAY = "Imaginary Neuronal Signaling Pathway WP99999"
+__all__ = [
+    "BATCH_FAULT_KINDS",
+    "CONTENT_FAULT_KINDS",
+    "DEFAULT_FAKE_GENE",
+    "DEFAULT_FAKE_PATHWAY",
+    "FAULT_KINDS",
+    "FAULT_TARGETS",
+    "VERDICTS",
+    "AnswerBuilder",
+    "BatchSettings",
+    "EmulatorControl",
+    "GeminiEmulator",
+    "PromptData",
+    "build_response",
+    "normalise_fault",
+    "prompt_text_of",
+    "response_schema_of",
+]
 
 _STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
@@ -90,6 +95,7 @@ _STATUS_NAMES = {
     404: "NOT_FOUND",
     408: "DEADLINE_EXCEEDED",
     409: "ABORTED",
+    413: "INVALID_ARGUMENT",
     429: "RESOURCE_EXHAUSTED",
     500: "INTERNAL",
     501: "NOT_IMPLEMENTED",
@@ -97,190 +103,33 @@ _STATUS_NAMES = {
     503: "UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
 }
-_GENERATE_PATH_RE = re.compile(r"^/(v1beta|v1alpha|v1)/models/([^/:]+):generateContent$")
-_CLUSTER_DATA_RE = re.compile(r"<cluster_data>(.*?)</cluster_data>", re.DOTALL)
-_SUMMARY_RE = re.compile(r"<summary>(.*?)</summary>", re.DOTALL)
-_TERM_ID_NOISE_RE = re.compile(
-    r"\s*\((?:GO|HP|MP|R-HSA|WP)[:\-][^)]*\)|\s+WP\d+$|\s+R-HSA-\d+$|\s+HP:\d+$"
-)
-_MAX_DEPTH = 8
-_UNCHANGED: Any = object()
+_VERSION = r"/(v1beta|v1alpha|v1)"
+_MODEL_CALL_RE = re.compile(_VERSION + r"/models/([^/:]+):(generateContent|batchGenerateContent)$")
+_BATCHES_RE = re.compile(_VERSION + r"/batches$")
+_BATCH_RE = re.compile(_VERSION + r"/batches/([^/:]+)(:cancel)?$")
+_FILES_RE = re.compile(_VERSION + r"/files$")
+_FILE_RE = re.compile(_VERSION + r"/files/([^/:]+)(:download)?$")
+_UPLOAD_RE = re.compile(r"/upload" + _VERSION + r"/files$")
+
+#: Real limits: inline requests up to 20 MB, input files up to 2 GB.
+INLINE_LIMIT_BYTES = 20 * 1024 * 1024
+FILE_LIMIT_BYTES = 2 * 1024 * 1024 * 1024
+
+_STATES = {
+    "pending": "BATCH_STATE_PENDING",
+    "running": "BATCH_STATE_RUNNING",
+    "succeeded": "BATCH_STATE_SUCCEEDED",
+    "failed": "BATCH_STATE_FAILED",
+    "cancelled": "BATCH_STATE_CANCELLED",
+    "expired": "BATCH_STATE_EXPIRED",
+}
+# google.rpc.Code numbers (by HTTP status) for an Operation's or a batch item's error.
+_RPC_CODES = {400: 3, 403: 7, 404: 5, 429: 8, 500: 13, 503: 14, 504: 4}
 
 
 # --------------------------------------------------------------------------------------------
-# Prompt data
+# Request parsing and answers
 # --------------------------------------------------------------------------------------------
-
-
-class PromptData:
-    """The cluster facts found in a prompt.
-
-    Attributes:
-        cluster_type: "functional" or "phenotype" ("" when unknown).
-        size: cluster size (entities); members_total: members before any prompt truncation.
-        members: member symbols in prompt order.
-        terms: ``{"category","term_id","name","fdr","overlap","term_size"}`` dicts sorted by FDR.
-        summary: the decoded ``<summary>`` JSON of a judge prompt, or None.
-    """
-
-    def __init__(self, cluster: Mapping[str, Any] | None, summary: Any = None) -> None:
-        cluster = cluster or {}
-        self.found = bool(cluster)
-        self.cluster_type = str(cluster.get("cluster_type") or "")
-        members = cluster.get("members") or []
-        self.members: list[str] = [str(m) for m in members if isinstance(m, str | int)]
-        self.size = _as_int(cluster.get("size"), len(self.members))
-        self.members_total = _as_int(cluster.get("members_total"), self.size)
-        terms: list[dict[str, Any]] = []
-        raw_terms = cluster.get("terms") or {}
-        if isinstance(raw_terms, Mapping):
-            for category, rows in raw_terms.items():
-                if not isinstance(rows, list):
-                    continue
-                for row in rows:
-                    if isinstance(row, Mapping) and row.get("name"):
-                        terms.append({**row, "category": str(category)})
-        elif isinstance(raw_terms, list):
-            terms = [dict(row) for row in raw_terms if isinstance(row, Mapping) and row.get("name")]
-        terms.sort(key=lambda row: _as_float(row.get("fdr"), 1.0))
-        self.terms = terms
-        self.summary = summary if isinstance(summary, Mapping) else None
-
-    @classmethod
-    def from_prompt(cls, text: str) -> PromptData:
-        """Parse ``<cluster_data>`` (and ``<summary>``) JSON blocks out of ``text``; tolerant."""
-        cluster = _load_block(_CLUSTER_DATA_RE, text)
-        summary = _load_block(_SUMMARY_RE, text)
-        return cls(cluster if isinstance(cluster, Mapping) else None, summary)
-
-    @property
-    def term_names(self) -> list[str]:
-        """Distinct term names, most significant first."""
-        return _unique(str(row["name"]) for row in self.terms)
-
-    @property
-    def pathway_names(self) -> list[str]:
-        """Distinct names of pathway-category terms (WikiPathways, Reactome, KEGG, *Pathway*)."""
-        return _unique(
-            str(row["name"])
-            for row in self.terms
-            if row.get("category") in PATHWAY_CATEGORIES
-            or "pathway" in str(row["category"]).lower()
-        )
-
-    def theme_names(self, max_words: int = 0) -> list[str]:
-        """Short lowercase term names without ids; at most ``max_words`` words if > 0."""
-        themes = []
-        for name in self.term_names:
-            theme = _TERM_ID_NOISE_RE.sub("", name).strip().lower()
-            theme = re.sub(r"\s+", " ", theme)
-            if max_words > 0:
-                theme = " ".join(theme.split()[:max_words])
-            if theme:
-                themes.append(theme)
-        return _unique(themes)
-
-
-def _as_int(value: Any, default: int) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def _as_float(value: Any, default: float) -> float:
-    try:
-        result = float(value)
-    except (TypeError, ValueError):
-        return default
-    return default if math.isnan(result) else result
-
-
-def _unique(values: Iterable[str]) -> list[str]:
-    seen: set[str] = set()
-    result = []
-    for value in values:
-        key = value.lower()
-        if value and key not in seen:
-            seen.add(key)
-            result.append(value)
-    return result
-
-
-def _load_block(pattern: re.Pattern[str], text: str) -> Any:
-    match = pattern.search(text)
-    if not match:
-        return None
-    try:
-        return json.loads(match.group(1))
-    except ValueError:
-        return None
-
-
-def _join(items: list[str]) -> str:
-    """English list: "A", "A and B", "A, B and C"."""
-    if not items:
-        return ""
-    if len(items) == 1:
-        return items[0]
-    return ", ".join(items[:-1]) + " and " + items[-1]
-
-
-# --------------------------------------------------------------------------------------------
-# Schema walking
-# --------------------------------------------------------------------------------------------
-
-
-def _kw(schema: Mapping[str, Any], *names: str) -> Any:
-    """First present keyword among camelCase / snake_case spellings (the SDK sends snake_case)."""
-    for name in names:
-        if name in schema:
-            return schema[name]
-    return None
-
-
-def _resolve(schema: Any, root: Mapping[str, Any]) -> dict[str, Any]:
-    """Follow ``$ref`` (``#/$defs/X``, ``#/definitions/X``) and merge ``allOf``."""
-    if not isinstance(schema, Mapping):
-        return {}
-    seen = 0
-    current: dict[str, Any] = dict(schema)
-    while "$ref" in current and seen < 20:
-        seen += 1
-        ref = str(current.pop("$ref"))
-        target: Any = root
-        for piece in ref.lstrip("#/").split("/"):
-            target = target.get(piece, {}) if isinstance(target, Mapping) else {}
-        current = {**dict(target), **current}
-    if isinstance(current.get("allOf"), list):
-        merged: dict[str, Any] = {}
-        for part in current.pop("allOf"):
-            merged.update(_resolve(part, root))
-        current = {**merged, **current}
-    return current
-
-
-def _types(schema: Mapping[str, Any]) -> list[str]:
-    """Lowercase type names of a schema; inferred when ``type`` is absent."""
-    raw = schema.get("type")
-    if isinstance(raw, list):
-        return [str(t).lower() for t in raw]
-    if isinstance(raw, str):
-        return [raw.lower()]
-    if "properties" in schema:
-        return ["object"]
-    if "items" in schema:
-        return ["array"]
-    enum = schema.get("enum")
-    if isinstance(enum, list) and enum:
-        first = enum[0]
-        if isinstance(first, bool):
-            return ["boolean"]
-        if isinstance(first, int):
-            return ["integer"]
-        if isinstance(first, float):
-            return ["number"]
-    return ["string"]
 
 
 def response_schema_of(body: Mapping[str, Any]) -> tuple[dict[str, Any] | None, bool]:
@@ -288,436 +137,16 @@ def response_schema_of(body: Mapping[str, Any]) -> tuple[dict[str, Any] | None, 
 
     Returns ``(schema, is_json_schema)``; ``(None, False)`` when the request has none.
     """
-    config = _kw(body, "generationConfig", "generation_config") or {}
+    config = first_key(body, "generationConfig", "generation_config") or {}
     if not isinstance(config, Mapping):
         return None, False
-    schema = _kw(config, "responseJsonSchema", "response_json_schema")
+    schema = first_key(config, "responseJsonSchema", "response_json_schema")
     if isinstance(schema, Mapping):
         return dict(schema), True
-    schema = _kw(config, "responseSchema", "response_schema")
+    schema = first_key(config, "responseSchema", "response_schema")
     if isinstance(schema, Mapping):
         return dict(schema), False
     return None, False
-
-
-def is_judge_schema(schema: Mapping[str, Any] | None) -> bool:
-    """True when the (resolved) top-level schema has a ``verdict`` property."""
-    if not schema:
-        return False
-    resolved = _resolve(schema, schema)
-    properties = resolved.get("properties")
-    return isinstance(properties, Mapping) and "verdict" in properties
-
-
-class AnswerBuilder:
-    """Builds a schema-valid answer object from a schema and the prompt's cluster data.
-
-    Args:
-        data: facts parsed from the prompt.
-        judge: True for judge requests (schema with a "verdict" property).
-        verdict: judge verdict to give (accept | low_confidence | reject).
-        reasoning: judge reasoning to give instead of the default 2-3 sentences.
-    """
-
-    def __init__(
-        self,
-        data: PromptData,
-        *,
-        judge: bool = False,
-        verdict: str = "accept",
-        reasoning: str | None = None,
-    ) -> None:
-        self.data = data
-        self.judge = judge
-        self.verdict = verdict
-        self.reasoning = reasoning
-
-    # -- public --------------------------------------------------------------------------------
-
-    def build(self, schema: Mapping[str, Any] | None) -> Any:
-        """A value valid for ``schema`` (an object for the usual object schema)."""
-        if not schema:
-            return {"text": self.summary_text()}
-        return self._fill(schema, schema, name="", index=0, depth=0)
-
-    def summary_text(self) -> str:
-        """Two or three sentences grounded in the cluster's members and top terms."""
-        data = self.data
-        if not data.found:
-            return (
-                "This cluster groups entities that share annotations. No enrichment data was "
-                "provided with the request, so no specific terms are named."
-            )
-        members = data.members[:5]
-        names = data.term_names
-        size = data.size or len(data.members)
-        noun = "phenotype" if data.cluster_type == "phenotype" else "functional"
-        subject = f"This {noun} cluster of {size} genes"
-        if members:
-            subject += f", including {_join(members)},"
-        sentences = []
-        if names:
-            fdr = _as_float(data.terms[0].get("fdr"), 1.0)
-            sentences.append(f"{subject} is most strongly enriched for {names[0]}, FDR {fdr:.1e}.")
-        else:
-            sentences.append(f"{subject.rstrip(',')} has no enriched terms.")
-        named = set(names[:3])
-        if len(names) > 1:
-            verb = "is characterised by" if noun == "phenotype" else "also points to"
-            sentences.append(f"The cluster {verb} {_join(names[1:3])}.")
-        pathways = [name for name in data.pathway_names if name not in named]
-        if pathways and noun != "phenotype":
-            sentences.append(f"Pathway enrichment highlights {pathways[0]}.")
-        return " ".join(sentences)
-
-    def short_summary(self) -> str:
-        """One compact sentence (for tight maxLength limits): size, two members, top term."""
-        data = self.data
-        if not data.found:
-            return "A cluster of entities with shared annotations."
-        size = data.size or len(data.members)
-        who = f" ({_join(data.members[:2])})" if data.members else ""
-        names = data.term_names
-        if not names:
-            return f"{size} genes{who} without enriched terms."
-        return f"{size} genes{who} enriched for {names[0]}."
-
-    def judge_reasoning(self) -> str:
-        """The judge's 2-3 sentence reasoning for ``self.verdict``."""
-        if self.reasoning:
-            return self.reasoning
-        names = self.data.term_names[:2]
-        members = self.data.members[:3]
-        if self.verdict == "reject":
-            return (
-                "The summary names genes or pathways that are not in the cluster data. "
-                "It is not supported by the enrichment table and should be regenerated."
-            )
-        if self.verdict == "low_confidence":
-            return (
-                "The summary is broadly consistent with the enrichment table, but some claims go "
-                "beyond the top terms. The stated confidence is stronger than the FDR values "
-                "support."
-            )
-        if not self.data.found:
-            return (
-                "The summary is consistent with the information provided. "
-                "No unsupported genes, pathways or claims were found."
-            )
-        return (
-            f"The summary is grounded in the enrichment table: it names only cluster members "
-            f"({_join(members) or 'none named'}) and its themes match the top terms "
-            f"({'; '.join(names) or 'none'}). Listed pathways are copied verbatim from the "
-            f"enriched terms and the stated confidence fits the FDR values."
-        )
-
-    # -- schema walk ---------------------------------------------------------------------------
-
-    def _fill(
-        self, raw: Mapping[str, Any], root: Mapping[str, Any], *, name: str, index: int, depth: int
-    ) -> Any:
-        schema = _resolve(raw, root)
-        if "const" in schema:
-            return schema["const"]
-        options = _kw(schema, "anyOf", "any_of", "oneOf", "one_of")
-        if isinstance(options, list) and options:
-            resolved = [_resolve(option, root) for option in options]
-            concrete = [option for option in resolved if _types(option) != ["null"]]
-            if not concrete or depth >= _MAX_DEPTH:
-                return None
-            return self._fill(concrete[0], root, name=name, index=index, depth=depth + 1)
-        types_ = _types(schema)
-        kind = next((t for t in types_ if t != "null"), "null")
-        if kind == "null":
-            return None
-        if depth >= _MAX_DEPTH and (schema.get("nullable") or "null" in types_):
-            return None
-        enum = schema.get("enum")
-        if isinstance(enum, list) and enum:
-            return self._enum(enum, name)
-        if kind == "object":
-            return self._object(schema, root, index=index, depth=depth)
-        if kind == "array":
-            return self._array(schema, root, name=name, depth=depth)
-        if kind == "boolean":
-            return self._boolean(name)
-        if kind in ("integer", "number"):
-            return self._number(schema, name=name, index=index, integer=kind == "integer")
-        return self._string(schema, name=name, index=index)
-
-    def _object(
-        self, schema: Mapping[str, Any], root: Mapping[str, Any], *, index: int, depth: int
-    ) -> dict[str, Any]:
-        properties = schema.get("properties")
-        if not isinstance(properties, Mapping):
-            return {}
-        order = _kw(schema, "propertyOrdering", "property_ordering")
-        keys = [k for k in order if k in properties] if isinstance(order, list) else []
-        keys += [k for k in properties if k not in keys]
-        required = set(schema.get("required") or [])
-        result: dict[str, Any] = {}
-        for key in keys:
-            if depth + 1 >= _MAX_DEPTH and key not in required:
-                continue
-            result[key] = self._fill(
-                properties[key], root, name=str(key), index=index, depth=depth + 1
-            )
-        return result
-
-    def _array(
-        self, schema: Mapping[str, Any], root: Mapping[str, Any], *, name: str, depth: int
-    ) -> list[Any]:
-        low = _as_int(_kw(schema, "minItems", "min_items"), 0)
-        high_raw = _kw(schema, "maxItems", "max_items")
-        high = _as_int(high_raw, 10**6) if high_raw is not None else 10**6
-        items = _resolve(schema.get("items") or {"type": "string"}, root)
-        item_types = _types(items)
-        lname = name.lower()
-        if self.judge and _is_problem_name(lname) and self.verdict == "accept":
-            wanted = 0
-        elif "pathway" in lname:
-            wanted = min(len(self.data.pathway_names), 5)
-        elif "string" in item_types:
-            wanted = min(3, len(self._string_pool(lname, 0, pad=False)))
-        else:
-            wanted = 3
-        count = max(low, min(high, wanted))
-        if depth + 1 >= _MAX_DEPTH:
-            count = low
-        if "string" in item_types and not _kw(items, "enum", "anyOf", "any_of"):
-            pool = self._string_pool(lname, count)
-            values = [self._fit(pool[i], items, name=lname) for i in range(count)]
-            if schema.get("uniqueItems") or schema.get("unique_items"):
-                values = _make_unique(values)
-            return values
-        return [
-            self._fill(items, root, name=_singular(name), index=i, depth=depth + 1)
-            for i in range(count)
-        ]
-
-    def _string_pool(self, lname: str, count: int, *, pad: bool = True) -> list[str]:
-        """Strings for an array called ``lname``: from the data, padded to ``count`` if ``pad``."""
-        data = self.data
-        if "pathway" in lname:
-            pool = data.pathway_names + [n for n in data.term_names if n not in data.pathway_names]
-        elif "tag" in lname or "keyword" in lname:
-            pool = data.theme_names(max_words=4)
-        elif "theme" in lname:
-            pool = data.theme_names()
-        elif any(word in lname for word in ("gene", "member", "symbol", "entit")):
-            pool = list(data.members)
-        elif "term" in lname and "id" in lname:
-            pool = _unique(str(row.get("term_id", "")) for row in data.terms)
-        elif any(word in lname for word in ("term", "phenotype", "process", "function")):
-            pool = data.term_names
-        elif any(word in lname for word in ("evidence", "reason", "strength", "finding")):
-            pool = [
-                f"{row['name']} is enriched (FDR {_as_float(row.get('fdr'), 1.0):.1e})."
-                for row in data.terms
-            ]
-        elif self.judge and _is_problem_name(lname):
-            pool = ["none"]
-        else:
-            pool = data.theme_names()
-        pool = [p for p in pool if p]
-        if not pad:
-            return pool
-        if "tag" in lname or "theme" in lname:
-            extra = [f"{self.data.cluster_type or 'gene'} cluster", "enrichment", "gene set"]
-            pool += [e for e in extra if e not in pool]
-        singular = _singular(lname).replace("_", " ") or "item"
-        while len(pool) < count:
-            pool.append(f"{singular} {len(pool) + 1}")
-        return pool
-
-    def _enum(self, enum: list[Any], name: str) -> Any:
-        lname = name.lower()
-        preferences: list[Any] = []
-        if lname == "verdict" or lname.endswith("verdict"):
-            preferences = [self.verdict]
-        elif "confidence" in lname:
-            preferences = [self._confidence_word(), "high", "medium", "low"]
-        elif lname == "cluster_type":
-            preferences = [self.data.cluster_type]
-        for preferred in preferences:
-            if preferred in enum:
-                return preferred
-        return enum[0]
-
-    def _confidence_word(self) -> str:
-        if self.judge:
-            return {"accept": "high", "low_confidence": "medium"}.get(self.verdict, "low")
-        if not self.data.terms:
-            return "low"
-        fdr = _as_float(self.data.terms[0].get("fdr"), 1.0)
-        return "high" if fdr < 1e-3 else "medium" if fdr < 0.05 else "low"
-
-    def _boolean(self, name: str) -> bool:
-        good = self.verdict != "reject"
-        # A check named after a problem ("has_hallucinations") is true when things are bad.
-        return (not good) if _is_problem_name(name.lower()) else good
-
-    def _number(
-        self, schema: Mapping[str, Any], *, name: str, index: int, integer: bool
-    ) -> int | float:
-        lname = name.lower()
-        term = self.data.terms[index] if index < len(self.data.terms) else {}
-        minimum = _kw(schema, "minimum")
-        maximum = _kw(schema, "maximum")
-        value: float
-        scored = any(w in lname for w in ("score", "confidence", "rating", "quality", "grounded"))
-        # In a judge schema every bounded number is a rating of the summary.
-        if scored or (self.judge and maximum is not None and "fdr" not in lname):
-            if maximum is not None:
-                top = float(maximum)
-                bottom = float(minimum) if minimum is not None else 0.0
-                value = {"accept": top, "low_confidence": (top + bottom) / 2}.get(
-                    self.verdict if self.judge else "accept", bottom
-                )
-            else:
-                value = 5 if integer else 0.9
-        elif "fdr" in lname or "p_value" in lname or "pvalue" in lname:
-            value = _as_float(term.get("fdr"), 0.01)
-        elif "overlap" in lname:
-            value = _as_int(term.get("overlap"), 1)
-        elif "term_size" in lname:
-            value = _as_int(term.get("term_size"), 1)
-        elif "members_total" in lname:
-            value = self.data.members_total
-        elif any(w in lname for w in ("size", "count", "n_members", "num")):
-            value = self.data.size or len(self.data.members) or 1
-        else:
-            value = float(minimum) if minimum is not None else 1
-        return _clamp(value, schema, integer)
-
-    def _string(self, schema: Mapping[str, Any], *, name: str, index: int) -> str:
-        lname = name.lower()
-        data = self.data
-        term = data.terms[index] if index < len(data.terms) else {}
-        fmt = str(schema.get("format") or "").lower()
-        text: str
-        if fmt == "date-time":
-            return "2025-01-01T00:00:00Z"
-        if fmt == "date":
-            return "2025-01-01"
-        if fmt in ("uri", "url"):
-            return "https://example.org/"
-        if lname == "verdict" or lname.endswith("verdict"):
-            text = self.verdict
-        elif any(w in lname for w in ("reasoning", "rationale", "justification", "feedback")):
-            text = self.judge_reasoning() if self.judge else self.summary_text()
-        elif "confidence" in lname:
-            text = self._confidence_word()
-        elif lname == "cluster_type":
-            text = data.cluster_type or "functional"
-        elif lname in ("term_id", "id"):
-            text = str(term.get("term_id") or f"TERM:{index + 1:07d}")
-        elif lname == "category":
-            text = str(term.get("category") or "category")
-        elif lname in ("symbol", "gene", "member"):
-            text = data.members[index] if index < len(data.members) else f"GENE{index + 1}"
-        elif "pathway" in lname:
-            pool = self._string_pool("pathways", index + 1)
-            text = pool[index]
-        elif "theme" in lname or "tag" in lname:
-            text = self._string_pool(lname, index + 1)[index]
-        elif lname in ("name", "term", "term_name", "title", "label", "headline"):
-            text = str(term.get("name") or (data.term_names[:1] or ["cluster"])[0])
-        elif lname in ("note", "notes", "comment", "comments"):
-            text = self.judge_reasoning() if self.judge else self.summary_text()
-        else:
-            high = _kw(schema, "maxLength", "max_length")
-            text = self.summary_text()
-            if high is not None and len(text) > _as_int(high, len(text)):
-                text = self.short_summary()
-        return self._fit(text, schema, name=lname)
-
-    def _fit(self, text: str, schema: Mapping[str, Any], *, name: str) -> str:
-        """Pad or cut ``text`` to the schema's minLength / maxLength (characters)."""
-        low = _as_int(_kw(schema, "minLength", "min_length"), 0)
-        high_raw = _kw(schema, "maxLength", "max_length")
-        if len(text) < low:
-            extra = [self.summary_text(), *self.data.term_names, *self.data.members]
-            for piece in extra:
-                if len(text) >= low:
-                    break
-                if piece and piece not in text:
-                    text = f"{text} {piece}".strip()
-            while len(text) < low:
-                text = f"{text} cluster".strip()
-        if high_raw is not None:
-            high = _as_int(high_raw, len(text))
-            if len(text) > high:
-                cut = text[:high]
-                # Prefer ending at a sentence, then at a word, to keep the text readable.
-                stop = cut.rfind(". ")
-                if stop >= max(low, 1) and stop + 1 <= high:
-                    cut = cut[: stop + 1]
-                elif " " in cut and cut.rfind(" ") >= low:
-                    cut = cut[: cut.rfind(" ")]
-                text = cut.rstrip() if len(cut.rstrip()) >= low else cut
-        return text
-
-
-def _is_problem_name(lname: str) -> bool:
-    return any(
-        word in lname
-        for word in (
-            "hallucinat",
-            "error",
-            "issue",
-            "problem",
-            "concern",
-            "missing",
-            "unsupported",
-            "invented",
-            "fabricat",
-            "contradict",
-            "invalid",
-        )
-    )
-
-
-def _singular(name: str) -> str:
-    if name.endswith("ies"):
-        return name[:-3] + "y"
-    if name.endswith("s") and not name.endswith("ss"):
-        return name[:-1]
-    return name
-
-
-def _make_unique(values: list[str]) -> list[str]:
-    seen: set[str] = set()
-    result = []
-    for i, value in enumerate(values):
-        candidate = value
-        while candidate in seen:
-            candidate = f"{value} {i + 1}"
-            i += 1
-        seen.add(candidate)
-        result.append(candidate)
-    return result
-
-
-def _clamp(value: float, schema: Mapping[str, Any], integer: bool) -> int | float:
-    minimum = _kw(schema, "minimum")
-    maximum = _kw(schema, "maximum")
-    ex_min = _kw(schema, "exclusiveMinimum", "exclusive_minimum")
-    ex_max = _kw(schema, "exclusiveMaximum", "exclusive_maximum")
-    if isinstance(ex_min, int | float) and not isinstance(ex_min, bool) and value <= ex_min:
-        value = ex_min + (1 if integer else 1e-6)
-    if isinstance(ex_max, int | float) and not isinstance(ex_max, bool) and value >= ex_max:
-        value = ex_max - (1 if integer else 1e-6)
-    if minimum is not None and value < float(minimum):
-        value = float(minimum)
-    if maximum is not None and value > float(maximum):
-        value = float(maximum)
-    if integer:
-        result = math.floor(value)
-        if minimum is not None and result < float(minimum):
-            result = math.ceil(float(minimum))
-        return result
-    return float(value)
 
 
 def prompt_text_of(body: Mapping[str, Any]) -> tuple[str, str]:
@@ -735,292 +164,70 @@ def prompt_text_of(body: Mapping[str, Any]) -> tuple[str, str]:
         contents = [contents]
     for content in contents if isinstance(contents, list) else []:
         user.extend(texts(content))
-    system = texts(_kw(body, "systemInstruction", "system_instruction"))
+    system = texts(first_key(body, "systemInstruction", "system_instruction"))
     return "\n".join(user), "\n".join(system)
 
 
-# --------------------------------------------------------------------------------------------
-# Faults
-# --------------------------------------------------------------------------------------------
+def build_response(
+    body: Mapping[str, Any], model: str, fault: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The 200 JSON answer to a generateContent ``body`` for ``model``, with an optional fault.
 
-
-def normalise_fault(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate one fault description and fill defaults.
-
-    Returns a new dict ``{"kind", "target", ...params}``.
-
-    Raises:
-        ValueError: unknown kind or target, bad status code or verdict.
+    Shape: ``{"candidates": [{"content": {"role": "model", "parts": [{"text"}]}, "finishReason",
+    "index"}], "usageMetadata": {"promptTokenCount", "candidatesTokenCount", "totalTokenCount"},
+    "modelVersion": model, "responseId"}``; token counts are ``len(text) // 4``. Status, latency
+    and timeout faults are handled by the server, not here.
     """
-    if not isinstance(raw, Mapping):
-        raise ValueError(f"a fault must be a JSON object, got {type(raw).__name__}")
-    fault = dict(raw)
-    kind = fault.get("kind")
-    if kind not in FAULT_KINDS:
-        raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(FAULT_KINDS)}")
-    target = fault.setdefault("target", "judge" if kind == "verdict" else "any")
-    if target not in FAULT_TARGETS:
-        raise ValueError(
-            f"unknown fault target {target!r}; expected one of {sorted(FAULT_TARGETS)}"
-        )
-    fault.pop("times", None)
-    if kind == "status":
-        code = _as_int(fault.get("code", fault.get("status", 500)), -1)
-        if not 400 <= code <= 599:
-            raise ValueError(f"status fault needs an HTTP error code 400-599, got {code}")
-        fault["code"] = code
-        fault.pop("status", None)
-    elif kind in ("latency", "timeout"):
-        seconds = _as_float(fault.get("seconds"), 10.0 if kind == "timeout" else 1.0)
-        if seconds < 0:
-            raise ValueError(f"{kind} fault seconds must be >= 0, got {seconds}")
-        fault["seconds"] = seconds
-    elif kind == "verdict":
-        verdict = fault.get("verdict", "reject")
-        if verdict not in VERDICTS:
-            raise ValueError(f"unknown verdict {verdict!r}; expected one of {list(VERDICTS)}")
-        fault["verdict"] = verdict
-    return fault
+    user_text, system_text = prompt_text_of(body)
+    schema, _ = response_schema_of(body)
+    config = first_key(body, "generationConfig", "generation_config") or {}
+    mime = str(first_key(config, "responseMimeType", "response_mime_type") or "")
+    answer = compose_answer(
+        user_text=user_text,
+        system_text=system_text,
+        schema=schema,
+        json_mode=mime == "application/json",
+        max_tokens=as_int(first_key(config, "maxOutputTokens", "max_output_tokens"), 0),
+        fault=fault,
+    )
+    response_id = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:24]
+    base: dict[str, Any] = {"modelVersion": model, "responseId": response_id}
 
+    def usage(output_tokens: int) -> dict[str, int]:
+        return {
+            "promptTokenCount": answer.prompt_tokens,
+            "candidatesTokenCount": output_tokens,
+            "totalTokenCount": answer.prompt_tokens + output_tokens,
+        }
 
-def _fault_matches(fault: Mapping[str, Any], target: str) -> bool:
-    if fault["kind"] == "verdict" and target != "judge":
-        return False
-    return fault["target"] in ("any", target)
-
-
-# --------------------------------------------------------------------------------------------
-# Server
-# --------------------------------------------------------------------------------------------
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-    emulator: GeminiEmulator
-
-
-class GeminiEmulator:
-    """A Gemini ``generateContent`` server on a background thread, with scripted faults.
-
-    Args:
-        host: interface to bind (``127.0.0.1``).
-        port: TCP port; 0 picks a free one (read it back from :attr:`url`).
-        latency: default delay in seconds before every generateContent answer.
-        rpm: server-side limit, requests per ``window`` seconds (None = unlimited); excess
-            requests get 429 RESOURCE_EXHAUSTED with a Retry-After header (seconds).
-        window: length of the rate-limit window in seconds (60 = requests per minute).
-        api_key: when set, requests with another key get 400 "API key not valid"; requests
-            without any key always get 403 PERMISSION_DENIED, as from Google.
-
-    Use as a context manager or call :meth:`start` / :meth:`stop`. All methods are thread-safe.
-    """
-
-    def __init__(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        *,
-        latency: float = 0.0,
-        rpm: int | None = None,
-        window: float = 60.0,
-        api_key: str | None = None,
-    ) -> None:
-        self.host = host
-        self.port = port
-        self.api_key = api_key
-        self._initial: tuple[float, int | None, float] = (float(latency), rpm, float(window))
-        self._latency = float(latency)
-        self._rpm: int | None = rpm
-        self._window = float(window)
-        self._lock = threading.Lock()
-        self._faults: deque[dict[str, Any]] = deque()
-        self._log: list[dict[str, Any]] = []
-        self._accepted: deque[float] = deque()
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle -----------------------------------------------------------------------------
-
-    def start(self) -> GeminiEmulator:
-        """Bind and serve on a daemon thread; returns self. Idempotent."""
-        if self._server is not None:
-            return self
-        self._stopping = threading.Event()
-        server = _Server((self.host, self.port), _Handler)
-        server.emulator = self
-        self._server = server
-        self.port = int(server.server_address[1])
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name=f"gemini-emulator-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        logger.info("Gemini emulator listening on %s", self.url)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving, wake sleeping handlers and close the socket. Idempotent."""
-        server, self._server = self._server, None
-        self._stopping.set()
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> GeminiEmulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """Base URL for ``HttpOptions(base_url=...)``, e.g. ``http://127.0.0.1:54321``."""
-        return f"http://{self.host}:{self.port}"
-
-    # -- configuration -------------------------------------------------------------------------
-
-    def configure(
-        self,
-        *,
-        latency: float | None = None,
-        rpm: Any = _UNCHANGED,
-        window: float | None = None,
-    ) -> dict[str, Any]:
-        """Change default latency (s), rate limit (``rpm``; None = off) or window (s).
-
-        Returns the current ``{"latency", "rpm", "window"}``.
-        """
-        with self._lock:
-            if latency is not None:
-                self._latency = max(0.0, float(latency))
-            if rpm is not _UNCHANGED:
-                self._rpm = None if rpm is None else int(rpm)
-            if window is not None:
-                self._window = max(0.001, float(window))
-            self._accepted.clear()
-            return self._config_locked()
-
-    def _config_locked(self) -> dict[str, Any]:
-        return {"latency": self._latency, "rpm": self._rpm, "window": self._window}
-
-    def config(self) -> dict[str, Any]:
-        """Current ``{"latency": s, "rpm": n or None, "window": s}``."""
-        with self._lock:
-            return self._config_locked()
-
-    def add_fault(self, kind: str, target: str = "any", *, times: int = 1, **params: Any) -> None:
-        """Queue ``times`` copies of one fault (see :data:`FAULT_KINDS` for params).
-
-        Raises:
-            ValueError: invalid fault.
-        """
-        default_target = "judge" if kind == "verdict" and target == "any" else target
-        self.add_faults([{"kind": kind, "target": default_target, **params}] * max(1, times))
-
-    def add_faults(self, faults: Iterable[Mapping[str, Any]]) -> None:
-        """Queue faults in order (FIFO); each may carry ``times``. All validated before any is
-        queued.
-
-        Raises:
-            ValueError: any invalid fault (nothing is queued then).
-        """
-        expanded: list[dict[str, Any]] = []
-        for raw in faults:
-            times = _as_int(raw.get("times", 1), 1) if isinstance(raw, Mapping) else 1
-            fault = normalise_fault(raw)
-            expanded.extend(copy.deepcopy(fault) for _ in range(max(1, times)))
-        with self._lock:
-            self._faults.extend(expanded)
-
-    def pending_faults(self) -> list[dict[str, Any]]:
-        """Faults not yet consumed, in order."""
-        with self._lock:
-            return copy.deepcopy(list(self._faults))
-
-    def clear_faults(self) -> None:
-        """Drop every pending fault."""
-        with self._lock:
-            self._faults.clear()
-
-    def reset(self) -> None:
-        """Clear faults, the request log and the rate window; restore start-up configuration."""
-        with self._lock:
-            self._faults.clear()
-            self._log.clear()
-            self._accepted.clear()
-            self._latency, self._rpm, self._window = self._initial
-
-    def request_log(self, target: str | None = None) -> list[dict[str, Any]]:
-        """Copies of logged generateContent requests, in arrival order.
-
-        Each entry: ``seq``, ``monotonic`` and ``wall`` (arrival, seconds), ``method``, ``path``,
-        ``model``, ``target`` (generate | judge | None for unknown paths), ``status`` (HTTP status
-        answered; None while in flight), ``fault`` (kind applied or None), ``finish_reason``,
-        ``duration`` (seconds until answered).
-        """
-        with self._lock:
-            entries = [dict(entry) for entry in self._log]
-        if target is not None:
-            entries = [entry for entry in entries if entry.get("target") == target]
-        return entries
-
-    # -- used by the handler -------------------------------------------------------------------
-
-    def _record(self, entry: dict[str, Any]) -> dict[str, Any]:
-        with self._lock:
-            entry["seq"] = len(self._log) + 1
-            self._log.append(entry)
-        return entry
-
-    def _finish(self, entry: dict[str, Any], status: int, **extra: Any) -> None:
-        with self._lock:
-            entry["status"] = status
-            entry["duration"] = time.monotonic() - entry["monotonic"]
-            entry.update(extra)
-
-    def _admit(self, now: float) -> float | None:
-        """None when the request fits the rate limit, else seconds until a slot frees."""
-        with self._lock:
-            if not self._rpm:
-                return None
-            while self._accepted and now - self._accepted[0] >= self._window:
-                self._accepted.popleft()
-            if len(self._accepted) >= self._rpm:
-                return max(0.0, self._accepted[0] + self._window - now)
-            self._accepted.append(now)
-            return None
-
-    def _take_fault(self, target: str) -> dict[str, Any] | None:
-        with self._lock:
-            for i, fault in enumerate(self._faults):
-                if _fault_matches(fault, target):
-                    del self._faults[i]
-                    return fault
-        return None
-
-    def _sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            self._stopping.wait(seconds)
-
-    @property
-    def latency(self) -> float:
-        """Default delay before every answer, seconds."""
-        with self._lock:
-            return self._latency
+    if answer.kind == "empty":
+        return {"candidates": [], "usageMetadata": usage(0), **base}
+    if answer.kind == "blocked":
+        ratings = [
+            {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}
+        ]
+        if answer.block_reason:
+            return {
+                "promptFeedback": {"blockReason": answer.block_reason, "safetyRatings": ratings},
+                "usageMetadata": usage(0),
+                **base,
+            }
+        return {
+            "candidates": [{"finishReason": "SAFETY", "index": 0, "safetyRatings": ratings}],
+            "usageMetadata": usage(0),
+            **base,
+        }
+    return {
+        "candidates": [
+            {
+                "content": {"role": "model", "parts": [{"text": answer.text}]},
+                "finishReason": "MAX_TOKENS" if answer.kind == "max_tokens" else "STOP",
+                "index": 0,
+            }
+        ],
+        "usageMetadata": usage(answer.output_tokens),
+        **base,
+    }
 
 
 def _error_body(
@@ -1041,403 +248,374 @@ def _retry_info(seconds: float) -> dict[str, Any]:
     return {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{seconds:g}s"}
 
 
-def build_response(
-    body: Mapping[str, Any], model: str, fault: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """The 200 JSON answer to a generateContent ``body`` for ``model``, with an optional fault.
+def _model_name(model: str) -> str:
+    return model if model.startswith("models/") else f"models/{model}"
 
-    Shape: ``{"candidates": [{"content": {"role": "model", "parts": [{"text"}]}, "finishReason",
-    "index"}], "usageMetadata": {"promptTokenCount", "candidatesTokenCount", "totalTokenCount"},
-    "modelVersion": model, "responseId"}``; token counts are ``len(text) // 4``. Status, latency
-    and timeout faults are handled by the server, not here.
+
+# --------------------------------------------------------------------------------------------
+# Server
+# --------------------------------------------------------------------------------------------
+
+
+class GeminiEmulator(EmulatorServer):
+    """A Gemini server on a background thread: generateContent, batches and files.
+
+    Args:
+        host: interface to bind (``127.0.0.1``).
+        port: TCP port; 0 picks a free one (read it back from :attr:`url`).
+        latency: default delay in seconds before every generateContent answer.
+        rpm: server-side limit, requests per ``window`` seconds (None = unlimited); excess
+            requests get 429 RESOURCE_EXHAUSTED with a Retry-After header (seconds).
+        window: length of the rate-limit window in seconds (60 = requests per minute).
+        api_key: when set, requests with another key get 400 "API key not valid"; requests
+            without any key always get 403 PERMISSION_DENIED, as from Google.
+
+    Batch limits default to Gemini's (inline requests 20 MB, input files 2 GB, no request
+    count limit); ``configure_batches(max_requests=..., max_bytes=...)`` lowers them.
+    Use as a context manager or call :meth:`start` / :meth:`stop`. All methods are thread-safe.
     """
-    user_text, system_text = prompt_text_of(body)
-    prompt_tokens = max(1, (len(user_text) + len(system_text)) // 4)
-    response_id = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:24]
-    base: dict[str, Any] = {"modelVersion": model, "responseId": response_id}
-    kind = fault["kind"] if fault else ""
 
-    def usage(output_tokens: int) -> dict[str, int]:
-        return {
-            "promptTokenCount": prompt_tokens,
-            "candidatesTokenCount": output_tokens,
-            "totalTokenCount": prompt_tokens + output_tokens,
-        }
-
-    if kind == "empty":
-        return {"candidates": [], "usageMetadata": usage(0), **base}
-    if kind == "safety":
-        ratings = [
-            {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}
-        ]
-        if fault and fault.get("block_reason"):
-            return {
-                "promptFeedback": {
-                    "blockReason": str(fault["block_reason"]),
-                    "safetyRatings": ratings,
-                },
-                "usageMetadata": usage(0),
-                **base,
-            }
-        return {
-            "candidates": [{"finishReason": "SAFETY", "index": 0, "safetyRatings": ratings}],
-            "usageMetadata": usage(0),
-            **base,
-        }
-
-    schema, _ = response_schema_of(body)
-    data = PromptData.from_prompt(user_text + "\n" + system_text)
-    judge = is_judge_schema(schema)
-    verdict = str(fault.get("verdict", "accept")) if fault and kind == "verdict" else "accept"
-    reasoning = fault.get("reasoning") if fault and kind == "verdict" else None
-    builder = AnswerBuilder(data, judge=judge, verdict=verdict, reasoning=reasoning)
-    answer = builder.build(schema)
-    if fault and isinstance(answer, dict) and kind in ("hallucinated_gene", "hallucinated_pathway"):
-        _inject(answer, schema or {}, fault)
-
-    config = _kw(body, "generationConfig", "generation_config") or {}
-    mime = str(_kw(config, "responseMimeType", "response_mime_type") or "")
-    if schema is None and mime != "application/json":
-        text = builder.summary_text()
-    else:
-        text = json.dumps(answer, ensure_ascii=False)
-    finish = "STOP"
-    max_tokens = _as_int(_kw(config, "maxOutputTokens", "max_output_tokens"), 0)
-    output_tokens = len(text) // 4
-    if kind == "fenced":
-        text = f"```json\n{text}\n```"
-        output_tokens = len(text) // 4
-    elif kind == "truncated":
-        text = text[: len(text) // 2]
-        output_tokens = len(text) // 4
-    elif kind == "max_tokens" or (max_tokens and output_tokens > max_tokens):
-        # As Gemini does: generation stops mid-answer when the token budget is spent.
-        cut = min(len(text) // 2, max_tokens * 4) if max_tokens else len(text) // 2
-        text = text[:cut]
-        output_tokens = max_tokens or len(text) // 4
-        finish = "MAX_TOKENS"
-    return {
-        "candidates": [
-            {
-                "content": {"role": "model", "parts": [{"text": text}]},
-                "finishReason": finish,
-                "index": 0,
-            }
-        ],
-        "usageMetadata": usage(output_tokens),
-        **base,
+    provider = "gemini"
+    default_max_requests: ClassVar[int | None] = None
+    default_max_bytes: ClassVar[int | None] = FILE_LIMIT_BYTES
+    rate_limit_message = "Resource has been exhausted (e.g. check quota)."
+    default_messages: ClassVar[dict[int, str]] = {
+        400: "Request contains an invalid argument.",
+        401: "Request had invalid authentication credentials.",
+        403: "The caller does not have permission.",
+        404: "models/unknown is not found for API version v1beta.",
+        429: "Resource has been exhausted (e.g. check quota).",
+        500: "An internal error has occurred. Please retry or report.",
+        503: "The model is overloaded. Please try again later.",
     }
 
+    # -- EmulatorServer hooks ------------------------------------------------------------------
 
-def _inject(answer: dict[str, Any], schema: Mapping[str, Any], fault: Mapping[str, Any]) -> None:
-    """Put a hallucinated gene or pathway into an answer, keeping it schema-valid."""
-    if fault["kind"] == "hallucinated_gene":
-        symbol = str(fault.get("symbol") or DEFAULT_FAKE_GENE)
-        _append_text(answer, schema, f" {symbol} is also part of this module.")
-        _append_item(answer, schema, "tags", symbol)
-    else:
-        name = str(fault.get("name") or DEFAULT_FAKE_PATHWAY)
-        if not _append_item(answer, schema, "pathways", name):
-            _append_text(answer, schema, f" It is linked to {name}.")
+    def error_body(self, code: int, message: str, *, retry_delay: float | None = None) -> Any:
+        """``{"error": {"code", "message", "status"[, "details": [RetryInfo]]}}``."""
+        details = [_retry_info(retry_delay)] if retry_delay is not None else None
+        return _error_body(code, message, details)
 
+    def check_key(self, request: Request) -> Reply | None:
+        """x-goog-api-key header or ``?key=``: missing -> 403, wrong (when set) -> 400."""
+        key = request.header("x-goog-api-key") or (request.arg("key") or "")
+        if not key:
+            return self.error_reply(
+                403,
+                "Method doesn't allow unregistered callers (callers without established "
+                "identity). Please use API Key or other form of API consumer identity.",
+            )
+        if self.api_key is not None and key != self.api_key:
+            return self.error_reply(400, "API key not valid. Please pass a valid API key.")
+        return None
 
-def _property_schema(schema: Mapping[str, Any], key: str) -> dict[str, Any]:
-    properties = _resolve(schema, schema).get("properties") or {}
-    return _resolve(properties.get(key) or {}, schema)
+    def batch_item_payload(self, item: BatchItem, fault: Mapping[str, Any] | None) -> Any:
+        """The generateContent response for one batch request."""
+        return build_response(item.body, item.model, fault)
 
-
-def _append_text(answer: dict[str, Any], schema: Mapping[str, Any], addition: str) -> None:
-    keys = [k for k in ("summary", "description", "text") if isinstance(answer.get(k), str)]
-    keys = keys or [k for k, v in answer.items() if isinstance(v, str) and k != "verdict"]
-    if not keys:
-        return
-    key = keys[0]
-    prop = _property_schema(schema, key)
-    high = _kw(prop, "maxLength", "max_length")
-    base = answer[key]
-    if high is not None and len(base) + len(addition) > int(high):
-        base = base[: max(0, int(high) - len(addition))].rstrip()
-    answer[key] = base + addition
-
-
-def _append_item(answer: dict[str, Any], schema: Mapping[str, Any], key: str, value: str) -> bool:
-    if not isinstance(answer.get(key), list):
-        return False
-    items = answer[key]
-    prop = _property_schema(schema, key)
-    high = _kw(prop, "maxItems", "max_items")
-    if high is not None and len(items) >= int(high) and items:
-        items[-1] = value
-    else:
-        items.append(value)
-    return True
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """HTTP/1.1 handler: generateContent plus the ``/_control/*`` endpoints."""
-
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("gemini emulator: " + format, *args)
-
-    # -- plumbing ------------------------------------------------------------------------------
-
-    def _read_json(self) -> Any:
-        length = _as_int(self.headers.get("Content-Length"), 0)
-        raw = self.rfile.read(length) if length > 0 else b""
-        if not raw:
-            return None
-        return json.loads(raw.decode("utf-8"))
-
-    def _send(self, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
-        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-            self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
-            # The client gave up (e.g. a timeout fault); nothing to answer to.
-            self.close_connection = True
-
-    # -- routing -------------------------------------------------------------------------------
-
-    def do_GET(self) -> None:
-        path = urlsplit(self.path).path
-        emulator = self.server.emulator
-        if path == "/_control/log":
-            query = parse_qs(urlsplit(self.path).query)
-            target = query.get("target", [None])[0]
-            self._send(200, {"requests": emulator.request_log(target)})
-        elif path == "/_control/faults":
-            self._send(200, {"pending": emulator.pending_faults()})
-        elif path in ("/_control/config", "/_control/health"):
-            self._send(200, {"ok": True, "url": emulator.url, **emulator.config()})
-        else:
-            self._send(404, _error_body(404, f"Unknown path {path}"))
-
-    def do_DELETE(self) -> None:
-        if urlsplit(self.path).path == "/_control/faults":
-            self.server.emulator.clear_faults()
-            self._send(200, {"pending": []})
-        else:
-            self._send(404, _error_body(404, "Unknown path"))
-
-    def do_POST(self) -> None:
-        path = urlsplit(self.path).path
-        if path.startswith("/_control/"):
-            self._control(path)
+    def batch_finished(self, batch: EmuBatch) -> None:
+        """A file-sourced batch gets its results as a JSONL ``responsesFile``."""
+        if batch.source != "file" or batch.outcomes is None or batch.state == "failed":
             return
-        match = _GENERATE_PATH_RE.match(path)
-        if not match:
-            self._read_body_quietly()
-            self._send(404, _error_body(404, f"Method not found: POST {path}"))
+        lines = []
+        for outcome in batch.outcomes:
+            if outcome.kind == "ok":
+                lines.append({"key": outcome.custom_id, "response": outcome.payload})
+            elif outcome.kind == "error":
+                error = {"code": _RPC_CODES.get(outcome.code, 13), "message": outcome.message}
+                lines.append({"key": outcome.custom_id, "error": error})
+        if not lines:
             return
-        self._generate(path, match.group(2))
-
-    def _read_body_quietly(self) -> None:
-        with contextlib.suppress(ValueError):
-            self._read_json()
-
-    def _control(self, path: str) -> None:
-        emulator = self.server.emulator
-        try:
-            payload = self._read_json()
-        except ValueError as error:
-            self._send(400, _error_body(400, f"invalid JSON: {error}"))
-            return
-        try:
-            if path == "/_control/faults":
-                if isinstance(payload, Mapping) and "faults" in payload:
-                    if payload.get("replace"):
-                        emulator.clear_faults()
-                    faults = payload["faults"]
-                else:
-                    faults = payload
-                if isinstance(faults, Mapping):
-                    faults = [faults]
-                if not isinstance(faults, list):
-                    raise ValueError("expected a fault object, a list of faults or {faults: [...]}")
-                emulator.add_faults(faults)
-                self._send(200, {"pending": emulator.pending_faults()})
-            elif path == "/_control/reset":
-                emulator.reset()
-                self._send(200, {"ok": True})
-            elif path == "/_control/config":
-                payload = payload or {}
-                if not isinstance(payload, Mapping):
-                    raise ValueError("expected {latency, rpm, window}")
-                kwargs: dict[str, Any] = {
-                    "latency": payload.get("latency"),
-                    "window": payload.get("window"),
-                }
-                if "rpm" in payload:
-                    kwargs["rpm"] = payload["rpm"]
-                self._send(200, emulator.configure(**kwargs))
-            else:
-                self._send(404, _error_body(404, f"Unknown control path {path}"))
-        except (ValueError, TypeError) as error:
-            self._send(400, _error_body(400, str(error)))
-
-    def _generate(self, path: str, model: str) -> None:
-        emulator = self.server.emulator
-        entry = emulator._record(
-            {
-                "monotonic": time.monotonic(),
-                "wall": time.time(),
-                "method": "POST",
-                "path": path,
-                "model": model,
-                "target": None,
-                "status": None,
-                "fault": None,
-                "finish_reason": None,
-                "duration": None,
-            }
+        data = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
+        name = f"files/{batch.id.split('/', 1)[1]}-results"
+        self.store_file(
+            EmuFile(
+                name, f"{batch.tag}-results.jsonl", "application/jsonl", "batch", data, time.time()
+            )
         )
+        batch.extra["responses_file"] = name
+
+    def handle(self, request: Request) -> Reply:
+        """Route one Gemini API call."""
+        path, method = request.path, request.method
+        if method == "POST" and (match := _MODEL_CALL_RE.match(path)):
+            model = match.group(2)
+            if match.group(3) == "generateContent":
+                return self.serve_realtime(
+                    request,
+                    model=model,
+                    schema_of=lambda body: response_schema_of(body)[0],
+                    answer=lambda body, fault: self._answer(body, model, fault),
+                )
+            return self._guarded(request, "create", lambda: self._create(request, model))
+        if method == "POST" and _UPLOAD_RE.match(path):
+            return self._upload(request)
+        if method == "GET" and _BATCHES_RE.match(path):
+            return self._guarded(request, "list", lambda: self._list(request))
+        if match := _BATCH_RE.match(path):
+            name = f"batches/{match.group(2)}"
+            if method == "GET" and not match.group(3):
+                return self._guarded(request, "get", lambda: self._get(name))
+            if method == "POST" and match.group(3):
+                return self._guarded(request, "cancel", lambda: self._cancel(name))
+            if method == "DELETE" and not match.group(3):
+                return self._guarded(request, "cancel", lambda: self._delete(name))
+        if method == "GET" and _FILES_RE.match(path):
+            return self._guarded(request, "list", self._list_files)
+        if match := _FILE_RE.match(path):
+            name = f"files/{match.group(2)}"
+            if method == "GET" and match.group(3):
+                return self._guarded(request, "download", lambda: self._download(name))
+            if method == "GET":
+                return self._guarded(request, "get", lambda: self._file_info(name))
+            if method == "DELETE":
+                return self._guarded(request, "cancel", lambda: self._delete_file(name))
+        return self.error_reply(404, f"Method not found: {method} {path}")
+
+    # -- realtime ------------------------------------------------------------------------------
+
+    def _answer(
+        self, body: Mapping[str, Any], model: str, fault: Mapping[str, Any] | None
+    ) -> tuple[Any, str | None]:
+        response = build_response(body, model, fault)
+        candidates = response.get("candidates") or []
+        return response, (candidates[0].get("finishReason") if candidates else None)
+
+    # -- batches -------------------------------------------------------------------------------
+
+    def _guarded(self, request: Request, op: str, action: Callable[[], Reply]) -> Reply:
+        """Authenticate, then run ``action`` through the batch-endpoint faults of ``op``."""
+        denied = self.check_key(request)
+        if denied is not None:
+            return denied
+        return self.batch_op(op, action)
+
+    def _create(self, request: Request, model: str) -> Reply:
         try:
-            body = self._read_json()
+            body = request.json()
             if not isinstance(body, Mapping):
                 raise ValueError("request body must be a JSON object")
         except ValueError as error:
-            emulator._finish(entry, 400)
-            self._send(400, _error_body(400, f"Invalid JSON payload received. {error}"))
-            return
-        schema, _ = response_schema_of(body)
-        target = "judge" if is_judge_schema(schema) else "generate"
-        with emulator._lock:
-            entry["target"] = target
-
-        query = parse_qs(urlsplit(self.path).query)
-        key = self.headers.get("x-goog-api-key") or (query.get("key") or [""])[0]
-        if not key:
-            emulator._finish(entry, 403)
-            self._send(
-                403,
-                _error_body(
-                    403,
-                    "Method doesn't allow unregistered callers (callers without established "
-                    "identity). Please use API Key or other form of API consumer identity.",
-                ),
-            )
-            return
-        if emulator.api_key is not None and key != emulator.api_key:
-            emulator._finish(entry, 400)
-            self._send(400, _error_body(400, "API key not valid. Please pass a valid API key."))
-            return
-
-        wait = emulator._admit(time.monotonic())
-        if wait is not None:
-            seconds = max(1, math.ceil(wait))
-            emulator._finish(entry, 429, fault="rate_limit")
-            self._send(
-                429,
-                _error_body(
-                    429,
-                    "Resource has been exhausted (e.g. check quota).",
-                    [_retry_info(seconds)],
-                ),
-                {"Retry-After": str(seconds)},
-            )
-            return
-
-        fault = emulator._take_fault(target)
-        kind = fault["kind"] if fault else None
-        delay = emulator.latency + (float(fault["seconds"]) if fault and kind == "latency" else 0.0)
-        emulator._sleep(delay)
-
-        if fault and kind == "status":
-            self._send_status_fault(entry, fault)
-            return
-        if fault and kind == "timeout":
-            emulator._sleep(float(fault["seconds"]))
-
-        response = build_response(body, model, fault)
-        candidates = response.get("candidates") or []
-        finish = candidates[0].get("finishReason") if candidates else None
-        emulator._finish(entry, 200, fault=kind, finish_reason=finish)
-        self._send(200, response)
-
-    def _send_status_fault(self, entry: dict[str, Any], fault: Mapping[str, Any]) -> None:
-        code = int(fault["code"])
-        headers: dict[str, str] = {}
-        details: list[dict[str, Any]] = []
-        if fault.get("retry_after") is not None:
-            headers["Retry-After"] = f"{_as_float(fault['retry_after'], 1.0):g}"
-        if fault.get("retry_delay") is not None:
-            details.append(_retry_info(_as_float(fault["retry_delay"], 1.0)))
-        default_messages = {
-            400: "Request contains an invalid argument.",
-            401: "Request had invalid authentication credentials.",
-            403: "The caller does not have permission.",
-            404: "models/unknown is not found for API version v1beta.",
-            429: "Resource has been exhausted (e.g. check quota).",
-            500: "An internal error has occurred. Please retry or report.",
-            503: "The model is overloaded. Please try again later.",
-        }
-        message = str(fault.get("message") or default_messages.get(code, f"Error {code}"))
-        self.server.emulator._finish(entry, code, fault="status")
-        self._send(code, _error_body(code, message, details), headers)
-
-
-class EmulatorControl:
-    """Drive an emulator running in another process through its ``/_control`` endpoints.
-
-    Args:
-        url: the emulator's base URL (what it printed at start-up).
-        timeout: seconds per control request.
-
-    Raises (from every method):
-        RuntimeError: the emulator answered with an error (message included).
-        OSError: the emulator is unreachable.
-    """
-
-    def __init__(self, url: str, timeout: float = 5.0) -> None:
-        self.url = url.rstrip("/")
-        self.timeout = timeout
-
-    def _call(self, method: str, path: str, payload: Any = None) -> Any:
-        data = None if payload is None else json.dumps(payload).encode("utf-8")
-        request = urllib.request.Request(
-            self.url + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"},
-        )
+            return self.error_reply(400, f"Invalid JSON payload received. {error}")
+        batch_spec = body.get("batch", body)
+        config = first_key(batch_spec, "inputConfig", "input_config") or {}
+        tag = str(first_key(batch_spec, "displayName", "display_name") or "")
+        items: list[BatchItem] = []
+        errors: list[dict[str, Any]] = []
+        file_name = first_key(config, "fileName", "file_name")
+        requests = (config.get("requests") or {}).get("requests")
+        batch_id = f"batches/{self.new_id()}"
+        if file_name:
+            stored = self.find_file(str(file_name))
+            if stored is None:
+                return self.error_reply(400, f"File {file_name} does not exist.")
+            source, size, limit = "file", len(stored.data), None
+            for number, line in enumerate(stored.data.decode("utf-8", "replace").splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    request_body = row["request"]
+                    if not isinstance(request_body, Mapping):
+                        raise ValueError("request is not an object")
+                except (ValueError, KeyError, TypeError) as error:
+                    errors.append({"line": number, "message": f"line {number}: {error}"})
+                    continue
+                key = str(row.get("key", ""))
+                items.append(BatchItem(key, dict(request_body), model, {"key": key}))
+        elif isinstance(requests, list):
+            source, size, limit = "inline", len(request.body), INLINE_LIMIT_BYTES
+            for entry in requests:
+                entry = entry if isinstance(entry, Mapping) else {}
+                metadata = entry.get("metadata")
+                metadata = dict(metadata) if isinstance(metadata, Mapping) else None
+                key = str((metadata or {}).get("key", ""))
+                items.append(BatchItem(key, dict(entry.get("request") or {}), model, metadata))
+        else:
+            return self.error_reply(400, "batch.inputConfig needs requests or fileName.")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return json.loads(response.read().decode("utf-8"))
-        except urllib.error.HTTPError as error:
-            body = error.read().decode("utf-8", "replace")
-            message = f"emulator control {method} {path} failed: {error.code} {body}"
-            raise RuntimeError(message) from None
+            batch = self.create_batch(
+                batch_id=batch_id,
+                tag=tag,
+                model=model,
+                items=items,
+                size_bytes=size,
+                source=source,
+                validation_errors=errors,
+                default_max_bytes=limit,
+            )
+        except BatchRejected as rejected:
+            return self.error_reply(rejected.status, rejected.message)
+        return Reply(200, self._operation(batch))
 
-    def add_faults(
-        self, faults: list[Mapping[str, Any]], *, replace: bool = False
-    ) -> list[dict[str, Any]]:
-        """Queue faults; returns the pending list."""
-        answer = self._call("POST", "/_control/faults", {"faults": faults, "replace": replace})
-        return list(answer["pending"])
+    def _get(self, name: str) -> Reply:
+        try:
+            return Reply(200, self._operation(self.poll_batch(name)))
+        except KeyError:
+            return self.error_reply(404, f"Requested entity was not found: {name}.")
 
-    def pending_faults(self) -> list[dict[str, Any]]:
-        """Faults not yet consumed."""
-        return list(self._call("GET", "/_control/faults")["pending"])
+    def _cancel(self, name: str) -> Reply:
+        try:
+            self.cancel_batch(name)
+        except KeyError:
+            return self.error_reply(404, f"Requested entity was not found: {name}.")
+        return Reply(200, {})
 
-    def log(self, target: str | None = None) -> list[dict[str, Any]]:
-        """The request log (see :meth:`GeminiEmulator.request_log`)."""
-        suffix = f"?target={target}" if target else ""
-        return list(self._call("GET", "/_control/log" + suffix)["requests"])
+    def _delete(self, name: str) -> Reply:
+        try:
+            self.delete_batch(name)
+        except KeyError:
+            return self.error_reply(404, f"Requested entity was not found: {name}.")
+        return Reply(200, {})
 
-    def reset(self) -> None:
-        """Clear faults, log and rate window."""
-        self._call("POST", "/_control/reset", {})
+    def _list(self, request: Request) -> Reply:
+        batches = self.list_batches()
+        size = max(1, min(as_int(request.arg("pageSize"), 50), 1000))
+        start = as_int(request.arg("pageToken"), 0)
+        page = batches[start : start + size]
+        payload: dict[str, Any] = {"operations": [self._operation(b) for b in page]}
+        if start + size < len(batches):
+            payload["nextPageToken"] = str(start + size)
+        return Reply(200, payload)
 
-    def configure(self, **settings: Any) -> dict[str, Any]:
-        """Set ``latency`` (s), ``rpm`` (None = off) and/or ``window`` (s); returns the config."""
-        return dict(self._call("POST", "/_control/config", settings))
+    def _operation(self, batch: EmuBatch) -> dict[str, Any]:
+        """The long-running Operation JSON of ``batch`` (counts are int64 strings, as Google)."""
+        total = len(batch.items)
+        ok, failed = batch.count("ok"), batch.count("error")
+        pending = 0 if batch.final else total
+        metadata: dict[str, Any] = {
+            "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+            "name": batch.id,
+            "model": _model_name(batch.model),
+            "displayName": batch.tag,
+            "createTime": iso_time(batch.created),
+            "updateTime": iso_time(batch.ended or batch.started or batch.created),
+            "batchStats": {
+                "requestCount": str(total),
+                "successfulRequestCount": str(ok),
+                "failedRequestCount": str(failed),
+                "pendingRequestCount": str(pending),
+            },
+            "state": _STATES[batch.state],
+        }
+        operation: dict[str, Any] = {"name": batch.id, "metadata": metadata, "done": batch.final}
+        if batch.ended is not None:
+            metadata["endTime"] = iso_time(batch.ended)
+        if batch.state == "failed":
+            code = 400 if batch.validation_errors else batch.error_code or 500
+            operation["error"] = {"code": _RPC_CODES.get(code, 13), "message": batch.error}
+        elif batch.final and batch.outcomes is not None and batch.state != "cancelled":
+            if batch.source == "file":
+                if batch.extra.get("responses_file"):
+                    metadata["output"] = {"responsesFile": batch.extra["responses_file"]}
+            else:
+                responses = []
+                for outcome in batch.outcomes:
+                    line: dict[str, Any] = {}
+                    if outcome.kind == "ok":
+                        line["response"] = outcome.payload
+                    elif outcome.kind == "error":
+                        code = _RPC_CODES.get(outcome.code, 13)
+                        line["error"] = {"code": code, "message": outcome.message}
+                    else:
+                        continue
+                    if outcome.metadata is not None:
+                        line["metadata"] = outcome.metadata
+                    responses.append(line)
+                metadata["output"] = {"inlinedResponses": {"inlinedResponses": responses}}
+        return operation
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def _upload(self, request: Request) -> Reply:
+        """Resumable upload: ``start`` opens a session, ``upload[, finalize]`` sends bytes."""
+        command = request.header("X-Goog-Upload-Command").lower()
+        upload_id = request.arg("upload_id")
+        if upload_id is None:
+            denied = self.check_key(request)
+            if denied is not None:
+                return denied
+            if "start" not in command:
+                return self.error_reply(400, "Expected X-Goog-Upload-Command: start.")
+            try:
+                spec = (request.json() or {}).get("file") or {}
+            except (ValueError, AttributeError) as error:
+                return self.error_reply(400, f"Invalid JSON payload received. {error}")
+            session = self.new_id()
+            with self._batch_lock:
+                self._uploads[session] = {"spec": dict(spec), "data": bytearray()}
+            upload_url = f"{self.url}{request.path}?upload_id={session}&upload_protocol=resumable"
+            return Reply(
+                200,
+                {},
+                headers={"X-Goog-Upload-URL": upload_url, "X-Goog-Upload-Status": "active"},
+            )
+        return self.batch_op("upload", lambda: self._upload_chunk(request, str(upload_id), command))
+
+    def _upload_chunk(self, request: Request, upload_id: str, command: str) -> Reply:
+        with self._batch_lock:
+            session = self._uploads.get(upload_id)
+            if session is None:
+                return self.error_reply(404, f"Unknown upload session {upload_id}.")
+            offset = as_int(request.header("X-Goog-Upload-Offset"), len(session["data"]))
+            if offset != len(session["data"]):
+                return self.error_reply(400, f"Upload offset {offset} != {len(session['data'])}.")
+            session["data"].extend(request.body)
+            if "finalize" not in command:
+                return Reply(200, {}, headers={"X-Goog-Upload-Status": "active"})
+            del self._uploads[upload_id]
+        spec = session["spec"]
+        name = str(spec.get("name") or f"files/{self.new_id()}")
+        name = name if name.startswith("files/") else f"files/{name}"
+        mime = str(first_key(spec, "mime_type", "mimeType") or "application/octet-stream")
+        display = str(first_key(spec, "display_name", "displayName") or "")
+        stored = self.store_file(
+            EmuFile(name, display, mime, "upload", bytes(session["data"]), time.time())
+        )
+        return Reply(
+            200,
+            {"file": self._file_json(stored, source="UPLOADED")},
+            headers={"X-Goog-Upload-Status": "final"},
+        )
+
+    def _file_json(self, stored: EmuFile, *, source: str) -> dict[str, Any]:
+        file_id = stored.id.split("/", 1)[1]
+        return {
+            "name": stored.id,
+            "displayName": stored.filename,
+            "mimeType": stored.mime_type,
+            "sizeBytes": str(len(stored.data)),
+            "createTime": iso_time(stored.created),
+            "updateTime": iso_time(stored.created),
+            "expirationTime": iso_time(stored.created + 48 * 3600),
+            "sha256Hash": hashlib.sha256(stored.data).hexdigest(),
+            "uri": f"{self.url}/v1beta/files/{file_id}",
+            "downloadUri": f"{self.url}/v1beta/files/{file_id}:download?alt=media",
+            "state": "ACTIVE",
+            "source": source,
+        }
+
+    def _file_info(self, name: str) -> Reply:
+        stored = self.find_file(name)
+        if stored is None:
+            return self.error_reply(404, f"File {name} does not exist.")
+        source = "GENERATED" if stored.purpose == "batch" else "UPLOADED"
+        return Reply(200, self._file_json(stored, source=source))
+
+    def _list_files(self) -> Reply:
+        files = [
+            self._file_json(f, source="GENERATED" if f.purpose == "batch" else "UPLOADED")
+            for f in self.list_files()
+        ]
+        return Reply(200, {"files": files})
+
+    def _download(self, name: str) -> Reply:
+        stored = self.find_file(name)
+        if stored is None:
+            return self.error_reply(404, f"File {name} does not exist.")
+        return Reply(200, raw=stored.data, content_type=stored.mime_type)
+
+    def _delete_file(self, name: str) -> Reply:
+        if not self.delete_file(name):
+            return self.error_reply(404, f"File {name} does not exist.")
+        return Reply(200, {})

@@ -1,0 +1,420 @@
+"""A local Anthropic Messages API server (messages and message batches) for tests and benchmarks.
+
+A real HTTP server speaking the routes the ``anthropic`` SDK uses (base URL = the emulator root;
+paths include ``/v1``; see ``/work/shared/docs/provider-wire-reference.md``):
+
+    POST   /v1/messages                                 realtime (forced tool or text)
+    POST   /v1/messages/batches                         {"requests": [{"custom_id", "params"}]}
+    GET    /v1/messages/batches?limit&after_id&before_id   newest first
+    GET    /v1/messages/batches/{id}     POST /v1/messages/batches/{id}/cancel
+    DELETE /v1/messages/batches/{id}
+    GET    /v1/messages/batches/{id}/results            JSONL, via the absolute ``results_url``
+
+Answers come from the shared schema-driven builder: with ``tools`` and a ``tool_choice`` naming a
+tool (or ``any``), the answer is a ``tool_use`` block whose ``input`` is built from that tool's
+``input_schema``; without tools it is plain summary text. The same prompt gets the same content
+here as on the Gemini and OpenAI emulators, in realtime and in batches.
+
+Content faults in Anthropic terms: ``fenced`` and ``truncated`` answer with a text block instead
+of the tool call (``end_turn``), ``max_tokens`` stops with ``stop_reason: max_tokens``, ``empty``
+has no content blocks, ``safety`` stops with ``stop_reason: refusal``. Status faults use
+Anthropic's error envelope (``{"type": "error", "error": {"type", "message"}}``; 529
+``overloaded_error``).
+
+Batches: ``custom_id`` must match ``^[a-zA-Z0-9_-]{1,64}$`` and be unique, else 400. A batch is
+``in_progress`` (``canceling`` after a cancel request) until it ``ended``; results are unordered
+lines ``{"custom_id", "result": {"type": "succeeded" | "errored" | "canceled" | "expired"}}``.
+Anthropic batches have no failed state: the scripted ``failed`` outcome ends the batch with every
+item errored. Limits default to Anthropic's (100,000 requests, 256 MB) and answer 400.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from llm.providers.emulators.common import (
+    BatchItem,
+    BatchRejected,
+    EmuBatch,
+    EmulatorServer,
+    ItemOutcome,
+    Reply,
+    Request,
+    as_int,
+    compose_answer,
+    iso_time,
+    short_hash,
+)
+
+#: Custom ids Anthropic accepts.
+CUSTOM_ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+_BATCH_RE = re.compile(r"^/v1/messages/batches/([^/]+)(/cancel|/results)?$")
+# A custom id carrying the provider's batch tag: 10 hex digits and "-" before the caller's id.
+_TAGGED_ID_RE = re.compile(r"[0-9a-f]{10}-(.+)", re.DOTALL)
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def error_type(code: int) -> str:
+    """Anthropic's error ``type`` for an HTTP status."""
+    return _ERROR_TYPES.get(code, "api_error" if code >= 500 else "invalid_request_error")
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, list):
+        return "\n".join(
+            str(block.get("text", ""))
+            for block in content
+            if isinstance(block, Mapping) and block.get("type") == "text"
+        )
+    return str(content or "")
+
+
+def message_texts(body: Mapping[str, Any]) -> tuple[str, str]:
+    """(user text, system text) of a messages body (``system`` string or text blocks)."""
+    user = [
+        _text_of(message.get("content"))
+        for message in body.get("messages") or []
+        if isinstance(message, Mapping) and message.get("role") == "user"
+    ]
+    return "\n".join(user), _text_of(body.get("system"))
+
+
+def forced_tool(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The tool the model must call: the one named by ``tool_choice`` (type ``tool``), or the
+    first tool for ``any`` / ``auto``; None without tools or with ``tool_choice: none``."""
+    tools = [tool for tool in body.get("tools") or [] if isinstance(tool, Mapping)]
+    if not tools:
+        return None
+    choice = body.get("tool_choice") or {"type": "auto"}
+    kind = choice.get("type") if isinstance(choice, Mapping) else None
+    if kind == "none":
+        return None
+    if kind == "tool":
+        return next((tool for tool in tools if tool.get("name") == choice.get("name")), None)
+    return tools[0]
+
+
+def message_response(
+    body: Mapping[str, Any], fault: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The ``message`` JSON answering ``body``, with an optional content fault.
+
+    Shape: ``{"id", "type": "message", "role": "assistant", "model", "content": [blocks],
+    "stop_reason", "stop_sequence": null, "usage": {"input_tokens", "output_tokens", ...}}``;
+    token counts are ``len(text) // 4``.
+    """
+    user_text, system_text = message_texts(body)
+    tool = forced_tool(body)
+    schema = tool.get("input_schema") if tool else None
+    answer = compose_answer(
+        user_text=user_text,
+        system_text=system_text,
+        schema=schema if isinstance(schema, Mapping) else None,
+        json_mode=False,
+        max_tokens=as_int(body.get("max_tokens"), 0),
+        fault=fault,
+    )
+    ident = short_hash(body)
+    content: list[dict[str, Any]] = []
+    stop = "end_turn"
+    if answer.kind == "blocked":
+        stop = "refusal"
+    elif answer.kind == "max_tokens":
+        stop = "max_tokens"
+        if tool is not None:
+            # The tool input was still being generated: what arrived is incomplete.
+            content = [{"type": "tool_use", "id": f"toolu_{ident}", "name": tool["name"]}]
+            content[0]["input"] = {}
+        else:
+            content = [{"type": "text", "text": answer.text}]
+    elif answer.kind == "ok":
+        if tool is not None and answer.value is not None:
+            content = [
+                {
+                    "type": "tool_use",
+                    "id": f"toolu_{ident}",
+                    "name": tool["name"],
+                    "input": answer.value,
+                }
+            ]
+            stop = "tool_use"
+        else:
+            content = [{"type": "text", "text": answer.text}]
+    return {
+        "id": f"msg_{ident}",
+        "type": "message",
+        "role": "assistant",
+        "model": str(body.get("model") or ""),
+        "content": content,
+        "stop_reason": stop,
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": answer.prompt_tokens,
+            "output_tokens": answer.output_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        },
+    }
+
+
+def _result_line(outcome: ItemOutcome) -> dict[str, Any]:
+    if outcome.kind == "ok":
+        result: dict[str, Any] = {"type": "succeeded", "message": outcome.payload}
+    elif outcome.kind == "error":
+        error = {"type": error_type(outcome.code), "message": outcome.message}
+        result = {"type": "errored", "error": {"type": "error", "error": error}}
+    elif outcome.kind == "expired":
+        result = {"type": "expired"}
+    else:
+        result = {"type": "canceled"}
+    return {"custom_id": outcome.custom_id, "result": result}
+
+
+class AnthropicEmulator(EmulatorServer):
+    """An Anthropic server on a background thread: messages and message batches.
+
+    Args: as :class:`~llm.providers.emulators.common.EmulatorServer` (host, port, latency, rpm,
+    window, api_key). The key is read from ``x-api-key`` or ``Authorization: Bearer`` (the SDK
+    2.x sends the latter); a missing or (when ``api_key`` is set) wrong key gets 401.
+    """
+
+    provider = "anthropic"
+    default_max_requests: ClassVar[int | None] = 100_000
+    default_max_bytes: ClassVar[int | None] = 256 * 1000 * 1000
+    rate_limit_message = "Number of request tokens has exceeded your per-minute rate limit."
+    default_messages: ClassVar[dict[int, str]] = {
+        400: "Invalid request.",
+        401: "invalid x-api-key",
+        403: "Your API key does not have permission to use the specified resource.",
+        404: "The requested resource could not be found.",
+        429: "Number of requests has exceeded your rate limit.",
+        500: "An unexpected error has occurred internal to Anthropic's systems.",
+        529: "Overloaded",
+    }
+
+    # -- EmulatorServer hooks ------------------------------------------------------------------
+
+    def error_body(self, code: int, message: str, *, retry_delay: float | None = None) -> Any:
+        """``{"type": "error", "error": {"type", "message"}}``."""
+        return {"type": "error", "error": {"type": error_type(code), "message": message}}
+
+    def check_key(self, request: Request) -> Reply | None:
+        """``x-api-key`` or ``Authorization: Bearer``: missing or wrong -> 401."""
+        header = request.header("Authorization")
+        key = request.header("x-api-key") or (
+            header[7:].strip() if header.lower().startswith("bearer ") else ""
+        )
+        if not key:
+            return self.error_reply(401, "x-api-key header is required")
+        if self.api_key is not None and key != self.api_key:
+            return self.error_reply(401, "invalid x-api-key")
+        return None
+
+    def batch_item_payload(self, item: BatchItem, fault: Mapping[str, Any] | None) -> Any:
+        """The message for one batch request's ``params``."""
+        return message_response(item.body, fault)
+
+    def control_id(self, custom_id: str) -> str:
+        """Batch settings name items by the caller's custom id: the 11-character batch tag
+        that :class:`~llm.providers.anthropic.AnthropicProvider` prefixes is ignored."""
+        match = _TAGGED_ID_RE.fullmatch(custom_id)
+        return match.group(1) if match else custom_id
+
+    def batch_finished(self, batch: EmuBatch) -> None:
+        """Anthropic has no failed batches: a scripted failure errors every item."""
+        if batch.state == "failed":
+            batch.outcomes = [
+                ItemOutcome(item.custom_id, "error", code=500, message=batch.error)
+                for item in batch.items
+            ]
+
+    def handle(self, request: Request) -> Reply:
+        """Route one Anthropic API call."""
+        method, path = request.method, request.path
+        if method == "POST" and path == "/v1/messages":
+            return self.serve_realtime(
+                request,
+                model="",
+                schema_of=self._schema_of,
+                answer=self._answer,
+            )
+        denied = self.check_key(request)
+        if denied is not None:
+            return denied
+        if path == "/v1/messages/batches":
+            if method == "POST":
+                return self.batch_op("create", lambda: self._create(request))
+            if method == "GET":
+                return self.batch_op("list", lambda: self._list(request))
+        if match := _BATCH_RE.match(path):
+            batch_id, action = match.group(1), match.group(2)
+            if method == "GET" and not action:
+                return self.batch_op("get", lambda: self._get(batch_id))
+            if method == "POST" and action == "/cancel":
+                return self.batch_op("cancel", lambda: self._cancel(batch_id))
+            if method == "GET" and action == "/results":
+                return self.batch_op("results", lambda: self._results(batch_id))
+            if method == "DELETE" and not action:
+                return self.batch_op("cancel", lambda: self._delete(batch_id))
+        return self.error_reply(404, f"Not found: {method} {path}")
+
+    # -- realtime ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _schema_of(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        tool = forced_tool(body)
+        schema = tool.get("input_schema") if tool else None
+        return schema if isinstance(schema, Mapping) else None
+
+    def _answer(
+        self, body: Mapping[str, Any], fault: Mapping[str, Any] | None
+    ) -> tuple[Any, str | None]:
+        message = message_response(body, fault)
+        return message, message["stop_reason"]
+
+    # -- batches -------------------------------------------------------------------------------
+
+    def _create(self, request: Request) -> Reply:
+        try:
+            body = request.json()
+            if not isinstance(body, Mapping) or not isinstance(body.get("requests"), list):
+                raise ValueError('expected {"requests": [...]}')
+        except ValueError as error:
+            return self.error_reply(400, f"Invalid request body: {error}")
+        items: list[BatchItem] = []
+        seen: set[str] = set()
+        for index, entry in enumerate(body["requests"]):
+            entry = entry if isinstance(entry, Mapping) else {}
+            custom_id = entry.get("custom_id")
+            params = entry.get("params")
+            if not isinstance(custom_id, str) or not CUSTOM_ID_RE.match(custom_id):
+                return self.error_reply(
+                    400,
+                    f"requests.{index}.custom_id: String should match pattern "
+                    f"'^[a-zA-Z0-9_-]{{1,64}}$' (got {custom_id!r})",
+                )
+            if custom_id in seen:
+                return self.error_reply(
+                    400, f"requests.{index}.custom_id: duplicate custom_id {custom_id!r}"
+                )
+            if not isinstance(params, Mapping) or not all(
+                key in params for key in ("model", "max_tokens", "messages")
+            ):
+                return self.error_reply(
+                    400, f"requests.{index}.params: model, max_tokens and messages are required"
+                )
+            seen.add(custom_id)
+            items.append(BatchItem(custom_id, dict(params), str(params["model"])))
+        try:
+            batch = self.create_batch(
+                batch_id=f"msgbatch_{self.new_id()}",
+                tag="",
+                model=items[0].model if items else "",
+                items=items,
+                size_bytes=len(request.body),
+            )
+        except BatchRejected as rejected:
+            return self.error_reply(rejected.status, rejected.message)
+        return Reply(200, self._batch_json(batch))
+
+    def _batch_json(self, batch: EmuBatch) -> dict[str, Any]:
+        if batch.final:
+            status = "ended"
+        elif batch.cancel_requested is not None:
+            status = "canceling"
+        else:
+            status = "in_progress"
+        return {
+            "id": batch.id,
+            "type": "message_batch",
+            "processing_status": status,
+            "request_counts": {
+                "processing": 0 if batch.final else len(batch.items),
+                "succeeded": batch.count("ok"),
+                "errored": batch.count("error"),
+                "canceled": batch.count("cancelled"),
+                "expired": batch.count("expired"),
+            },
+            "ended_at": iso_time(batch.ended),
+            "created_at": iso_time(batch.created),
+            "expires_at": iso_time(batch.created + 24 * 3600),
+            "archived_at": None,
+            "cancel_initiated_at": iso_time(batch.cancel_requested),
+            "results_url": (
+                f"{self.url}/v1/messages/batches/{batch.id}/results" if batch.final else None
+            ),
+        }
+
+    def _get(self, batch_id: str) -> Reply:
+        try:
+            return Reply(200, self._batch_json(self.poll_batch(batch_id)))
+        except KeyError:
+            return self.error_reply(404, f"No message batch with id {batch_id}.")
+
+    def _cancel(self, batch_id: str) -> Reply:
+        try:
+            return Reply(200, self._batch_json(self.cancel_batch(batch_id)))
+        except KeyError:
+            return self.error_reply(404, f"No message batch with id {batch_id}.")
+
+    def _delete(self, batch_id: str) -> Reply:
+        try:
+            batch = self.peek_batch(batch_id)
+            if not batch.final:
+                return self.error_reply(400, "A batch must have ended before it can be deleted.")
+            self.delete_batch(batch_id)
+        except KeyError:
+            return self.error_reply(404, f"No message batch with id {batch_id}.")
+        return Reply(200, {"id": batch_id, "type": "message_batch_deleted"})
+
+    def _results(self, batch_id: str) -> Reply:
+        try:
+            batch = self.peek_batch(batch_id)
+        except KeyError:
+            return self.error_reply(404, f"No message batch with id {batch_id}.")
+        if not batch.final:
+            return self.error_reply(
+                404, f"Results for batch {batch_id} are not available until it has ended."
+            )
+        data = "".join(
+            json.dumps(_result_line(outcome), ensure_ascii=False) + "\n"
+            for outcome in batch.outcomes or []
+        ).encode("utf-8")
+        return Reply(200, raw=data, content_type="application/binary")
+
+    def _list(self, request: Request) -> Reply:
+        batches = self.list_batches()
+        ids = [batch.id for batch in batches]
+        limit = max(1, min(as_int(request.arg("limit"), 20), 1000))
+        after, before = request.arg("after_id"), request.arg("before_id")
+        if before:
+            end = ids.index(before) if before in ids else 0
+            page = batches[max(0, end - limit) : end]
+            has_more = end - limit > 0
+        else:
+            start = ids.index(after) + 1 if after and after in ids else (len(ids) if after else 0)
+            page = batches[start : start + limit]
+            has_more = start + limit < len(batches)
+        return Reply(
+            200,
+            {
+                "data": [self._batch_json(batch) for batch in page],
+                "has_more": has_more,
+                "first_id": page[0].id if page else None,
+                "last_id": page[-1].id if page else None,
+            },
+        )

@@ -1,0 +1,590 @@
+"""OpenAI provider, realtime and batch, through the official ``openai`` SDK.
+
+Realtime: one ``chat.completions.create`` call per request with structured output
+(``response_format={"type": "json_schema", "json_schema": {"name", "schema", "strict"}}``; the
+schema is the caller's pydantic class made strict the way the SDK's own ``.parse()`` does it). The
+answer text is validated by :func:`parse_structured`. Every failure becomes a
+:class:`ProviderError`: 408/429/5xx, timeouts and connection failures are transient with
+``retry_after`` from the ``retry-after-ms`` / ``Retry-After`` headers; other 4xx are permanent; a
+``length`` stop is ``validation_failed``; a refusal or ``content_filter`` stop is ``blocked``; an
+empty answer is an ``api_error``. The client is built with ``max_retries=0``: retries are the
+caller's (rate limit and backoff are shared by all workers).
+
+Batch (:class:`~llm.providers.batch.BatchProvider`): the requests are written as JSONL
+``{"custom_id", "method": "POST", "url": "/v1/chat/completions", "body"}`` to a temporary file,
+uploaded with ``files.create(purpose="batch")`` and submitted with ``batches.create(...,
+metadata={"tag": display_name})``; :meth:`OpenAIProvider.batch_find` lists batches and matches the
+tag. Results are streamed line by line from ``output_file_id`` and ``error_file_id``
+(``files.with_streaming_response.content``) and matched by ``custom_id``. Limits: 50,000 requests
+and 200 MB of input per batch.
+
+``base_url`` is the endpoint root (e.g. ``LLM_BASE_URL`` = an emulator ``http://127.0.0.1:PORT``);
+``/v1`` is appended unless already there. ``llm/providers/emulators/openai.py`` speaks the same
+protocol locally.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Final, TypeVar
+
+import openai
+from openai import OpenAI
+from openai.types.chat import ChatCompletion
+from pydantic import BaseModel, ValidationError
+
+from llm.providers.base import ProviderError, ProviderRequest, ProviderResult, T, redact
+from llm.providers.batch import FINAL_BATCH_STATES, BatchItemResult, BatchStatus
+from llm.providers.gemini import (
+    batch_check,
+    batch_item_error,
+    guarded_iter,
+    is_transient_status,
+    retry_after_from_headers,
+    unknown_custom_id,
+)
+from llm.providers.parsing import parse_structured
+
+R = TypeVar("R")
+
+CHAT_ENDPOINT: Final = "/v1/chat/completions"
+MAX_BATCH_REQUESTS = 50_000
+MAX_BATCH_BYTES = 200 * 1000 * 1000
+#: OpenAI batch metadata values hold at most 512 characters.
+MAX_TAG_LENGTH = 512
+
+#: OpenAI batch statuses -> normalised states.
+BATCH_STATE_MAP = {
+    "validating": "pending",
+    "in_progress": "running",
+    "finalizing": "running",
+    "cancelling": "running",
+    "completed": "succeeded",
+    "failed": "failed",
+    "expired": "expired",
+    "cancelled": "cancelled",
+}
+#: Row-level error codes of items that never ran; they can be redone in realtime.
+_NOT_RUN_CODES = frozenset({"batch_expired", "batch_cancelled"})
+#: JSON Schema keywords outside structured outputs' strict subset: with any of them the schema is
+#: sent with ``strict: false`` (best effort) and our own validation enforces them.
+_NON_STRICT_KEYWORDS = frozenset(
+    {
+        "minLength",
+        "maxLength",
+        "patternProperties",
+        "unevaluatedProperties",
+        "propertyNames",
+        "minProperties",
+        "maxProperties",
+        "uniqueItems",
+        "contains",
+        "minContains",
+        "maxContains",
+        "not",
+        "if",
+        "then",
+        "else",
+        "dependentRequired",
+        "dependentSchemas",
+    }
+)
+
+
+def _keywords(schema: Any) -> set[str]:
+    """Every key used anywhere in a JSON schema (property names excluded)."""
+    found: set[str] = set()
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
+                for sub in value.values():
+                    found |= _keywords(sub)
+            else:
+                found.add(key)
+                found |= _keywords(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            found |= _keywords(item)
+    return found
+
+
+def _drop_defaults(schema: Any) -> None:
+    """Remove ``default`` keywords (every field is required in strict mode)."""
+    if isinstance(schema, dict):
+        schema.pop("default", None)
+        for key, value in schema.items():
+            if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
+                for sub in value.values():
+                    _drop_defaults(sub)
+            else:
+                _drop_defaults(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            _drop_defaults(item)
+
+
+def response_format(output_class: type[BaseModel]) -> dict[str, Any]:
+    """The ``response_format`` for ``output_class``.
+
+    The schema is made strict as the SDK's ``chat.completions.parse`` does (every property
+    required, ``additionalProperties: false``, ``$ref`` siblings unravelled), without defaults.
+    ``strict`` is True unless the schema uses keywords strict mode does not support (e.g. string
+    ``minLength``), in which case the schema is still sent as guidance and the answer is
+    validated against the pydantic class afterwards anyway.
+    """
+    from openai.lib._pydantic import to_strict_json_schema
+
+    schema = copy.deepcopy(to_strict_json_schema(output_class))
+    _drop_defaults(schema)
+    name = re.sub(r"[^a-zA-Z0-9_-]", "_", output_class.__name__)[:64] or "answer"
+    return {
+        "type": "json_schema",
+        "json_schema": {
+            "name": name,
+            "schema": schema,
+            "strict": not (_keywords(schema) & _NON_STRICT_KEYWORDS),
+        },
+    }
+
+
+def batch_state(raw_state: str) -> str:
+    """Normalised state of an OpenAI batch status; unknown statuses count as running."""
+    return BATCH_STATE_MAP.get(raw_state, "running")
+
+
+def _v1(base_url: str) -> str:
+    root = base_url.rstrip("/")
+    return root if root.endswith("/v1") else root + "/v1"
+
+
+class OpenAIProvider:
+    """OpenAI chat completions with structured output, realtime and batch.
+
+    Args:
+        api_key: OpenAI API key (from the environment; never logged, never in errors).
+        base_url: endpoint root (an emulator ``http://127.0.0.1:PORT`` or a compatible server);
+            ``/v1`` is appended unless present. None = OpenAI's.
+        timeout: seconds one call may take before it fails with ``kind="timeout"``.
+        max_requests_per_batch, max_bytes_per_batch: limits :meth:`batch_submit` enforces and
+            callers split by (requests; bytes of the JSONL input).
+
+    Raises:
+        ProviderError: ``kind="api_error"``, permanent, when ``api_key`` is empty.
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        *,
+        max_requests_per_batch: int = MAX_BATCH_REQUESTS,
+        max_bytes_per_batch: int = MAX_BATCH_BYTES,
+    ) -> None:
+        if not api_key:
+            raise ProviderError(
+                "OpenAI API key is not set (OPENAI_API_KEY)", transient=False, kind="api_error"
+            )
+        self._api_key = api_key
+        self.base_url = base_url or None
+        self.timeout = float(timeout)
+        self.max_requests_per_batch = int(max_requests_per_batch)
+        self.max_bytes_per_batch = int(max_bytes_per_batch)
+        self._client = OpenAI(
+            api_key=api_key,
+            base_url=_v1(self.base_url) if self.base_url else None,
+            max_retries=0,
+            timeout=self.timeout,
+        )
+
+    def __repr__(self) -> str:
+        return f"OpenAIProvider(base_url={self.base_url!r}, timeout={self.timeout})"
+
+    # -- errors --------------------------------------------------------------------------------
+
+    def _error(self, message: str, **kwargs: Any) -> ProviderError:
+        """A ProviderError whose message has the key (and anything key-shaped) redacted."""
+        return ProviderError(redact(message, [self._api_key]), **kwargs)
+
+    def _status_error(self, error: openai.APIStatusError) -> ProviderError:
+        code = int(error.status_code)
+        body = error.body
+        detail = ""
+        if isinstance(body, dict):
+            detail = str(body.get("message") or "")
+        detail = detail or error.message
+        transient = is_transient_status(code)
+        retry_after = retry_after_from_headers(error.response.headers) if transient else None
+        return self._error(
+            f"OpenAI API error {code}: {detail}",
+            transient=transient,
+            retry_after=retry_after,
+            kind="api_error",
+            status_code=code,
+        )
+
+    def _guard(self, call: Callable[[], R]) -> R:
+        """Run one SDK call; raise a classified ProviderError for every failure (not chained:
+        the SDK exception holds the request with its Authorization header)."""
+        failure: ProviderError | None = None
+        try:
+            return call()
+        except openai.APIStatusError as error:
+            failure = self._status_error(error)
+        except openai.APITimeoutError:
+            failure = self._error(
+                f"OpenAI request timed out after {self.timeout:g} s",
+                transient=True,
+                kind="timeout",
+            )
+        except openai.APIConnectionError as error:
+            failure = self._error(
+                f"OpenAI connection failed ({type(error).__name__}: {error})",
+                transient=True,
+                kind="api_error",
+            )
+        except openai.APIResponseValidationError as error:
+            failure = self._error(
+                f"OpenAI returned an unreadable response: {error}",
+                transient=True,
+                kind="api_error",
+            )
+        except Exception as error:
+            # No vendor exception leaks past a provider; only the SDK call is wrapped.
+            failure = self._error(
+                f"OpenAI SDK call failed unexpectedly ({type(error).__name__}: {error})",
+                transient=False,
+                kind="api_error",
+            )
+        raise failure
+
+    # -- realtime ------------------------------------------------------------------------------
+
+    def _body(self, request: ProviderRequest[Any]) -> dict[str, Any]:
+        """The chat completions body of one request (the same for realtime and batch)."""
+        messages: list[dict[str, str]] = []
+        if request.system_prompt:
+            messages.append({"role": "system", "content": request.system_prompt})
+        messages.append({"role": "user", "content": request.user_prompt})
+        return {
+            "model": request.model,
+            "messages": messages,
+            "temperature": request.temperature,
+            "max_completion_tokens": request.max_output_tokens,
+            "response_format": response_format(request.output_class),
+        }
+
+    def generate(self, request: ProviderRequest[T]) -> ProviderResult[T]:
+        """Run one structured-output request.
+
+        Returns:
+            ProviderResult with the validated ``request.output_class`` instance, raw text, input
+            (prompt) and output (completion, reasoning included) tokens, latency in seconds, the
+            model version reported (e.g. a dated snapshot) and the finish reason (``"stop"``).
+
+        Raises:
+            ProviderError: ``api_error`` (HTTP errors: 408/429/5xx and connection failures
+                transient with ``retry_after``; other 4xx permanent; also no choices or empty
+                content), ``timeout`` (transient), ``blocked`` (refusal or content filter;
+                permanent), ``validation_failed`` (``length`` stop, or output not valid for the
+                output class; permanent).
+        """
+        body = self._body(request)
+        started = time.perf_counter()
+        completion = self._guard(lambda: self._client.chat.completions.create(**body))
+        latency = time.perf_counter() - started
+        return self._interpret(
+            completion,
+            request.output_class,
+            model=request.model,
+            max_output_tokens=request.max_output_tokens,
+            latency=latency,
+        )
+
+    def _interpret(
+        self,
+        completion: ChatCompletion,
+        output_class: type[T],
+        *,
+        model: str,
+        max_output_tokens: int | None,
+        latency: float,
+    ) -> ProviderResult[T]:
+        """Turn one chat.completion (realtime or batch item) into a validated result.
+
+        Raises:
+            ProviderError: refused, filtered, truncated, empty or invalid answers.
+        """
+        usage = completion.usage
+        input_tokens = int(usage.prompt_tokens if usage else 0)
+        output_tokens = int(usage.completion_tokens if usage else 0)
+        tokens = {"input_tokens": input_tokens, "output_tokens": output_tokens}
+        if not completion.choices:
+            raise self._error(
+                "OpenAI returned no choices (empty response)",
+                transient=False,
+                kind="api_error",
+                **tokens,
+            )
+        choice = completion.choices[0]
+        finish_reason = str(choice.finish_reason or "")
+        message = choice.message
+        text = message.content or ""
+        if message.refusal:
+            raise self._error(
+                f"OpenAI refused to answer: {message.refusal}",
+                transient=False,
+                kind="blocked",
+                raw_text=text,
+                **tokens,
+            )
+        if finish_reason == "content_filter":
+            raise self._error(
+                "OpenAI withheld the answer (finish reason content_filter)",
+                transient=False,
+                kind="blocked",
+                raw_text=text,
+                **tokens,
+            )
+        if finish_reason == "length":
+            budget = f" ({max_output_tokens} output tokens allowed)" if max_output_tokens else ""
+            raise self._error(
+                f"OpenAI output truncated at max tokens{budget}; the JSON is incomplete",
+                transient=False,
+                kind="validation_failed",
+                raw_text=text,
+                **tokens,
+            )
+        if not text.strip():
+            raise self._error(
+                f"OpenAI returned an empty answer (finish reason {finish_reason or 'none'})",
+                transient=False,
+                kind="api_error",
+                **tokens,
+            )
+        invalid: ProviderError | None = None
+        try:
+            parsed = parse_structured(text, output_class)
+        except ProviderError as error:
+            invalid = error
+        if invalid is not None:
+            raise self._error(
+                invalid.message,
+                transient=False,
+                kind="validation_failed",
+                raw_text=text,
+                **tokens,
+            )
+        return ProviderResult(
+            parsed=parsed,
+            raw_text=text,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            latency_seconds=latency,
+            model_version=completion.model or model,
+            finish_reason=finish_reason,
+        )
+
+    # -- batch: submission ---------------------------------------------------------------------
+
+    def _batch_line(self, request: ProviderRequest[Any]) -> dict[str, Any]:
+        return {
+            "custom_id": request.custom_id,
+            "method": "POST",
+            "url": CHAT_ENDPOINT,
+            "body": self._body(request),
+        }
+
+    def batch_request_bytes(self, request: ProviderRequest[BaseModel]) -> int:
+        """Bytes of one request's JSONL line in the batch input file (newline included)."""
+        return len(json.dumps(self._batch_line(request)).encode("utf-8")) + 1
+
+    def batch_submit(
+        self, requests: Sequence[ProviderRequest[BaseModel]], *, display_name: str
+    ) -> str:
+        """Upload the JSONL input and create one batch tagged ``metadata.tag = display_name``;
+        returns the batch id (``batch_...``). Not idempotent: store ``display_name`` first and
+        use :meth:`batch_find` after a crash.
+
+        Raises:
+            ProviderError: invalid or oversize set, or a tag over 512 characters (permanent,
+                nothing sent), or an HTTP/transport failure of the upload or the creation.
+        """
+        requests = list(requests)
+        batch_check(
+            "OpenAI",
+            requests,
+            max_requests=self.max_requests_per_batch,
+            max_bytes=self.max_bytes_per_batch,
+            size_of=self.batch_request_bytes,
+        )
+        if not display_name or len(display_name) > MAX_TAG_LENGTH:
+            raise ProviderError(
+                f"OpenAI batch rejected: the tag must be 1 to {MAX_TAG_LENGTH} characters "
+                f"(got {len(display_name)})",
+                transient=False,
+            )
+        filename = re.sub(r"[^a-zA-Z0-9_.-]", "_", display_name)[:100] + ".jsonl"
+        with tempfile.TemporaryFile() as handle:
+            for request in requests:
+                handle.write(json.dumps(self._batch_line(request)).encode("utf-8") + b"\n")
+            handle.seek(0)
+            uploaded = self._guard(
+                lambda: self._client.files.create(
+                    file=(filename, handle, "application/jsonl"), purpose="batch"
+                )
+            )
+        batch = self._guard(
+            lambda: self._client.batches.create(
+                input_file_id=uploaded.id,
+                endpoint=CHAT_ENDPOINT,
+                completion_window="24h",
+                metadata={"tag": display_name},
+            )
+        )
+        return batch.id
+
+    # -- batch: status -------------------------------------------------------------------------
+
+    def _status(self, batch: Any) -> BatchStatus:
+        raw_state = str(batch.status)
+        state = batch_state(raw_state)
+        counts = batch.request_counts
+        messages = [
+            f"line {item.line}: {item.message}" if item.line else str(item.message)
+            for item in ((batch.errors.data or []) if batch.errors else [])
+        ]
+        error = "; ".join(messages)
+        if state == "failed" and not error:
+            error = "OpenAI reported the batch as failed without a reason"
+        return BatchStatus(
+            batch_id=batch.id,
+            display_name=str((batch.metadata or {}).get("tag") or ""),
+            state=state,
+            raw_state=raw_state,
+            request_count=int(counts.total) if counts else 0,
+            completed=int(counts.completed) if counts else 0,
+            failed=int(counts.failed) if counts else 0,
+            error=redact(error, [self._api_key]),
+        )
+
+    def batch_get(self, batch_id: str) -> BatchStatus:
+        """Poll one batch.
+
+        Raises:
+            ProviderError: unknown id (404, permanent) or a transport failure.
+        """
+        return self._status(self._guard(lambda: self._client.batches.retrieve(batch_id)))
+
+    def batch_list(self) -> Iterator[BatchStatus]:
+        """All batches of this key, newest first, across pages."""
+        pages = self._guard(lambda: self._client.batches.list(limit=100))
+        for batch in guarded_iter(pages, self._guard):
+            yield self._status(batch)
+
+    def batch_find(self, display_name: str) -> BatchStatus | None:
+        """The newest batch whose ``metadata.tag`` is ``display_name``, or None.
+
+        The tag is stored with the batch, so a listing finds batches in any state.
+        """
+        for status in self.batch_list():
+            if status.display_name == display_name:
+                return status
+        return None
+
+    def batch_cancel(self, batch_id: str) -> BatchStatus:
+        """Ask OpenAI to cancel; returns the state after the request (``cancelling``)."""
+        return self._status(self._guard(lambda: self._client.batches.cancel(batch_id)))
+
+    # -- batch: results ------------------------------------------------------------------------
+
+    def batch_results(
+        self, batch_id: str, output_classes: Mapping[str, type[BaseModel]]
+    ) -> Iterator[BatchItemResult]:
+        """Stream the results of a finished batch from its output file, then its error file,
+        line by line, matched by ``custom_id``.
+
+        Per-item HTTP errors are ``api_error`` (transient for 408/429/5xx); expired or cancelled
+        items are transient ``api_error`` (redo them in realtime).
+
+        Raises:
+            ProviderError: the batch is not finished yet (transient), or a transport failure.
+        """
+        batch = self._guard(lambda: self._client.batches.retrieve(batch_id))
+        if batch_state(batch.status) not in FINAL_BATCH_STATES:
+            raise self._error(
+                f"OpenAI batch {batch_id} is {batch.status}; results exist once it has ended",
+                transient=True,
+            )
+        model = str(batch.model or "")
+        for file_id in (batch.output_file_id, batch.error_file_id):
+            if file_id:
+                yield from self._file_results(file_id, output_classes, model)
+
+    def _file_results(
+        self, file_id: str, output_classes: Mapping[str, type[BaseModel]], model: str
+    ) -> Iterator[BatchItemResult]:
+        with contextlib.ExitStack() as stack:
+            response = self._guard(
+                lambda: stack.enter_context(
+                    self._client.files.with_streaming_response.content(file_id)
+                )
+            )
+            for line in guarded_iter(response.iter_lines(), self._guard):
+                if line.strip():
+                    yield self._line_result(line, output_classes, model)
+
+    def _line_result(
+        self, line: str, output_classes: Mapping[str, type[BaseModel]], model: str
+    ) -> BatchItemResult:
+        try:
+            row = json.loads(line)
+        except ValueError as error:
+            return batch_item_error("OpenAI", "", f"unreadable result line ({error})")
+        if not isinstance(row, dict):
+            return batch_item_error("OpenAI", "", "result line is not an object")
+        custom_id = str(row.get("custom_id") or "")
+        output_class = output_classes.get(custom_id)
+        if output_class is None:
+            return unknown_custom_id("OpenAI", custom_id)
+        row_error = row.get("error")
+        response = row.get("response")
+        if isinstance(row_error, dict) and row_error:
+            code = str(row_error.get("code") or "error")
+            message = f"{code}: {row_error.get('message') or 'no message'}"
+            return batch_item_error("OpenAI", custom_id, message, transient=code in _NOT_RUN_CODES)
+        if not isinstance(response, dict):
+            return batch_item_error("OpenAI", custom_id, "result line has no response")
+        status = response.get("status_code")
+        body = response.get("body")
+        if status != 200:
+            detail = body.get("error", body) if isinstance(body, dict) else body
+            reason = detail.get("message") if isinstance(detail, dict) else detail
+            return batch_item_error(
+                "OpenAI",
+                custom_id,
+                str(reason or "no message"),
+                code=status if isinstance(status, int) else None,
+                secrets=[self._api_key],
+            )
+        try:
+            completion = ChatCompletion.model_validate(body)
+        except ValidationError as error:
+            return batch_item_error(
+                "OpenAI", custom_id, f"unreadable chat completion ({error.error_count()} errors)"
+            )
+        try:
+            result = self._interpret(
+                completion, output_class, model=model, max_output_tokens=None, latency=0.0
+            )
+        except ProviderError as error:
+            return BatchItemResult(custom_id=custom_id, result=None, error=error)
+        return BatchItemResult(custom_id=custom_id, result=result, error=None)
