@@ -116,11 +116,23 @@ CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_QUEUES = (Queue("default"), Queue("llm"))
-CELERY_TASK_ROUTES = {"llm.*": {"queue": "llm"}}
+# Exact names win over the pattern: maintenance stays on "default" so an llm backlog never
+# delays the reconciler or a scheduled rerun.
+CELERY_TASK_ROUTES = {
+    "llm.reconcile": {"queue": "default"},
+    "llm.scheduled_rerun": {"queue": "default"},
+    "llm.poll_batches": {"queue": "default"},
+    "llm.*": {"queue": "llm"},
+}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
 
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# The reconciler (beat, every RECONCILE_INTERVAL_SECONDS) re-drives work stalled longer than
+# RECONCILE_STALL_SECONDS; a row re-driven RECONCILE_MAX_DELIVERIES times fails with the reason.
+RECONCILE_INTERVAL_SECONDS = env_int("RECONCILE_INTERVAL_SECONDS", 60, minimum=5)
+RECONCILE_STALL_SECONDS = env_int("RECONCILE_STALL_SECONDS", 300, minimum=1)
+RECONCILE_MAX_DELIVERIES = env_int("RECONCILE_MAX_DELIVERIES", 10, minimum=2)
 
 # --- REST API -----------------------------------------------------------------------------------
 # Anonymous users may read validated summaries only (set False to require a login for reading).

@@ -1,4 +1,9 @@
+from __future__ import annotations
+
+from typing import Any
+
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class LlmConfig(AppConfig):
@@ -7,3 +12,25 @@ class LlmConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "llm"
     verbose_name = "LLM summaries"
+
+    def ready(self) -> None:
+        post_migrate.connect(
+            _register_maintenance_schedule,
+            sender=self,
+            dispatch_uid="llm.register_maintenance_schedule",
+        )
+
+
+def _register_maintenance_schedule(
+    sender: AppConfig, using: str = "default", apps: Any = None, **kwargs: Any
+) -> None:
+    """After ``migrate``: register the reconciler's beat schedule (every minute) unless it
+    exists. Skipped while django-celery-beat's tables are not migrated yet."""
+    if apps is not None:
+        try:
+            apps.get_model("django_celery_beat", "PeriodicTask")
+        except LookupError:
+            return
+    from llm.services.reconcile import reconcile_schedule_ensure
+
+    reconcile_schedule_ensure(using=using)

@@ -1,0 +1,405 @@
+"""The reconciler: re-drive work that stalled (lost message, killed worker, broker restart), so no
+run is left half done. Beat runs it every minute as ``llm.reconcile`` (registered by
+:func:`reconcile_schedule_ensure`, called after ``migrate`` and by ``setup_maintenance``).
+
+The database is the source of truth and every step is idempotent, so re-sending a message is
+always safe; the reconciler only decides *when* a row has stalled and *how often* to try:
+
+(a) ``ClusteringRun`` pending or running with no sign of life (``started_at``, else
+    ``created_at``) for ``RECONCILE_STALL_SECONDS``: the pipeline chain is sent again (cluster is
+    idempotent, plan is idempotent). The original provider/force choice is not stored on the run,
+    so the re-driven chain uses ``LLM_PROVIDER`` and no force.
+(b) ``SummaryTask`` of a running realtime job, pending with no update for the threshold (its
+    message was lost), or running with an expired ``lease_until`` (its worker died; the lease is
+    ``CELERY_TASK_TIME_LIMIT``): reset to pending and ``summarise_cluster`` sent again. Pending
+    tasks are only re-driven while the LLM workers are idle (no live lease and no provider call
+    within the threshold): while they are busy a pending task is most likely queued behind the
+    others, and re-sending it would only add duplicates (a 10,000-cluster run at 30 requests per
+    minute keeps tasks queued for hours).
+(c) ``GenerationJob`` running whose tasks are all finished but which was never finalized (the
+    chord's callback was lost): ``job_finalize``.
+(d) ``GenerationJob`` past its ``deadline`` (plus ``DEADLINE_GRACE_SECONDS``, so workers, which
+    stop their own calls at the deadline, can record their outcome first): unfinished tasks fail
+    with "job time limit exceeded" and the job is finalized.
+(b)-(d) concern realtime jobs only: batch-mode jobs (hours, up to ``BATCH_TIMEOUT``) are driven
+and ended by the batch poller (``llm.poll_batches``, llm/services/batches.py).
+(e) ``GenerationJob`` pending with no sign of life (its plan or start message was lost; a pending
+    job also blocks reruns): plan or start is sent again, while the LLM workers are idle; it gets
+    a deadline on the first re-drive, so (d) ends it if it never starts.
+
+Each re-drive is counted on the row: ``SummaryTask.deliveries`` and ``ClusteringRun.attempts``
+also count the worker's own claims/executions, so the limit ``RECONCILE_MAX_DELIVERIES`` (10)
+bounds claims and re-drives together; each re-drive adds at most two (its own count and the
+claim of the re-sent message), so at least five re-drives are tried. A row at the limit that
+stalls again fails with an explanation instead of looping.
+
+Safe to run concurrently: rows are claimed with ``select_for_update(skip_locked=True)`` and
+re-checked under the lock (PostgreSQL re-evaluates the filter on rows changed meanwhile); a
+re-driven row is no longer stale, so a second reconciler does not send it again. Messages are
+sent after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, F, OuterRef, Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+from clustering.models import ClusteringRun, RunStatus
+from llm.models import (
+    TERMINAL_STATES,
+    GenerationJob,
+    JobStatus,
+    LLMCall,
+    SummaryTask,
+    TaskState,
+)
+from llm.services.generation import job_finalize
+
+logger = logging.getLogger(__name__)
+
+#: Celery task name of the reconciler (defined in llm/tasks.py).
+RECONCILE_TASK = "llm.reconcile"
+#: Name of its beat schedule.
+RECONCILE_SCHEDULE_NAME = "reconcile stalled work"
+#: Seconds without a sign of life after which work counts as stalled.
+DEFAULT_STALL_SECONDS = 300
+#: Deliveries (worker claims or executions plus re-drives) after which stalled work fails.
+DEFAULT_MAX_DELIVERIES = 10
+#: Seconds between two reconciler runs (the beat interval).
+DEFAULT_INTERVAL_SECONDS = 60
+#: Seconds past a job's deadline before the reconciler ends it.
+DEADLINE_GRACE_SECONDS = 60
+#: Rows claimed per step and pass; the rest waits for the next pass (keeps transactions short).
+BATCH_SIZE = 500
+TIME_LIMIT_MESSAGE = "job time limit exceeded"
+
+
+@dataclass
+class ReconcileReport:
+    """What one pass did, as counts (for logging and the task's result)."""
+
+    runs_redriven: int = 0
+    runs_failed: int = 0
+    tasks_redriven: int = 0
+    tasks_failed: int = 0
+    jobs_redriven: int = 0
+    jobs_finalized: int = 0
+    jobs_timed_out: int = 0
+    tasks_timed_out: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counts by name."""
+        return asdict(self)
+
+
+def _stall_seconds() -> int:
+    return int(getattr(settings, "RECONCILE_STALL_SECONDS", DEFAULT_STALL_SECONDS))
+
+
+def _max_deliveries() -> int:
+    return int(getattr(settings, "RECONCILE_MAX_DELIVERIES", DEFAULT_MAX_DELIVERIES))
+
+
+def reconcile(
+    *,
+    now: datetime | None = None,
+    stall_seconds: int | None = None,
+    max_deliveries: int | None = None,
+) -> dict[str, int]:
+    """One pass of the reconciler over runs, jobs and summary tasks (see the module docstring).
+
+    ``stall_seconds`` defaults to ``settings.RECONCILE_STALL_SECONDS`` (300 s) and
+    ``max_deliveries`` to ``settings.RECONCILE_MAX_DELIVERIES`` (10). Idempotent and safe to run
+    concurrently. Returns the counts of :class:`ReconcileReport` by name.
+    """
+    now = now or timezone.now()
+    stall = _stall_seconds() if stall_seconds is None else stall_seconds
+    limit = _max_deliveries() if max_deliveries is None else max_deliveries
+    cutoff = now - timedelta(seconds=stall)
+    report = ReconcileReport()
+    _expire_jobs(now, report)
+    _redrive_runs(now, cutoff, limit, report)
+    idle = not _llm_workers_busy(now, cutoff)
+    if idle:
+        _redrive_pending_jobs(now, cutoff, report)
+    _redrive_tasks(now, cutoff, limit, idle, report)
+    _finalize_finished_jobs(report)
+    counts = report.as_dict()
+    if any(counts.values()):
+        logger.info("reconcile: %s", counts)
+    return counts
+
+
+def _llm_workers_busy(now: datetime, cutoff: datetime) -> bool:
+    """True while some worker holds a live lease on a realtime task or a provider call was
+    recorded since ``cutoff``: pending tasks are then probably queued, not lost. (Batch-mode
+    tasks hold leases longer than ``BATCH_TIMEOUT`` and say nothing about the workers.)"""
+    realtime = SummaryTask.objects.filter(job__mode=GenerationJob.Mode.REALTIME)
+    return (
+        realtime.filter(state=TaskState.RUNNING, lease_until__gt=now).exists()
+        or LLMCall.objects.filter(created_at__gte=cutoff).exists()
+    )
+
+
+# --- (d) deadlines ------------------------------------------------------------------------------
+
+
+def _expire_jobs(now: datetime, report: ReconcileReport) -> None:
+    late = now - timedelta(seconds=DEADLINE_GRACE_SECONDS)
+    with transaction.atomic():
+        jobs = list(
+            GenerationJob.objects.select_for_update(skip_locked=True)
+            .filter(
+                status__in=[JobStatus.PENDING, JobStatus.RUNNING],
+                mode=GenerationJob.Mode.REALTIME,
+                deadline__lt=late,
+            )
+            .order_by("pk")[:BATCH_SIZE]
+        )
+        for job in jobs:
+            assert job.deadline is not None
+            error = (
+                f"{TIME_LIMIT_MESSAGE} (LLM_JOB_TIME_LIMIT, deadline "
+                f"{job.deadline.isoformat(timespec='seconds')}); failed by the reconciler"
+            )
+            failed = (
+                SummaryTask.objects.filter(job=job)
+                .exclude(state__in=TERMINAL_STATES)
+                .update(state=TaskState.FAILED, last_error=error, lease_until=None, finished_at=now)
+            )
+            report.tasks_timed_out += failed
+            report.jobs_timed_out += 1
+            if job.status == JobStatus.PENDING:
+                GenerationJob.objects.filter(pk=job.pk).update(
+                    status=JobStatus.FAILED,
+                    finished_at=now,
+                    message=f"{TIME_LIMIT_MESSAGE}: the job never started before its deadline",
+                )
+                job_finalize(job_id=job.pk)
+            else:
+                job_finalize(job_id=job.pk)
+                GenerationJob.objects.filter(pk=job.pk).update(
+                    message=f"{TIME_LIMIT_MESSAGE}: {failed} unfinished cluster(s) failed"
+                )
+            logger.warning("job %s passed its deadline: %s task(s) failed", job.pk, failed)
+
+
+# --- (a) clustering runs ------------------------------------------------------------------------
+
+
+def _redrive_runs(now: datetime, cutoff: datetime, limit: int, report: ReconcileReport) -> None:
+    from llm.tasks import pipeline_chain
+
+    stalled = Q(status=RunStatus.PENDING, last_sign__lt=cutoff) | Q(
+        status=RunStatus.RUNNING, last_sign__lt=cutoff
+    )
+    redriven: list[int] = []
+    with transaction.atomic():
+        runs = list(
+            ClusteringRun.objects.select_for_update(skip_locked=True)
+            .alias(last_sign=Coalesce("started_at", "created_at"))
+            .filter(stalled)
+            .order_by("pk")[:BATCH_SIZE]
+        )
+        for run in runs:
+            if run.attempts >= limit:
+                ClusteringRun.objects.filter(pk=run.pk).update(
+                    status=RunStatus.FAILED,
+                    finished_at=now,
+                    error=(
+                        f"stalled while {run.status}: gave up after {run.attempts} deliveries "
+                        f"(executions plus re-drives by the reconciler; limit {limit}) without "
+                        "finishing"
+                    ),
+                    progress_message=f"Failed: stalled after {run.attempts} deliveries",
+                )
+                report.runs_failed += 1
+                logger.warning("run %s failed: stalled after %s deliveries", run.pk, run.attempts)
+                continue
+            ClusteringRun.objects.filter(pk=run.pk).update(
+                attempts=F("attempts") + 1,
+                started_at=now,
+                progress_message=(
+                    f"Re-driven by the reconciler (delivery {run.attempts + 1} of {limit})"
+                ),
+            )
+            redriven.append(run.pk)
+        if redriven:
+            provider = None  # not stored on the run: the chain uses LLM_PROVIDER
+
+            def send() -> None:
+                for run_id in redriven:
+                    pipeline_chain(run_id=run_id, provider=provider, force=False).apply_async()
+
+            transaction.on_commit(send)
+    report.runs_redriven += len(redriven)
+    if redriven:
+        logger.warning("re-driven stalled clustering runs %s", redriven)
+
+
+# --- (e) pending jobs ---------------------------------------------------------------------------
+
+
+def _redrive_pending_jobs(now: datetime, cutoff: datetime, report: ReconcileReport) -> None:
+    from llm.tasks import plan_summaries, start_job
+
+    redriven: list[tuple[int, str, int, str, bool]] = []
+    with transaction.atomic():
+        jobs = list(
+            GenerationJob.objects.select_for_update(skip_locked=True)
+            .alias(last_sign=Coalesce("started_at", "created_at"))
+            .filter(status=JobStatus.PENDING, last_sign__lt=cutoff)
+            .order_by("pk")[:BATCH_SIZE]
+        )
+        for job in jobs:
+            # started_at of a pending job = its last re-drive; planning overwrites it
+            update: dict[str, Any] = {"started_at": now}
+            if job.deadline is None:
+                update["deadline"] = now + timedelta(seconds=settings.LLM_JOB_TIME_LIMIT)
+            GenerationJob.objects.filter(pk=job.pk).update(**update)
+            redriven.append((job.pk, job.scope, job.run_id, job.provider, job.force))
+
+        def send() -> None:
+            for job_id, scope, run_id, provider, force in redriven:
+                if scope == GenerationJob.Scope.RUN:
+                    plan_summaries.delay(run_id, provider, force)
+                else:
+                    start_job.delay(job_id)
+
+        if redriven:
+            transaction.on_commit(send)
+    report.jobs_redriven += len(redriven)
+    if redriven:
+        logger.warning("re-driven pending generation jobs %s", [r[0] for r in redriven])
+
+
+# --- (b) summary tasks --------------------------------------------------------------------------
+
+
+def _redrive_tasks(
+    now: datetime, cutoff: datetime, limit: int, idle: bool, report: ReconcileReport
+) -> None:
+    from llm.tasks import summarise_cluster
+
+    stalled = Q(state=TaskState.RUNNING, lease_until__lt=now) | Q(
+        state=TaskState.RUNNING, lease_until__isnull=True, updated_at__lt=cutoff
+    )
+    if idle:
+        stalled |= Q(state=TaskState.PENDING, updated_at__lt=cutoff)
+    redriven: list[int] = []
+    with transaction.atomic():
+        tasks = list(
+            SummaryTask.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(
+                stalled,
+                job__status=JobStatus.RUNNING,
+                job__mode=GenerationJob.Mode.REALTIME,
+            )
+            .order_by("pk")[:BATCH_SIZE]
+        )
+        failed: list[int] = []
+        for task in tasks:
+            if task.deliveries >= limit:
+                why = "its lease expired" if task.state == TaskState.RUNNING else "never picked up"
+                SummaryTask.objects.filter(pk=task.pk).update(
+                    state=TaskState.FAILED,
+                    lease_until=None,
+                    finished_at=now,
+                    updated_at=now,
+                    last_error=(
+                        f"stalled ({why}): gave up after {task.deliveries} deliveries (worker "
+                        f"claims plus re-drives by the reconciler; limit {limit}) without "
+                        f"finishing. Last error: {task.last_error or 'none'}"
+                    )[:4000],
+                )
+                failed.append(task.pk)
+            else:
+                redriven.append(task.pk)
+        if redriven:
+            SummaryTask.objects.filter(pk__in=redriven).update(
+                state=TaskState.PENDING,
+                lease_until=None,
+                deliveries=F("deliveries") + 1,
+                updated_at=now,
+            )
+
+            def send() -> None:
+                for task_id in redriven:
+                    summarise_cluster.delay(task_id)
+
+            transaction.on_commit(send)
+    report.tasks_redriven += len(redriven)
+    report.tasks_failed += len(failed)
+    if redriven:
+        logger.warning("re-driven %s stalled summary task(s)", len(redriven))
+    if failed:
+        logger.warning("summary tasks %s failed after too many deliveries", failed)
+
+
+# --- (c) jobs never finalized -------------------------------------------------------------------
+
+
+def _finalize_finished_jobs(report: ReconcileReport) -> None:
+    unfinished = SummaryTask.objects.filter(job=OuterRef("pk")).exclude(state__in=TERMINAL_STATES)
+    job_ids = list(
+        GenerationJob.objects.filter(status=JobStatus.RUNNING, mode=GenerationJob.Mode.REALTIME)
+        .filter(~Exists(unfinished))
+        .order_by("pk")
+        .values_list("pk", flat=True)[:BATCH_SIZE]
+    )
+    for job_id in job_ids:
+        # job_finalize is idempotent: a finalize racing with the chord's callback is harmless
+        if job_finalize(job_id=job_id):
+            report.jobs_finalized += 1
+    if job_ids:
+        logger.warning("finalized generation jobs %s whose callback was lost", job_ids)
+
+
+# --- the beat schedule ------------------------------------------------------------------------
+
+
+def reconcile_schedule_ensure(*, using: str = "default") -> tuple[PeriodicTask, bool]:
+    """Register the reconciler's beat schedule (every ``RECONCILE_INTERVAL_SECONDS``, 60 s),
+    idempotently: an existing row is left as it is, so changes made in the admin (a different
+    interval, disabled) survive ``migrate``. Returns the row and whether it was created.
+
+    The task goes to the ``default`` queue, so a backlog of provider calls on the ``llm`` queue
+    cannot delay it, and a message older than two intervals expires instead of piling up while
+    no worker runs.
+    """
+    every = int(getattr(settings, "RECONCILE_INTERVAL_SECONDS", DEFAULT_INTERVAL_SECONDS))
+    with transaction.atomic(using=using):
+        existing = PeriodicTask.objects.using(using).filter(name=RECONCILE_SCHEDULE_NAME).first()
+        if existing is not None:
+            return existing, False
+        interval = (
+            IntervalSchedule.objects.using(using)
+            .filter(every=every, period=IntervalSchedule.SECONDS)
+            .order_by("pk")
+            .first()
+        )
+        if interval is None:
+            interval = IntervalSchedule(every=every, period=IntervalSchedule.SECONDS)
+            interval.save(using=using)
+        task = PeriodicTask(
+            name=RECONCILE_SCHEDULE_NAME,
+            task=RECONCILE_TASK,
+            interval=interval,
+            queue="default",
+            expire_seconds=2 * every,
+            description=(
+                "Re-drives stalled clustering runs, summary tasks and generation jobs and ends "
+                "jobs past their deadline (llm/services/reconcile.py)."
+            ),
+        )
+        task.save(using=using)
+    return task, True
