@@ -170,6 +170,10 @@ class GenerationJob(models.Model):
     input_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    # batch mode: the whole job's cost extrapolated from the items processed so far (USD)
+    projected_cost_usd = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    # batch mode: one driver at a time advances the job's batches (seconds-long lease)
+    driver_lease_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     deadline = models.DateTimeField(null=True, blank=True)
@@ -226,6 +230,7 @@ class SummaryTask(models.Model):
     # batch mode: which step the task waits for, the draft awaiting the judge, and the feedback
     # (judge reasons, validation failures) that the next generation attempt must see
     phase = models.CharField(max_length=16, blank=True)  # "" | generate | judge
+    in_batch = models.BooleanField(default=False)  # the batch driver, not a worker, owns it
     draft = models.JSONField(null=True, blank=True)
     feedback = models.JSONField(default=list, blank=True)
 

@@ -14,6 +14,8 @@ from clustering.tasks import cluster_run
 from llm.models import GenerationJob
 from llm.services.generation import job_finalize, job_plan, job_start, summary_task_execute
 
+from . import batch_tasks  # noqa: F401  (registers the batch tasks with Celery)
+
 
 def _launch(job_id: int, task_ids: list[int]) -> None:
     """After commit: a chord over the tasks with finalize as its body, or finalize alone."""
@@ -26,14 +28,22 @@ def _launch(job_id: int, task_ids: list[int]) -> None:
 
 @shared_task(name="llm.plan_summaries", acks_late=True)
 def plan_summaries(run_id: int, provider: str | None = None, force: bool = False) -> int:
-    """Plan the run's job (one bulk cache lookup) and start a chord over the misses.
+    """Plan the run's job (one bulk cache lookup), then start a chord over the misses, or, above
+    BATCH_THRESHOLD misses with a batch-capable provider, hand them to the batch driver.
 
     Returns the job id.
     """
+    from llm.batch_tasks import advance_batch_job
+    from llm.services.batches import batch_mode_wanted, job_batch_begin
+
     misses = job_plan(run_id=run_id, provider=provider, force=force)
-    job_id = GenerationJob.objects.values_list("id", flat=True).get(run_id=run_id, scope="run")
-    _launch(job_id, misses)
-    return job_id
+    job = GenerationJob.objects.get(run_id=run_id, scope="run")
+    if batch_mode_wanted(provider=job.provider, misses=len(misses)):
+        job_batch_begin(job_id=job.pk, task_ids=misses)
+        transaction.on_commit(lambda: advance_batch_job.delay(job.pk))
+    else:
+        _launch(job.pk, misses)
+    return job.pk
 
 
 @shared_task(name="llm.start_job", acks_late=True)
@@ -69,3 +79,39 @@ def enqueue_job(job_id: int) -> None:
 def pipeline_chain(*, run_id: int, provider: str | None, force: bool) -> Any:
     """The signature of the whole chain for a created clustering run."""
     return chain(cluster_run.si(run_id), plan_summaries.si(run_id, provider, force))
+
+
+# --- scheduled work (beat) -----------------------------------------------------------------
+# Their beat rows send them to the default queue (PeriodicTask.queue): a backlog of provider
+# calls on the llm queue must not delay a scheduled rerun or the reconciler.
+
+
+@shared_task(name="llm.scheduled_rerun", acks_late=True)
+def scheduled_rerun(dataset: str, cluster_type: str | None = None) -> int | None:
+    """Rerun a dataset for a beat schedule (``manage.py schedule_rerun``): recluster with the
+    latest run's parameters and summarise only changed compositions. Returns the new run's id,
+    or None when a run of the same dataset and type is still active or the input is invalid
+    (logged; retrying would not help)."""
+    import logging
+
+    from clustering.domain.params import InvalidParameters
+    from clustering.services import UnknownDatasetError
+    from llm.services.schedules import scheduled_rerun_start
+
+    try:
+        run = scheduled_rerun_start(dataset_slug=dataset, cluster_type=cluster_type)
+    except (UnknownDatasetError, InvalidParameters) as exc:
+        logging.getLogger(__name__).error(
+            "scheduled rerun of %s (%s) not started: %s", dataset, cluster_type, exc
+        )
+        return None
+    return run.pk if run is not None else None
+
+
+@shared_task(name="llm.reconcile", acks_late=True)
+def reconcile() -> dict[str, int]:
+    """Re-drive stalled runs, summary tasks and jobs and end jobs past their deadline (beat,
+    every minute); returns counts by kind. Idempotent and safe to run concurrently."""
+    from llm.services.reconcile import reconcile as reconcile_pass
+
+    return reconcile_pass()

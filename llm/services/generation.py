@@ -6,6 +6,7 @@ Chain (llm/tasks.py): cluster run -> plan -> chord(summarise one cluster per mis
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from datetime import timedelta
@@ -220,7 +221,13 @@ def _finish(
     _progress(task.job_id, task.cluster.number)
 
 
+#: set while a batch's results are processed: progress is written once per batch instead
+_DEFER_PROGRESS: contextvars.ContextVar[bool] = contextvars.ContextVar("defer", default=False)
+
+
 def _progress(job_id: int, number: int) -> None:
+    if _DEFER_PROGRESS.get():
+        return
     counts = SummaryTask.objects.filter(job_id=job_id).aggregate(
         total=Count("id"), done=Count("id", filter=Q(state__in=TERMINAL_STATES))
     )

@@ -1,0 +1,551 @@
+"""Batch mode: a job's generation and judge steps go through the provider's batch API.
+
+Driven from the database: :func:`job_batch_advance` is called by the beat task ``poll_batches``
+(every ``BATCH_POLL_INTERVAL`` seconds) and right after planning. Each call, under a short lease
+on the job so only one driver works on it at a time:
+
+1. recovers batches written but not known to be submitted (``preparing``): the provider is asked
+   for a batch with the row's deterministic display name first, so a crash between submission and
+   saving the id never leads to a second, paid, submission;
+2. polls open batches; a batch older than ``BATCH_TIMEOUT`` is cancelled (``timed_out``);
+3. collects finished batches: results are streamed and matched by ``custom_id``; each item goes
+   through the same validation, judge and cache steps as realtime; items with an error that
+   another attempt cannot fix (API errors, expiry, cancellation, missing results) are handed to
+   the realtime path individually;
+4. submits the next batches for tasks waiting for a generation or judge step (split by the
+   provider's request and byte limits and ``BATCH_MAX_REQUESTS_PER_BATCH``);
+5. finalizes the job when every task is finished.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Max, Q, Sum
+from django.utils import timezone
+from pydantic import BaseModel
+
+from llm.models import (
+    TERMINAL_STATES,
+    BatchItem,
+    GenerationJob,
+    JobStatus,
+    LLMCall,
+    ProviderBatch,
+    SummaryTask,
+    TaskState,
+)
+from llm.pricing import call_cost
+from llm.providers.base import ProviderError, ProviderRequest, redact
+from llm.providers.batch import BatchItemResult, BatchProvider, BatchStatus
+from llm.providers.registry import BATCH_PROVIDERS, ProviderNotConfigured, batch_provider_get
+from llm.services import generation as gen
+from llm.services.context import cluster_context_build
+
+logger = logging.getLogger(__name__)
+
+OPEN_STATES = (ProviderBatch.State.SUBMITTED, ProviderBatch.State.RUNNING)
+_FINAL_FROM_PROVIDER = {
+    "succeeded": ProviderBatch.State.SUCCEEDED,
+    "failed": ProviderBatch.State.FAILED,
+    "cancelled": ProviderBatch.State.CANCELLED,
+    "expired": ProviderBatch.State.EXPIRED,
+}
+DRIVER_LEASE_SECONDS = 600
+#: a preparing batch younger than this may still be in its submitter's hands (seconds)
+PREPARING_GRACE_SECONDS = 120
+
+
+def batch_mode_wanted(*, provider: str, misses: int) -> bool:
+    """Whether a job with ``misses`` clusters to generate should use the batch API."""
+    return (
+        settings.BATCH_API_ENABLED
+        and provider in BATCH_PROVIDERS
+        and misses > settings.BATCH_THRESHOLD
+    )
+
+
+def job_batch_begin(*, job_id: int, task_ids: Sequence[int]) -> None:
+    """Switch a planned job to batch mode: its tasks wait for a generation batch.
+
+    Their lease outlasts ``BATCH_TIMEOUT`` so the stalled-work reconciler leaves them to the
+    batch driver.
+    """
+    lease = timezone.now() + timedelta(seconds=settings.BATCH_TIMEOUT + 3600)
+    with transaction.atomic():
+        GenerationJob.objects.filter(pk=job_id).update(mode=GenerationJob.Mode.BATCH)
+        SummaryTask.objects.filter(pk__in=task_ids, state=TaskState.PENDING).update(
+            state=TaskState.RUNNING,
+            in_batch=True,
+            phase=gen.NEXT_GENERATE,
+            lease_until=lease,
+            started_at=timezone.now(),
+        )
+
+
+# --- the driver -------------------------------------------------------------------------------
+
+
+def _lease(job_id: int) -> bool:
+    now = timezone.now()
+    return bool(
+        GenerationJob.objects.filter(pk=job_id)
+        .filter(Q(driver_lease_until__isnull=True) | Q(driver_lease_until__lt=now))
+        .update(driver_lease_until=now + timedelta(seconds=DRIVER_LEASE_SECONDS))
+    )
+
+
+def job_batch_advance(*, job_id: int, batch_size: int | None = None) -> dict[str, int]:
+    """One step of a batch-mode job (see the module docstring). Idempotent and safe to call
+    from several workers at once: only the holder of the job's lease works.
+
+    Returns counts of what it did: recovered, polled, collected, submitted (batches), items,
+    fallbacks (items sent to realtime), finalized (0/1).
+    """
+    counts = dict.fromkeys(
+        ("recovered", "polled", "collected", "submitted", "items", "fallbacks", "finalized"), 0
+    )
+    job = GenerationJob.objects.filter(pk=job_id).first()
+    if job is None or job.mode != GenerationJob.Mode.BATCH:
+        return counts
+    if not _lease(job_id):
+        return counts
+    try:
+        if job.status == JobStatus.CANCELLED:
+            _cancel_open(job)
+        else:
+            provider = batch_provider_get(job.provider)
+            for batch in ProviderBatch.objects.filter(job=job, state=ProviderBatch.State.PREPARING):
+                counts["recovered"] += _submit(batch, provider, job, recovering=True)
+            for batch in ProviderBatch.objects.filter(job=job, state__in=OPEN_STATES):
+                counts["polled"] += 1
+                _poll(batch, provider)
+            for batch in ProviderBatch.objects.filter(
+                job=job,
+                state__in=[*_FINAL_FROM_PROVIDER.values(), ProviderBatch.State.TIMED_OUT],
+            ):
+                items, fallbacks = _collect(batch, provider, job)
+                counts["collected"] += 1
+                counts["items"] += items
+                counts["fallbacks"] += fallbacks
+            for batch in _create_batches(job, provider, batch_size):
+                counts["submitted"] += _submit(batch, provider, job, recovering=False)
+    except ProviderNotConfigured as exc:
+        _fail_waiting(job, str(exc))
+    finally:
+        GenerationJob.objects.filter(pk=job_id).update(driver_lease_until=None)
+    _progress(job)
+    if gen.job_finalize(job_id=job_id):
+        counts["finalized"] = 1
+    return counts
+
+
+def _cancel_open(job: GenerationJob) -> None:
+    try:
+        provider = batch_provider_get(job.provider)
+    except ProviderNotConfigured:
+        provider = None
+    for batch in ProviderBatch.objects.filter(job=job, state__in=OPEN_STATES):
+        if provider is not None:
+            try:
+                provider.batch_cancel(batch.provider_batch_id)
+            except ProviderError as exc:
+                logger.warning("cancelling %s failed: %s", batch.display_name, exc.message)
+        ProviderBatch.objects.filter(pk=batch.pk).update(
+            state=ProviderBatch.State.COLLECTED, finished_at=timezone.now(), error="job cancelled"
+        )
+    _fail_waiting(job, "job cancelled", state=TaskState.SKIPPED)
+
+
+def _fail_waiting(job: GenerationJob, reason: str, *, state: str = TaskState.FAILED) -> None:
+    SummaryTask.objects.filter(job=job, state=TaskState.RUNNING, in_batch=True).update(
+        state=state, last_error=reason[:4000], finished_at=timezone.now(), lease_until=None
+    )
+
+
+# --- building and submitting ------------------------------------------------------------------
+
+
+def _requests_of(batch: ProviderBatch, job: GenerationJob) -> Iterator[ProviderRequest[Any]]:
+    """Rebuild the batch's requests from its items (deterministic for the task's saved state)."""
+    items = BatchItem.objects.filter(batch=batch).select_related(
+        "task", "task__cluster", "task__cluster__run", "task__cluster__run__dataset"
+    )
+    for item in items.iterator(chunk_size=500):
+        yield _request_for(item.task, job, item.kind)
+
+
+def _request_for(task: SummaryTask, job: GenerationJob, kind: str) -> ProviderRequest[Any]:
+    ctx = cluster_context_build(cluster=task.cluster)
+    if kind == LLMCall.Kind.GENERATE:
+        return gen.generation_request(job, task, ctx)
+    return gen.judge_request(job, task, ctx, gen.draft_summary(task, ctx))
+
+
+def _chunk_limits(provider: BatchProvider, batch_size: int | None) -> tuple[int, int]:
+    count = min(provider.max_requests_per_batch, settings.BATCH_MAX_REQUESTS_PER_BATCH)
+    if batch_size:
+        count = min(count, batch_size)
+    return max(1, count), provider.max_bytes_per_batch
+
+
+def _create_batches(
+    job: GenerationJob, provider: BatchProvider, batch_size: int | None
+) -> list[ProviderBatch]:
+    """Write batch rows (state preparing) and their items for every waiting task, before any
+    provider call. A task waits when it is running in a phase and has no pending item."""
+    waiting = (
+        SummaryTask.objects.filter(job=job, state=TaskState.RUNNING, in_batch=True)
+        .exclude(phase="")
+        .exclude(batch_items__state=BatchItem.State.PENDING)
+        .select_related("cluster", "cluster__run", "cluster__run__dataset")
+        .order_by("pk")
+    )
+    max_count, max_bytes = _chunk_limits(provider, batch_size)
+    created: list[ProviderBatch] = []
+    for kind in (gen.NEXT_GENERATE, gen.NEXT_JUDGE):
+        tasks = [t for t in waiting if t.phase == kind]
+        if not tasks:
+            continue
+        with transaction.atomic():
+            last_round = ProviderBatch.objects.filter(job=job, kind=kind).aggregate(r=Max("round"))[
+                "r"
+            ]
+            round_no = (last_round or 0) + 1
+            sized: list[tuple[SummaryTask, str, int]] = []
+            for task in tasks:
+                if kind == gen.NEXT_GENERATE:
+                    if task.attempts >= settings.LLM_MAX_ATTEMPTS:
+                        gen.attempts_exhausted(task, cluster_context_build(cluster=task.cluster))
+                        continue
+                    task.attempts += 1
+                    SummaryTask.objects.filter(pk=task.pk).update(attempts=task.attempts)
+                request = _request_for(task, job, kind)
+                sized.append((task, request.custom_id, provider.batch_request_bytes(request)))
+            for index, chunk in enumerate(_chunks(sized, max_count, max_bytes)):
+                created.append(_write_batch(job, kind, round_no, index, chunk))
+    return created
+
+
+def _chunks(
+    sized: list[tuple[SummaryTask, str, int]], max_count: int, max_bytes: int
+) -> Iterator[list[tuple[SummaryTask, str]]]:
+    """Split (task, custom_id, bytes) into chunks of at most ``max_count`` items and
+    ``max_bytes`` bytes (a single oversized item still gets its own chunk)."""
+    chunk: list[tuple[SummaryTask, str]] = []
+    size = 0
+    for task, custom_id, nbytes in sized:
+        if chunk and (len(chunk) >= max_count or size + nbytes > max_bytes):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append((task, custom_id))
+        size += nbytes
+    if chunk:
+        yield chunk
+
+
+def _write_batch(
+    job: GenerationJob,
+    kind: str,
+    round_no: int,
+    chunk_index: int,
+    chunk: list[tuple[SummaryTask, str]],
+) -> ProviderBatch:
+    batch = ProviderBatch.objects.create(
+        job=job,
+        provider=job.provider,
+        model=job.model if kind == gen.NEXT_GENERATE else job.judge_model,
+        kind=kind,
+        round=round_no,
+        chunk_index=chunk_index,
+        display_name=f"clustersum-j{job.pk}-{kind}-r{round_no}-c{chunk_index}",
+        request_count=len(chunk),
+    )
+    BatchItem.objects.bulk_create(
+        [
+            BatchItem(batch=batch, task=task, custom_id=custom_id, kind=kind, attempt=task.attempts)
+            for task, custom_id in chunk
+        ],
+        batch_size=2000,
+    )
+    return batch
+
+
+def _adopt(batch: ProviderBatch, found: BatchStatus) -> None:
+    ProviderBatch.objects.filter(pk=batch.pk).update(
+        provider_batch_id=found.batch_id,
+        state=ProviderBatch.State.SUBMITTED,
+        provider_state=found.raw_state,
+        submitted_at=batch.submitted_at or timezone.now(),
+    )
+
+
+def _submit(
+    batch: ProviderBatch, provider: BatchProvider, job: GenerationJob, *, recovering: bool
+) -> int:
+    """Submit a preparing batch exactly once; returns 1 when this call submitted or adopted it.
+
+    ``submit_attempts`` is committed before the provider is called: a batch with attempts > 0
+    and no id may have reached the provider, so it is looked up by display name first.
+    """
+    batch.refresh_from_db()
+    if batch.state != ProviderBatch.State.PREPARING:
+        return 0
+    if recovering and batch.submit_attempts == 0:
+        age = (timezone.now() - batch.created_at).total_seconds()
+        if age < PREPARING_GRACE_SECONDS and not batch.items.exists():
+            return 0  # still being written by another driver
+    if batch.submit_attempts > 0:
+        try:
+            found = provider.batch_find(batch.display_name)
+        except ProviderError as exc:
+            logger.warning("looking up %s failed: %s", batch.display_name, exc.message)
+            return 0  # try again at the next tick; never resubmit blindly
+        if found is not None:
+            _adopt(batch, found)
+            logger.info("adopted %s as %s after a crash", batch.display_name, found.batch_id)
+            return 1
+    ProviderBatch.objects.filter(pk=batch.pk).update(submit_attempts=batch.submit_attempts + 1)
+    try:
+        batch_id = provider.batch_submit(
+            list(_requests_of(batch, job)), display_name=batch.display_name
+        )
+    except ProviderError as exc:
+        if exc.transient:
+            logger.warning("submitting %s failed, will retry: %s", batch.display_name, exc.message)
+            return 0
+        ProviderBatch.objects.filter(pk=batch.pk).update(
+            state=ProviderBatch.State.FAILED,
+            error=redact(exc.message)[:4000],
+            finished_at=timezone.now(),
+        )
+        return 0
+    ProviderBatch.objects.filter(pk=batch.pk).update(
+        provider_batch_id=batch_id, state=ProviderBatch.State.SUBMITTED, submitted_at=timezone.now()
+    )
+    return 1
+
+
+# --- polling and collecting -------------------------------------------------------------------
+
+
+def _poll(batch: ProviderBatch, provider: BatchProvider) -> None:
+    now = timezone.now()
+    try:
+        status = provider.batch_get(batch.provider_batch_id)
+    except ProviderError as exc:
+        ProviderBatch.objects.filter(pk=batch.pk).update(
+            poll_count=batch.poll_count + 1, last_polled_at=now, error=redact(exc.message)[:4000]
+        )
+        return
+    update: dict[str, Any] = {
+        "poll_count": batch.poll_count + 1,
+        "last_polled_at": now,
+        "provider_state": status.raw_state,
+        "completed_count": status.completed,
+        "failed_count": status.failed,
+        "error": status.error[:4000],
+    }
+    final = _FINAL_FROM_PROVIDER.get(status.state)
+    if final is not None:
+        update["state"] = final
+        update["finished_at"] = now
+    elif status.state == "running":
+        update["state"] = ProviderBatch.State.RUNNING
+    started = batch.submitted_at or batch.created_at
+    if final is None and (now - started).total_seconds() > settings.BATCH_TIMEOUT:
+        try:
+            provider.batch_cancel(batch.provider_batch_id)
+        except ProviderError as exc:
+            logger.warning("cancelling timed-out %s failed: %s", batch.display_name, exc.message)
+        update["state"] = ProviderBatch.State.TIMED_OUT
+        update["finished_at"] = now
+        update["error"] = f"no result within BATCH_TIMEOUT ({settings.BATCH_TIMEOUT} s)"
+    ProviderBatch.objects.filter(pk=batch.pk).update(**update)
+
+
+def _collect(batch: ProviderBatch, provider: BatchProvider, job: GenerationJob) -> tuple[int, int]:
+    """Process a finished batch's results; hand every item without a usable answer to the
+    realtime path. Returns (items processed, items sent to realtime)."""
+    items = {
+        item.custom_id: item
+        for item in BatchItem.objects.filter(batch=batch, state=BatchItem.State.PENDING)
+        .select_related("task", "task__job", "task__cluster", "task__cluster__run")
+        .iterator(chunk_size=2000)
+    }
+    processed = fallbacks = 0
+    unknown: list[str] = []
+    output_classes: dict[str, type[BaseModel]] = {}
+    for custom_id, pending in items.items():
+        output_classes[custom_id] = _output_class(pending)
+    can_have_results = batch.state != ProviderBatch.State.FAILED and bool(batch.provider_batch_id)
+    token = gen._DEFER_PROGRESS.set(True)
+    try:
+        if can_have_results:
+            try:
+                for result in provider.batch_results(batch.provider_batch_id, output_classes):
+                    found = items.pop(result.custom_id, None)
+                    if found is None:
+                        unknown.append(result.custom_id)
+                        continue
+                    fallbacks += _process_item(batch, found, result)
+                    processed += 1
+            except ProviderError as exc:
+                logger.warning("results of %s unavailable: %s", batch.display_name, exc.message)
+        # whatever is left had no result: expired, cancelled, failed batch or missing lines
+        reason = {
+            ProviderBatch.State.EXPIRED: "the batch expired before this item ran",
+            ProviderBatch.State.CANCELLED: "the batch was cancelled before this item ran",
+            ProviderBatch.State.TIMED_OUT: "the batch did not finish within BATCH_TIMEOUT",
+            ProviderBatch.State.FAILED: f"the batch failed: {batch.error or 'no reason given'}",
+        }.get(ProviderBatch.State(batch.state), "the finished batch had no result for this item")
+        for item in items.values():
+            _fallback(item, reason, missing=batch.state == ProviderBatch.State.SUCCEEDED)
+            fallbacks += 1
+    finally:
+        gen._DEFER_PROGRESS.reset(token)
+    note = f"{len(unknown)} result(s) with unknown custom_id: {', '.join(unknown[:5])}"
+    ProviderBatch.objects.filter(pk=batch.pk).update(
+        state=ProviderBatch.State.COLLECTED,
+        collected_at=timezone.now(),
+        error=(batch.error + ("; " + note if unknown else ""))[:4000] if unknown else batch.error,
+    )
+    return processed, fallbacks
+
+
+def _output_class(item: BatchItem) -> type[BaseModel]:
+    from llm.prompts.schemas import JudgeVerdict, summary_class_for
+
+    if item.kind == LLMCall.Kind.JUDGE:
+        return JudgeVerdict
+    return summary_class_for(item.task.cluster.run.cluster_type)
+
+
+def _record_item_call(batch: ProviderBatch, item: BatchItem, result: BatchItemResult) -> LLMCall:
+    if result.result is not None:
+        r = result.result
+        status, tokens_in, tokens_out = LLMCall.Status.SUCCESS, r.input_tokens, r.output_tokens
+        version, error_class, error_message = r.model_version, "", ""
+    else:
+        assert result.error is not None
+        err = result.error
+        status = {
+            "timeout": LLMCall.Status.TIMEOUT,
+            "blocked": LLMCall.Status.BLOCKED,
+            "validation_failed": LLMCall.Status.VALIDATION_FAILED,
+        }.get(err.kind, LLMCall.Status.API_ERROR)
+        tokens_in, tokens_out, version = err.input_tokens, err.output_tokens, ""
+        error_class = f"batch {err.kind}"
+        error_message = redact(err.message)[:4000]
+    return LLMCall.objects.create(
+        job_id=batch.job_id,
+        task=item.task,
+        batch=batch,
+        kind=item.kind,
+        attempt=item.attempt,
+        provider=batch.provider,
+        model=batch.model,
+        model_version=version,
+        status=status,
+        input_tokens=tokens_in,
+        output_tokens=tokens_out,
+        cost_usd=call_cost(batch.model, tokens_in, tokens_out, batch=True),
+        error_class=error_class,
+        error_message=error_message,
+    )
+
+
+def _process_item(batch: ProviderBatch, item: BatchItem, result: BatchItemResult) -> int:
+    """Feed one result into the shared steps; returns 1 when the item went to realtime."""
+    task = item.task
+    call = _record_item_call(batch, item, result)
+    task.refresh_from_db()
+    if task.state in TERMINAL_STATES or not task.in_batch:
+        BatchItem.objects.filter(pk=item.pk).update(state=BatchItem.State.DONE)
+        return 0
+    error = result.error
+    if error is not None and (
+        item.kind == LLMCall.Kind.JUDGE or error.kind not in gen.RETRY_BY_REGENERATING
+    ):
+        _fallback(item, f"batch item failed: {call.error_message}")
+        return 1
+    ctx = cluster_context_build(cluster=task.cluster)
+    if item.kind == LLMCall.Kind.GENERATE:
+        gen.on_generation(
+            task,
+            ctx,
+            parsed=result.result.parsed if result.result is not None else None,
+            error_message=call.error_message,
+            error_kind=error.kind if error is not None else "",
+            call=call,
+        )
+    else:
+        assert result.result is not None
+        gen.on_judgement(task, ctx, verdict=result.result.parsed, error_message="")
+    BatchItem.objects.filter(pk=item.pk).update(state=BatchItem.State.DONE)
+    return 0
+
+
+def _fallback(item: BatchItem, reason: str, *, missing: bool = False) -> None:
+    """Hand one item's task to the realtime path, which resumes at the item's step. Every
+    fallback is for a failure that was not the model's (API error, expiry, cancellation, missing
+    result), so a generation item gives its attempt back."""
+    from llm.tasks import summarise_cluster
+
+    task = item.task
+    BatchItem.objects.filter(pk=item.pk).update(
+        state=BatchItem.State.MISSING if missing else BatchItem.State.FALLBACK, error=reason
+    )
+    update: dict[str, Any] = {
+        "state": TaskState.PENDING,
+        "in_batch": False,
+        "lease_until": None,
+        "last_error": f"{reason}; retried in realtime"[:4000],
+    }
+    if item.kind == LLMCall.Kind.GENERATE:
+        update["phase"] = gen.NEXT_GENERATE
+        update["attempts"] = max(0, item.attempt - 1)
+    updated = SummaryTask.objects.filter(pk=task.pk, state=TaskState.RUNNING, in_batch=True).update(
+        **update
+    )
+    if updated:
+        transaction.on_commit(lambda: summarise_cluster.delay(task.pk))
+
+
+def _progress(job: GenerationJob) -> None:
+    """Submitted / completed / failed items, an estimate of the time left, cost so far and the
+    projected cost of the whole job."""
+    items = BatchItem.objects.filter(batch__job=job).aggregate(
+        total=Count("id"),
+        done=Count("id", filter=Q(state=BatchItem.State.DONE)),
+        failed=Count("id", filter=~Q(state__in=[BatchItem.State.DONE, BatchItem.State.PENDING])),
+    )
+    tasks = SummaryTask.objects.filter(job=job).aggregate(
+        total=Count("id"), done=Count("id", filter=Q(state__in=TERMINAL_STATES))
+    )
+    cost = LLMCall.objects.filter(job=job).aggregate(c=Sum("cost_usd"))["c"] or Decimal(0)
+    projected = None
+    if tasks["done"]:
+        projected = (cost / tasks["done"] * tasks["total"]).quantize(Decimal("0.000001"))
+    eta = ""
+    first = ProviderBatch.objects.filter(job=job).order_by("created_at").first()
+    if first is not None and 0 < tasks["done"] < tasks["total"]:
+        elapsed = (timezone.now() - first.created_at).total_seconds()
+        left = elapsed / tasks["done"] * (tasks["total"] - tasks["done"])
+        eta = f", about {left / 60:.0f} min left"
+    GenerationJob.objects.filter(pk=job.pk).update(
+        progress_current=tasks["done"],
+        progress_total=tasks["total"],
+        progress_message=(
+            f"Batch: {items['total']} items submitted, {items['done']} completed, "
+            f"{items['failed']} failed; {tasks['done']}/{tasks['total']} clusters done{eta}"
+        )[:300],
+        cost_usd=cost,
+        projected_cost_usd=projected,
+    )
