@@ -208,6 +208,8 @@ BATCH_MAX_REQUESTS_PER_BATCH = env_int("BATCH_MAX_REQUESTS_PER_BATCH", 10_000, m
 # any rate the `limits` library parses: "30/minute", "6 per 2 seconds".
 LLM_RATE_LIMIT = os.environ.get("LLM_RATE_LIMIT", "30/minute").strip() or "30/minute"
 LLM_TOKENS_PER_MINUTE = env_int("LLM_TOKENS_PER_MINUTE", 0, minimum=0)  # 0: no token limit
+# seconds added to the rate's window so call-start jitter never shows as a burst at the provider
+LLM_RATE_LIMIT_MARGIN = env_float("LLM_RATE_LIMIT_MARGIN", 0.25, minimum=0.0)
 LLM_MAX_ATTEMPTS = env_int("LLM_MAX_ATTEMPTS", 3, minimum=1)  # generation attempts per cluster
 LLM_CALL_TRIES = env_int("LLM_CALL_TRIES", 3, minimum=1)  # tries per call on transient errors
 LLM_BACKOFF_BASE = env_float("LLM_BACKOFF_BASE", 1.0, minimum=0.0)  # seconds, doubled per try

@@ -7,7 +7,8 @@ LLM_BASE_URL (an emulator or a compatible endpoint) and LLM_TIMEOUT (seconds per
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import threading
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
@@ -67,21 +68,39 @@ def provider_check(name: str) -> None:
             )
 
 
+_instances: dict[tuple[str, str, str | None, float], Any] = {}
+_instances_lock = threading.Lock()
+
+
 def _network_provider(name: str) -> GeminiProvider | OpenAIProvider | AnthropicProvider:
-    """A configured gemini / openai / anthropic provider (key, LLM_BASE_URL, LLM_TIMEOUT)."""
+    """A configured gemini / openai / anthropic provider (key, LLM_BASE_URL, LLM_TIMEOUT), one
+    instance per process and configuration: building an SDK client costs tens of milliseconds
+    (TLS contexts, CA bundle), and the SDK clients are safe to share between threads."""
     base_url = settings.LLM_BASE_URL or None
     timeout = float(settings.LLM_TIMEOUT)
+    key = getattr(settings, _KEYS[name][0], "")
+    cache_key = (name, key, base_url, timeout)
+    with _instances_lock:
+        instance = _instances.get(cache_key)
+        if instance is None:
+            instance = _instances[cache_key] = _build(name, key, base_url, timeout)
+        return instance
+
+
+def _build(
+    name: str, key: str, base_url: str | None, timeout: float
+) -> GeminiProvider | OpenAIProvider | AnthropicProvider:
     if name == "gemini":
         from .gemini import GeminiProvider
 
-        return GeminiProvider(settings.GEMINI_API_KEY, base_url, timeout)
+        return GeminiProvider(key, base_url, timeout)
     if name == "openai":
         from .openai import OpenAIProvider
 
-        return OpenAIProvider(settings.OPENAI_API_KEY, base_url, timeout)
+        return OpenAIProvider(key, base_url, timeout)
     from .anthropic import AnthropicProvider
 
-    return AnthropicProvider(settings.ANTHROPIC_API_KEY, base_url, timeout)
+    return AnthropicProvider(key, base_url, timeout)
 
 
 def provider_get(name: str) -> Provider:

@@ -79,3 +79,30 @@ def test_call_cost_uses_the_price_table(settings) -> None:
     assert call_cost("unknown-model", 10**6, 10**6) == 0
     settings.LLM_PRICES = {"unknown-model": [1, 2]}
     assert call_cost("unknown-model", 10**6, 10**6) == Decimal("3.000000")
+
+
+def test_window_includes_the_margin(settings) -> None:
+    """The 3rd start of "2 per 1 second" with a 0.3 s margin waits until 1.3 s after the 1st."""
+    limiter = SharedRateLimiter(key=f"test:{uuid.uuid4()}", rate="2 per 1 second", margin=0.3)
+    assert limiter.window_seconds == pytest.approx(1.3)
+    started = time.monotonic()
+    limiter.acquire(max_wait=5)
+    limiter.acquire(max_wait=5)
+    limiter.acquire(max_wait=5)
+    assert time.monotonic() - started >= 1.3
+
+
+def test_in_process_window_without_redis(settings) -> None:
+    settings.REDIS_URL = None
+    limiter = SharedRateLimiter(key=f"test:{uuid.uuid4()}", rate="3 per 1 second", margin=0.0)
+    stamps: list[float] = []
+    for _ in range(7):
+        limiter.acquire(max_wait=5)
+        stamps.append(time.monotonic())
+    assert _max_in_window(stamps, 1.0) <= 3
+    assert stamps[-1] - stamps[0] >= 2.0
+
+
+def test_negative_margin_is_rejected() -> None:
+    with pytest.raises(ValueError, match="margin"):
+        SharedRateLimiter(key="x", rate="1/second", margin=-1)

@@ -1,7 +1,6 @@
 """The shared rate limit holds across processes: two separate Celery worker processes summarise
 one run against the Gemini emulator, and the emulator's own request log never shows more than
-``LLM_RATE_LIMIT`` ("6 per 2 seconds") requests in any 2-second window, less a transit allowance
-(below).
+``LLM_RATE_LIMIT`` ("6 per 2 seconds") requests in any 2-second window.
 
 The workers are real ``celery worker`` subprocesses (solo pool, one each) on the suite's Redis and
 the pytest-django test database; the emulator runs in this process and timestamps every request
@@ -9,15 +8,12 @@ on arrival (``time.monotonic()``, seconds). The run has 12 planted clusters, so 
 provider calls (generate + judge per cluster), four times the limit. Which worker ran what comes
 from the workers themselves (``celery inspect stats``: tasks processed per worker).
 
-Transit allowance: the limiter admits a call when the worker starts it, the provider counts it when
-it arrives, after the SDK has built and sent it. That delay varies: the first call of a worker
-process spends about 120 ms (idle machine; over 200 ms seen on a busy 2-core one) in google-genai's
-lazy pydantic ``model_rebuild`` of its request types, later calls about 4 ms. So a limiter that is
-exact at admission puts 7 or 8 arrivals into 2 s (every run of this test; shortest span of 7
-arrivals seen: 1.78 s). The arrival check therefore uses windows of ``WINDOW_SECONDS -
-TRANSIT_ALLOWANCE``; a limiter that is not shared between the processes (each allowing 6 per 2 s)
-puts 12 arrivals into about 0.6 s and fails it. The strict 2-second figure is in the failure
-message.
+Arrival, not admission, is what the provider counts. A call reaches the provider a little after
+the limiter admits it (the first call of a worker process spends 0.1-0.2 s inside google-genai
+before it is sent), so the limiter keeps its window ``LLM_RATE_LIMIT_MARGIN`` (0.25 s) longer than
+the rate's period; this test checks the plain 2-second window on the emulator's arrival times. A
+limiter not shared between the processes (each allowing 6 per 2 s) puts 12 arrivals into about
+0.6 s and fails it.
 """
 
 from __future__ import annotations
@@ -57,7 +53,6 @@ ROOT = Path(__file__).resolve().parents[2]
 RATE_LIMIT = "6 per 2 seconds"
 MAX_PER_WINDOW = 6
 WINDOW_SECONDS = 2.0
-TRANSIT_ALLOWANCE = 0.5  # seconds, see the module docstring
 GROUPS = 12
 PARAMS = {"k": 5, "min_cluster_size": 5}
 JOB_TIMEOUT = 180.0  # seconds
@@ -267,12 +262,11 @@ def test_two_worker_processes_share_the_rate_limit(tmp_path: Path, workers: Work
 
     # the limit, measured where it matters: arrivals at the provider
     arrivals = [entry["monotonic"] for entry in log]
-    busiest, at = _busiest_window(arrivals, WINDOW_SECONDS - TRANSIT_ALLOWANCE)
-    strict, _ = _busiest_window(arrivals, WINDOW_SECONDS)
+    busiest, at = _busiest_window(arrivals, WINDOW_SECONDS)
     first = log[0]["monotonic"]
     assert busiest <= MAX_PER_WINDOW, (
-        f"{busiest} requests within {WINDOW_SECONDS - TRANSIT_ALLOWANCE} s starting "
-        f"{at - first:.3f} s into the run ({strict} within {WINDOW_SECONDS} s); "
+        f"{busiest} requests within {WINDOW_SECONDS} s starting "
+        f"{at - first:.3f} s into the run; "
         f"arrivals: {[round(e['monotonic'] - first, 3) for e in log]}"
     )
     # the limit was the bottleneck: the run could not have gone faster than it allows
