@@ -24,13 +24,13 @@ class LlmConfig(AppConfig):
 def _register_maintenance_schedule(
     sender: AppConfig, using: str = "default", apps: Any = None, **kwargs: Any
 ) -> None:
-    """After ``migrate``: register the reconciler's beat schedule (every minute) unless it
-    exists. Skipped while django-celery-beat's tables are not migrated yet."""
+    """After ``migrate``: register the maintenance beat schedules (reconciler, batch poller)
+    unless they exist. Skipped while django-celery-beat's tables are not migrated yet."""
     if apps is not None:
         try:
             apps.get_model("django_celery_beat", "PeriodicTask")
         except LookupError:
             return
-    from llm.services.reconcile import reconcile_schedule_ensure
+    from llm.services.maintenance import maintenance_schedules_ensure
 
-    reconcile_schedule_ensure(using=using)
+    maintenance_schedules_ensure(using=using)

@@ -51,7 +51,7 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from django_celery_beat.models import PeriodicTask
 
 from clustering.models import ClusteringRun, RunStatus
 from llm.models import (
@@ -376,30 +376,15 @@ def reconcile_schedule_ensure(*, using: str = "default") -> tuple[PeriodicTask, 
     cannot delay it, and a message older than two intervals expires instead of piling up while
     no worker runs.
     """
-    every = int(getattr(settings, "RECONCILE_INTERVAL_SECONDS", DEFAULT_INTERVAL_SECONDS))
-    with transaction.atomic(using=using):
-        existing = PeriodicTask.objects.using(using).filter(name=RECONCILE_SCHEDULE_NAME).first()
-        if existing is not None:
-            return existing, False
-        interval = (
-            IntervalSchedule.objects.using(using)
-            .filter(every=every, period=IntervalSchedule.SECONDS)
-            .order_by("pk")
-            .first()
-        )
-        if interval is None:
-            interval = IntervalSchedule(every=every, period=IntervalSchedule.SECONDS)
-            interval.save(using=using)
-        task = PeriodicTask(
-            name=RECONCILE_SCHEDULE_NAME,
-            task=RECONCILE_TASK,
-            interval=interval,
-            queue="default",
-            expire_seconds=2 * every,
-            description=(
-                "Re-drives stalled clustering runs, summary tasks and generation jobs and ends "
-                "jobs past their deadline (llm/services/reconcile.py)."
-            ),
-        )
-        task.save(using=using)
-    return task, True
+    from llm.services.maintenance import interval_task_ensure
+
+    return interval_task_ensure(
+        name=RECONCILE_SCHEDULE_NAME,
+        task=RECONCILE_TASK,
+        every=int(getattr(settings, "RECONCILE_INTERVAL_SECONDS", DEFAULT_INTERVAL_SECONDS)),
+        description=(
+            "Re-drives stalled clustering runs, summary tasks and generation jobs and ends "
+            "jobs past their deadline (llm/services/reconcile.py)."
+        ),
+        using=using,
+    )

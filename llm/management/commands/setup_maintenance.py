@@ -1,5 +1,5 @@
-"""`python manage.py setup_maintenance`: register the reconciler's beat schedule (also done after
-every `migrate`) and print it."""
+"""`python manage.py setup_maintenance`: register the maintenance beat schedules (the reconciler
+and the batch poller; also done after every `migrate`) and print them."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from llm.services.reconcile import reconcile_schedule_ensure
+from llm.services.maintenance import maintenance_schedules_ensure
 
 
 class Command(BaseCommand):
-    help = "Register the beat schedule of the reconciler (llm.reconcile, every minute)."
+    help = "Register the beat schedules of llm.reconcile and llm.poll_batches."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        task, created = reconcile_schedule_ensure()
-        verb = "registered" if created else "already registered"
-        state = "enabled" if task.enabled else "disabled (enable it in the admin)"
-        self.stdout.write(f"{verb}: {task.name!r} -> {task.task}, {task.interval}, {state}")
+        for task, created in maintenance_schedules_ensure():
+            verb = "registered" if created else "already registered"
+            state = "enabled" if task.enabled else "disabled (enable it in the admin)"
+            self.stdout.write(f"{verb}: {task.name!r} -> {task.task}, {task.interval}, {state}")
