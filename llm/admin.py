@@ -32,9 +32,11 @@ from clustering.models import Cluster, Dataset, TermEnrichment
 from clustering.views import dataset_acknowledgement
 
 from .models import (
+    BatchItem,
     ClusterSummary,
     GenerationJob,
     LLMCall,
+    ProviderBatch,
     SummaryTask,
     ValidationEvent,
     ValidationStatus,
@@ -619,3 +621,34 @@ class LLMCallAdmin(ReadOnlyAdmin):
         "created_at",
     )
     list_filter = ("kind", "status", "provider", "model")
+
+
+class BatchItemInline(admin.TabularInline):
+    model = BatchItem
+    fields = ("custom_id", "task", "kind", "attempt", "state", "error")
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = False
+
+
+@admin.register(ProviderBatch)
+class ProviderBatchAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "job",
+        "provider",
+        "kind",
+        "round",
+        "state",
+        "provider_state",
+        "request_count",
+        "completed_count",
+        "failed_count",
+        "submitted_at",
+        "finished_at",
+    )
+    list_filter = ("state", "provider", "kind")
+    search_fields = ("display_name", "provider_batch_id")
+    inlines = [BatchItemInline]

@@ -44,13 +44,14 @@ from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
 from config.api_errors import UniformErrorsMixin
-from llm.filters import JobFilter, LLMCallFilter, SummaryFilter
-from llm.models import ClusterSummary, GenerationJob, LLMCall
+from llm.filters import JobFilter, LLMCallFilter, ProviderBatchFilter, SummaryFilter
+from llm.models import ClusterSummary, GenerationJob, LLMCall, ProviderBatch
 from llm.selectors import job_list, llm_call_list, summary_detail_list, summary_list
 from llm.serializers import (
     ErrorSerializer,
     GenerationJobSerializer,
     LLMCallSerializer,
+    ProviderBatchSerializer,
     SummaryDetailSerializer,
     SummaryListSerializer,
     SummaryRegenerateSerializer,
@@ -351,6 +352,31 @@ class LLMCallViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSe
         return llm_call_list()
 
 
+@extend_schema_view(
+    list=extend_schema(
+        summary="Provider batches (staff)",
+        responses={200: ProviderBatchSerializer(many=True), **error_responses(400, *READ_ERRORS)},
+    ),
+    retrieve=extend_schema(
+        summary="One provider batch (staff)",
+        responses={200: ProviderBatchSerializer, **error_responses(*READ_ERRORS, 404)},
+    ),
+)
+class ProviderBatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    """Batches submitted to providers' batch APIs, with their state and counts (read-only,
+    staff)."""
+
+    queryset = ProviderBatch.objects.none()
+    serializer_class = ProviderBatchSerializer
+    filterset_class = ProviderBatchFilter
+    ordering_fields = ["created_at", "id"]
+    ordering = ["-created_at", "-id"]
+    action_permissions = {"list": [IsStaff], "retrieve": [IsStaff]}
+
+    def get_queryset(self) -> QuerySet[ProviderBatch]:
+        return ProviderBatch.objects.all()
+
+
 # --- authentication and the API root ----------------------------------------------------------
 
 
@@ -388,6 +414,7 @@ class ApiRootView(UniformErrorsMixin, APIView):
             "summaries": "api:summary-list",
             "jobs": "api:job-list",
             "calls": "api:call-list",
+            "batches": "api:batch-list",
             "token": "api:token",
             "schema": "api:schema",
             "docs": "api:docs",

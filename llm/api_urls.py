@@ -11,7 +11,14 @@ from rest_framework.routers import SimpleRouter
 
 from clustering.api import ClusterDetailView, RunClusterListView, RunViewSet
 from config.api_errors import api_not_found
-from llm.api import ApiRootView, JobViewSet, LLMCallViewSet, SummaryViewSet, TokenObtainView
+from llm.api import (
+    ApiRootView,
+    JobViewSet,
+    LLMCallViewSet,
+    ProviderBatchViewSet,
+    SummaryViewSet,
+    TokenObtainView,
+)
 
 app_name = "api"
 
@@ -20,6 +27,7 @@ router.register("runs", RunViewSet, basename="run")
 router.register("summaries", SummaryViewSet, basename="summary")
 router.register("jobs", JobViewSet, basename="job")
 router.register("calls", LLMCallViewSet, basename="call")
+router.register("batches", ProviderBatchViewSet, basename="batch")
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("", ApiRootView.as_view(), name="root"),

@@ -20,6 +20,7 @@ from llm.models import (
     GenerationJob,
     JobStatus,
     LLMCall,
+    ProviderBatch,
     ValidationStatus,
     Verdict,
 )
@@ -110,3 +111,16 @@ class LLMCallFilter(django_filters.FilterSet):
     class Meta:
         model = LLMCall
         fields = ["kind", "status", "provider", "model", "job"]
+
+
+class ProviderBatchFilter(django_filters.FilterSet):
+    """Filters of ``GET /api/batches/``."""
+
+    state = django_filters.ChoiceFilter(choices=ProviderBatch.State.choices)
+    kind = django_filters.CharFilter(field_name="kind")
+    provider = django_filters.CharFilter(field_name="provider")
+    job = django_filters.NumberFilter(field_name="job_id")
+
+    class Meta:
+        model = ProviderBatch
+        fields = ["state", "kind", "provider", "job"]

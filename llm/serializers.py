@@ -14,7 +14,14 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 
-from llm.models import ClusterSummary, GenerationJob, LLMCall, ValidationEvent, ValidationStatus
+from llm.models import (
+    ClusterSummary,
+    GenerationJob,
+    LLMCall,
+    ProviderBatch,
+    ValidationEvent,
+    ValidationStatus,
+)
 from llm.providers.registry import PROVIDERS
 
 
@@ -320,6 +327,7 @@ class LLMCallSerializer(serializers.ModelSerializer):
             "id",
             "job",
             "task",
+            "batch",
             "kind",
             "attempt",
             "try_number",
@@ -334,5 +342,39 @@ class LLMCallSerializer(serializers.ModelSerializer):
             "error_class",
             "error_message",
             "created_at",
+        ]
+        read_only_fields = fields
+
+
+class ProviderBatchSerializer(serializers.ModelSerializer):
+    """One provider batch: provider and its batch id, kind (generate | judge), our state
+    (preparing | submitted | running | succeeded | failed | cancelled | expired | timed_out |
+    collected) and the provider's own, request / completed / failed counts and timestamps."""
+
+    class Meta:
+        model = ProviderBatch
+        fields = [
+            "id",
+            "job",
+            "provider",
+            "model",
+            "kind",
+            "round",
+            "chunk_index",
+            "display_name",
+            "provider_batch_id",
+            "state",
+            "provider_state",
+            "request_count",
+            "completed_count",
+            "failed_count",
+            "submit_attempts",
+            "poll_count",
+            "error",
+            "created_at",
+            "submitted_at",
+            "last_polled_at",
+            "finished_at",
+            "collected_at",
         ]
         read_only_fields = fields
