@@ -21,6 +21,7 @@ margin.
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -32,6 +33,11 @@ from typing import Any, cast
 import redis
 from django.conf import settings
 from limits import RateLimitItem, parse, storage, strategies
+
+logger = logging.getLogger(__name__)
+
+#: seconds between asking Redis again while it is unreachable
+REDIS_RETRY_SECONDS = 0.5
 
 _lock = threading.Lock()
 _clients: dict[str, redis.Redis] = {}
@@ -147,14 +153,22 @@ class SharedRateLimiter:
     def _take_request_slot(self) -> float | None:
         if self._url:
             client = _redis(self._url)
-            waited: Any = client.eval(
-                _ACQUIRE,
-                1,
-                self._redis_key,
-                self.limit,
-                int(self.window_seconds * 1_000_000),
-                uuid.uuid4().hex,
-            )
+            try:
+                waited: Any = client.eval(
+                    _ACQUIRE,
+                    1,
+                    self._redis_key,
+                    self.limit,
+                    int(self.window_seconds * 1_000_000),
+                    uuid.uuid4().hex,
+                )
+            except redis.RedisError as exc:
+                # Redis away (restart, network): no slot can be proven free, so nothing is sent;
+                # wait and ask again within the caller's max_wait rather than fail the cluster.
+                logger.warning(
+                    "rate limiter for %s: Redis unavailable (%s); waiting", self.key, exc
+                )
+                return REDIS_RETRY_SECONDS
             return None if int(waited) < 0 else int(waited) / 1_000_000
         with _lock:
             window = _local_windows.setdefault(self._redis_key, deque())

@@ -9,9 +9,11 @@ always safe; the reconciler only decides *when* a row has stalled and *how often
     ``created_at``) for ``RECONCILE_STALL_SECONDS``: the pipeline chain is sent again (cluster is
     idempotent, plan is idempotent). The original provider/force choice is not stored on the run,
     so the re-driven chain uses ``LLM_PROVIDER`` and no force.
-(b) ``SummaryTask`` of a running realtime job, pending with no update for the threshold (its
-    message was lost), or running with an expired ``lease_until`` (its worker died; the lease is
-    ``CELERY_TASK_TIME_LIMIT``): reset to pending and ``summarise_cluster`` sent again. Pending
+(b) ``SummaryTask`` on the realtime path of a running job (every task of a realtime job, and
+    the tasks a batch-mode job handed to the realtime path after their batch item failed, expired
+    or went missing), pending with no update for the threshold (its message was lost), or running
+    with an expired ``lease_until`` (its worker died; the lease is ``CELERY_TASK_TIME_LIMIT``):
+    reset to pending and ``summarise_cluster`` sent again. Pending
     tasks are only re-driven while the LLM workers are idle (no live lease and no provider call
     within the threshold): while they are busy a pending task is most likely queued behind the
     others, and re-sending it would only add duplicates (a 10,000-cluster run at 30 requests per
@@ -21,8 +23,11 @@ always safe; the reconciler only decides *when* a row has stalled and *how often
 (d) ``GenerationJob`` past its ``deadline`` (plus ``DEADLINE_GRACE_SECONDS``, so workers, which
     stop their own calls at the deadline, can record their outcome first): unfinished tasks fail
     with "job time limit exceeded" and the job is finalized.
-(b)-(d) concern realtime jobs only: batch-mode jobs (hours, up to ``BATCH_TIMEOUT``) are driven
-and ended by the batch poller (``llm.poll_batches``, llm/services/batches.py).
+(c)-(d) concern realtime jobs only: batch-mode jobs (hours, up to ``BATCH_TIMEOUT``) are driven
+and ended by the batch poller (``llm.poll_batches``, llm/services/batches.py). The poller hands a
+failed item's task to the realtime path with one ``summarise_cluster`` message and then leaves it
+alone, so (b) must re-drive that task when the message is lost (a broker restart) or its worker
+dies; tasks still waiting for a batch (``in_batch``) are the poller's.
 (e) ``GenerationJob`` pending with no sign of life (its plan or start message was lost; a pending
     job also blocks reruns): plan or start is sent again, while the LLM workers are idle; it gets
     a deadline on the first re-drive, so (d) ends it if it never starts.
@@ -48,7 +53,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
@@ -56,6 +61,7 @@ from django_celery_beat.models import PeriodicTask
 from clustering.models import ClusteringRun, RunStatus
 from llm.models import (
     TERMINAL_STATES,
+    BatchItem,
     GenerationJob,
     JobStatus,
     LLMCall,
@@ -139,13 +145,24 @@ def reconcile(
     return counts
 
 
+def _realtime_path_tasks() -> QuerySet[SummaryTask]:
+    """``SummaryTask`` rows the realtime workers own: every task of a realtime job, and the
+    tasks a batch-mode job handed to the realtime path (no longer ``in_batch``, with a batch item
+    that fell back or went missing). Tasks waiting for a batch belong to the batch poller."""
+    handed_over = BatchItem.objects.filter(
+        task=OuterRef("pk"), state__in=[BatchItem.State.FALLBACK, BatchItem.State.MISSING]
+    )
+    return SummaryTask.objects.alias(handed_over=Exists(handed_over)).filter(
+        Q(job__mode=GenerationJob.Mode.REALTIME) | Q(in_batch=False, handed_over=True)
+    )
+
+
 def _llm_workers_busy(now: datetime, cutoff: datetime) -> bool:
-    """True while some worker holds a live lease on a realtime task or a provider call was
-    recorded since ``cutoff``: pending tasks are then probably queued, not lost. (Batch-mode
-    tasks hold leases longer than ``BATCH_TIMEOUT`` and say nothing about the workers.)"""
-    realtime = SummaryTask.objects.filter(job__mode=GenerationJob.Mode.REALTIME)
+    """True while some worker holds a live lease on a realtime-path task or a provider call was
+    recorded since ``cutoff``: pending tasks are then probably queued, not lost. (Tasks waiting
+    for a batch hold leases longer than ``BATCH_TIMEOUT`` and say nothing about the workers.)"""
     return (
-        realtime.filter(state=TaskState.RUNNING, lease_until__gt=now).exists()
+        _realtime_path_tasks().filter(state=TaskState.RUNNING, lease_until__gt=now).exists()
         or LLMCall.objects.filter(created_at__gte=cutoff).exists()
     )
 
@@ -298,12 +315,9 @@ def _redrive_tasks(
     redriven: list[int] = []
     with transaction.atomic():
         tasks = list(
-            SummaryTask.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(
-                stalled,
-                job__status=JobStatus.RUNNING,
-                job__mode=GenerationJob.Mode.REALTIME,
-            )
+            _realtime_path_tasks()
+            .select_for_update(skip_locked=True, of=("self",))
+            .filter(stalled, job__status=JobStatus.RUNNING)
             .order_by("pk")[:BATCH_SIZE]
         )
         failed: list[int] = []

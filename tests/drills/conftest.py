@@ -1,0 +1,590 @@
+"""Fixtures of the fault drills.
+
+A drill owns every moving part it breaks, so that killing and restarting them never touches the
+machine's shared services or another test:
+
+- :class:`RedisServer`: a private ``redis-server`` on a free loopback port, without persistence
+  (``--save "" --appendonly no``), so a restart loses every queued message, as a broker crash does.
+- :class:`Processes`: ``celery -A config worker -Q default,llm`` and ``celery -A config beat``
+  subprocesses (own session each, logs in the test's tmp dir) whose environment points at the
+  pytest test database (``DATABASE_URL`` built from ``connection.settings_dict``), the private
+  Redis and the emulator. Every process is SIGKILLed at the end of the test, whatever happened.
+- :class:`DrillGeminiEmulator`: the Gemini emulator in this process; its request log also says
+  which cluster each realtime request was for and how long a status fault asked to wait.
+- This process's Celery app is pointed at the private Redis for the test (``pipeline_start`` and
+  ``reconcile()`` send their messages there) and restored afterwards.
+
+Everything waits with bounded timeouts (:func:`wait_for`); a timeout fails with the tails of the
+subprocess logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, TypeVar
+from urllib.parse import quote
+
+import pytest
+import redis
+from django.db import connection
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+from clustering.models import Cluster, ClusteringRun
+from clustering.services import dataset_import
+from config.celery import app
+from llm.models import TERMINAL_STATES, ClusterSummary, GenerationJob, JobStatus, SummaryTask
+from llm.providers.emulators.common import PromptData
+from llm.providers.emulators.gemini import GeminiEmulator, prompt_text_of
+from tests.conftest import planted_rows
+
+ROOT = Path(__file__).resolve().parents[2]
+#: clustering parameters that recover the planted groups of ``planted_rows``
+PARAMS = {"k": 5, "min_cluster_size": 5}
+#: planted groups (clusters) of the drill dataset
+GROUPS = 12
+DATASET_SLUG = "drill"
+READY_TIMEOUT = 60.0  # seconds for a worker to report ready
+FINAL_JOB = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+#: variables of the test process that must not leak into the drill's processes
+_DROPPED_ENV = (
+    "GOOGLE_GENAI_USE_VERTEXAI",
+    "GOOGLE_API_KEY",
+    "OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "LLM_MODEL",
+    "LLM_JUDGE_MODEL",
+    "CACHE_URL",
+)
+
+T = TypeVar("T")
+
+
+# --- waiting ----------------------------------------------------------------------------------
+
+
+def wait_for(
+    predicate: Callable[[], T | None],
+    timeout: float,
+    what: str,
+    *,
+    interval: float = 0.2,
+    context: Callable[[], str] | None = None,
+) -> T:
+    """Call ``predicate`` every ``interval`` seconds until it returns something truthy, and
+    return that; after ``timeout`` seconds fail with ``what`` and ``context()`` (log tails)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            extra = f"\n{context()}" if context is not None else ""
+            raise AssertionError(f"{what}: not reached within {timeout:g} s{extra}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- the private Redis ------------------------------------------------------------------------
+
+
+class RedisServer:
+    """A private ``redis-server`` on a free loopback port, without persistence; restartable on
+    the same port (the restarted server is empty: queued and unacked messages, chord counters
+    and kombu's queue bindings are gone)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self._logs: list[IO[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.client().ping())
+        except redis.RedisError:
+            return False
+
+    def start(self) -> None:
+        """Start the server and wait (10 s at most) until it answers PING."""
+        self.starts += 1
+        log = (self.workdir / f"redis-{self.starts}.log").open("wb")
+        self._logs.append(log)
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--daemonize",
+                "no",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for(self.ping, 10.0, f"redis-server on port {self.port} answering PING")
+
+    def kill(self) -> None:
+        """SIGKILL the server (no shutdown, no save) and reap it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def restart(self) -> None:
+        """Kill the server and start an empty one on the same port."""
+        self.kill()
+        self.start()
+
+    def queue_lengths(self) -> dict[str, int]:
+        """Messages waiting in the worker queues."""
+        client = self.client()
+        return {name: int(client.llen(name)) for name in ("default", "llm")}
+
+    def close(self) -> None:
+        self.kill()
+        for log in self._logs:
+            log.close()
+
+
+# --- this process's Celery app ------------------------------------------------------------------
+
+
+def _drop_app_connections() -> None:
+    """Forget the app's broker and result-backend connections, so the next message uses the
+    current ``broker_url`` / ``result_backend``."""
+    celery: Any = app  # private attributes of Celery 5.x, reset as Celery.close() does
+    if celery._pool is not None:
+        celery._pool.force_close_all()
+    celery._pool = None
+    amqp = celery.__dict__.get("amqp")
+    if amqp is not None and amqp._producer_pool is not None:
+        amqp._producer_pool.force_close_all()
+        amqp._producer_pool = None
+    celery._backend_cache = None
+    celery._local.__dict__.pop("backend", None)
+
+
+class AppOnPrivateRedis:
+    """Points this process's Celery app at the drill's Redis; :meth:`restore` undoes it."""
+
+    KEYS = ("broker_url", "result_backend", "task_always_eager")
+
+    def __init__(self, url: str) -> None:
+        self.saved = {key: app.conf[key] for key in self.KEYS}
+        _drop_app_connections()
+        app.conf.update(broker_url=url, result_backend=url, task_always_eager=False)
+
+    def restore(self) -> None:
+        _drop_app_connections()
+        app.conf.update(self.saved)
+
+
+# --- the emulator ---------------------------------------------------------------------------------
+
+
+def cluster_key(symbols: list[str]) -> str:
+    """The key of a cluster in :class:`DrillGeminiEmulator`'s log: its sorted member symbols."""
+    return ",".join(sorted(symbols))
+
+
+class DrillGeminiEmulator(GeminiEmulator):
+    """The Gemini emulator; every realtime log entry also carries ``cluster`` (the
+    :func:`cluster_key` of the members in the prompt's ``<cluster_data>``) and ``retry_hint``
+    (seconds a status fault asked the client to wait, as a Retry-After header or a RetryInfo
+    retryDelay, else None)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._request_local = threading.local()
+
+    def handle(self, request: Any) -> Any:
+        local = self._request_local
+        local.cluster, local.fault = None, None
+        if request.method == "POST" and request.path.endswith(":generateContent"):
+            try:
+                user_text, _ = prompt_text_of(request.json())
+                local.cluster = cluster_key(PromptData.from_prompt(user_text).members) or None
+            except (ValueError, TypeError, AttributeError):
+                pass  # the emulator itself answers an unreadable body with 400
+        return super().handle(request)
+
+    def _record(self, entry: dict[str, Any]) -> dict[str, Any]:
+        entry["cluster"] = getattr(self._request_local, "cluster", None)
+        entry["retry_hint"] = None
+        return super()._record(entry)
+
+    def _take_fault(self, target: str) -> dict[str, Any] | None:
+        fault = super()._take_fault(target)
+        self._request_local.fault = fault
+        return fault
+
+    def _finish(self, entry: dict[str, Any], status: int, **extra: Any) -> None:
+        fault = getattr(self._request_local, "fault", None)
+        if fault is not None and fault.get("kind") == "status":
+            hint = fault.get("retry_after")
+            extra.setdefault("retry_hint", hint if hint is not None else fault.get("retry_delay"))
+        super()._finish(entry, status, **extra)
+
+    def calls_per_cluster(self) -> dict[str | None, int]:
+        """Realtime requests received per cluster key (None: a body the emulator could not
+        read)."""
+        counts: dict[str | None, int] = {}
+        for entry in self.request_log():
+            counts[entry["cluster"]] = counts.get(entry["cluster"], 0) + 1
+        return counts
+
+
+# --- subprocesses -------------------------------------------------------------------------------
+
+
+def drill_database_url(*, application_name: str = "") -> str:
+    """postgres://USER[:PASSWORD]@HOST:PORT/NAME of the database this test uses (the pytest
+    test database, not the one DATABASE_URL names), optionally with an application_name."""
+    conf = connection.settings_dict
+    user = quote(conf["USER"] or "postgres", safe="")
+    password = f":{quote(conf['PASSWORD'], safe='')}" if conf.get("PASSWORD") else ""
+    host = conf["HOST"] or "127.0.0.1"
+    port = conf["PORT"] or "5432"
+    query = f"?application_name={quote(application_name)}" if application_name else ""
+    return f"postgres://{user}{password}@{host}:{port}/{conf['NAME']}{query}"
+
+
+@dataclass
+class Proc:
+    """One subprocess of a drill: a worker or beat."""
+
+    name: str
+    kind: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+    out: IO[bytes]
+
+    @property
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def _ready_or_exited(proc: Proc) -> bool:
+    if not proc.alive:
+        return True
+    text = proc.text()
+    if proc.kind == "worker":
+        return f"{proc.name}@" in text and " ready." in text
+    return "beat: Starting" in text
+
+
+@dataclass
+class Processes:
+    """Workers and beat of one drill. Each runs in its own session (process group) and is
+    killed by its own id; :meth:`stop_all` ends whatever is still running."""
+
+    workdir: Path
+    procs: list[Proc] = field(default_factory=list)
+
+    def _spawn(self, name: str, kind: str, argv: list[str], env: Mapping[str, str]) -> Proc:
+        log = self.workdir / f"{name}.log"
+        out = log.open("wb")
+        popen = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        proc = Proc(name=name, kind=kind, popen=popen, log=log, out=out)
+        self.procs.append(proc)
+        return proc
+
+    def worker(
+        self,
+        env: Mapping[str, str],
+        *,
+        concurrency: int = 4,
+        queues: str = "default,llm",
+        wait: bool = True,
+    ) -> Proc:
+        """Start ``celery worker -Q default,llm`` (or other ``queues``; thread pool: one
+        process, so SIGKILL takes every task it runs with it) and, with ``wait``, wait until it
+        reports ready."""
+        name = f"drill-w{sum(p.kind == 'worker' for p in self.procs) + 1}-{os.getpid()}"
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            queues,
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(concurrency),
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+            "-n",
+            f"{name}@%h",
+        ]
+        proc = self._spawn(name, "worker", argv, env)
+        if wait:
+            self.wait_ready(proc)
+        return proc
+
+    def beat(self, env: Mapping[str, str], *, wait: bool = True) -> Proc:
+        """Start ``celery beat`` (the database scheduler of the settings) and, with ``wait``,
+        wait until it runs its scheduler."""
+        name = f"drill-beat{sum(p.kind == 'beat' for p in self.procs) + 1}-{os.getpid()}"
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--max-interval",
+            "1",
+            "-s",
+            str(self.workdir / f"{name}-schedule"),
+        ]
+        proc = self._spawn(name, "beat", argv, env)
+        if wait:
+            self.wait_ready(proc)
+        return proc
+
+    def wait_ready(self, *procs: Proc) -> None:
+        """Wait (READY_TIMEOUT s at most each) until workers report ready and beats run their
+        scheduler; fails when one exits instead."""
+        for proc in procs:
+            wait_for(
+                functools.partial(_ready_or_exited, proc),
+                READY_TIMEOUT,
+                f"{proc.kind} {proc.name} ready",
+                context=self.tails,
+            )
+            assert proc.alive, f"{proc.kind} {proc.name} exited at start-up\n{self.tails()}"
+
+    def kill(self, proc: Proc, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to the process (group) and reap it when it is SIGKILL."""
+        if proc.alive:
+            os.killpg(proc.popen.pid, sig)
+        if sig == signal.SIGKILL:
+            proc.popen.wait(timeout=10)
+
+    def pause(self, proc: Proc) -> None:
+        """SIGSTOP the process: it keeps its state and sockets but runs no code."""
+        os.killpg(proc.popen.pid, signal.SIGSTOP)
+
+    def resume(self, proc: Proc) -> None:
+        """SIGCONT a paused process."""
+        os.killpg(proc.popen.pid, signal.SIGCONT)
+
+    def kill_all(self) -> None:
+        """SIGKILL every running process of the drill."""
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                self.kill(proc)
+
+    def stop_all(self) -> None:
+        """SIGKILL whatever still runs (a drill keeps nothing worth a warm shutdown) and close
+        the logs."""
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                self.kill(proc)
+            proc.out.close()
+
+    def tails(self, lines: int = 25) -> str:
+        parts = []
+        for proc in self.procs:
+            text = proc.text().splitlines()[-lines:]
+            state = "running" if proc.alive else f"exited {proc.popen.returncode}"
+            parts.append(f"--- {proc.name} ({state}) ---\n" + "\n".join(text))
+        return "\n".join(parts)
+
+
+# --- the drill fixture --------------------------------------------------------------------------
+
+
+@dataclass
+class Drill:
+    """What a drill works with: its Redis, emulator, processes and the environment of its
+    processes."""
+
+    tmp: Path
+    redis: RedisServer
+    emulator: DrillGeminiEmulator
+    procs: Processes
+
+    def env(self, **overrides: Any) -> dict[str, str]:
+        """Environment of a worker or beat: the test database, the private Redis, Gemini at
+        the emulator, a rate limit that never binds, short task leases (CELERY_TASK_TIME_LIMIT,
+        which is also the summary task lease) and a short reconcile threshold; ``overrides``
+        win (values are turned into strings)."""
+        env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
+        env.update(
+            DJANGO_SETTINGS_MODULE="config.settings",
+            DATABASE_URL=drill_database_url(),
+            REDIS_URL=self.redis.url,
+            LLM_PROVIDER="gemini",
+            GEMINI_API_KEY="drill-key-not-secret",
+            LLM_BASE_URL=self.emulator.url,
+            LLM_RATE_LIMIT="1000/second",
+            LLM_TOKENS_PER_MINUTE="0",
+            LLM_TIMEOUT="10",
+            LLM_CALL_TRIES="3",
+            LLM_BACKOFF_BASE="0.1",
+            LLM_BACKOFF_MAX="2",
+            LLM_MAX_ATTEMPTS="3",
+            LLM_JOB_TIME_LIMIT="600",
+            CELERY_TASK_TIME_LIMIT="8",
+            RECONCILE_STALL_SECONDS="2",
+            RECONCILE_INTERVAL_SECONDS="5",
+            RECONCILE_MAX_DELIVERIES="10",
+            BATCH_API_ENABLED="false",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update({key: str(value) for key, value in overrides.items()})
+        return env
+
+    def context(self) -> str:
+        """Log tails and the job's task states, for failure messages."""
+        states = list(
+            SummaryTask.objects.order_by("pk").values_list(
+                "pk", "state", "deliveries", "last_error"
+            )
+        )
+        return f"{self.procs.tails()}\n--- tasks ---\n{states}"
+
+
+@pytest.fixture
+def drill(tmp_path: Path, transactional_db: None) -> Iterator[Drill]:
+    """A private Redis (started), a Gemini emulator in this process (no latency until a drill
+    sets one), this process's Celery app on that Redis, and a process manager; everything is
+    stopped and restored at the end, in reverse order."""
+    redis_server = RedisServer(tmp_path)
+    procs = Processes(tmp_path)
+    emulator = DrillGeminiEmulator()
+    retarget: AppOnPrivateRedis | None = None
+    try:
+        redis_server.start()
+        emulator.start()
+        retarget = AppOnPrivateRedis(redis_server.url)
+        yield Drill(tmp=tmp_path, redis=redis_server, emulator=emulator, procs=procs)
+    finally:
+        procs.stop_all()
+        emulator.stop()
+        if retarget is not None:
+            retarget.restore()
+        redis_server.close()
+
+
+# --- data and checks ------------------------------------------------------------------------------
+
+
+def import_drill_dataset(tmp: Path, *, groups: int = GROUPS) -> str:
+    """Import ``groups`` planted groups of twelve entities (kind functional); returns the slug."""
+    path = tmp / "drill.csv"
+    rows = planted_rows(groups=groups, size=12)
+    path.write_text(
+        "entity_id,symbol,term_id,term_name,category\n"
+        + "\n".join(",".join(row) for row in rows)
+        + "\n",
+        encoding="utf-8",
+    )
+    dataset_import(path=path, slug=DATASET_SLUG, kind="functional")
+    return DATASET_SLUG
+
+
+def job_of(run_id: int) -> GenerationJob | None:
+    return GenerationJob.objects.filter(run_id=run_id, scope=GenerationJob.Scope.RUN).first()
+
+
+def final_job(run_id: int) -> GenerationJob | None:
+    """The run's job once it is final, else None."""
+    job = job_of(run_id)
+    return job if job is not None and job.status in FINAL_JOB else None
+
+
+def unfinished_tasks(job: GenerationJob) -> int:
+    return SummaryTask.objects.filter(job=job).exclude(state__in=TERMINAL_STATES).count()
+
+
+def set_beat_intervals(every_by_task: Mapping[str, int]) -> None:
+    """Give the beat rows of the named tasks (registered after ``migrate``) a short interval,
+    in seconds, before beat starts. Fails when a task has no beat row."""
+    for task_name, every in every_by_task.items():
+        rows = list(PeriodicTask.objects.filter(task=task_name))
+        assert rows, f"no beat schedule is registered for {task_name}"
+        interval, _ = IntervalSchedule.objects.get_or_create(
+            every=every, period=IntervalSchedule.SECONDS
+        )
+        for row in rows:
+            row.interval = interval
+            row.expire_seconds = max(2, 2 * every)
+            row.enabled = True
+            row.save()
+
+
+def assert_one_current_summary_per_cluster(job: GenerationJob) -> list[Cluster]:
+    """Every cluster of the job's run has exactly one current summary, its task points at it,
+    and no composition got a second summary row (not even as history). Returns the clusters."""
+    run = ClusteringRun.objects.get(pk=job.run_id)
+    clusters = list(Cluster.objects.filter(run=run))
+    assert clusters
+    tasks = {t.cluster_id: t for t in SummaryTask.objects.filter(job=job)}
+    for cluster in clusters:
+        current = list(
+            ClusterSummary.objects.filter(
+                composition_hash=cluster.composition_hash,
+                cluster_type=run.cluster_type,
+                is_current=True,
+            )
+        )
+        assert len(current) == 1, (cluster.number, [s.pk for s in current])
+        assert tasks[cluster.pk].summary_id == current[0].pk, (cluster.number, tasks[cluster.pk])
+    rows = ClusterSummary.objects.filter(
+        composition_hash__in=[c.composition_hash for c in clusters]
+    ).count()
+    assert rows == len(clusters), f"{rows} summary rows for {len(clusters)} clusters"
+    return clusters
