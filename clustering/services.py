@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import time
 import traceback
@@ -35,6 +36,11 @@ ProgressCallback = Callable[[int, int, str], None]
 #: Largest file `dataset_import` accepts, in bytes.
 MAX_IMPORT_BYTES = 200 * 1024 * 1024
 IMPORT_COLUMNS = ("entity_id", "symbol", "term_id", "term_name", "category")
+# Longest value per column: the database column's length (a longer one would fail the insert).
+_COLUMN_LIMITS: dict[str, int] = {
+    name: int(getattr(DatasetAnnotation._meta.get_field(name), "max_length", 0) or 0)
+    for name in IMPORT_COLUMNS
+}
 
 
 class UnknownDatasetError(LookupError):
@@ -145,7 +151,9 @@ def _parse_import_file(path: Path) -> _ParsedImport:
         ) from None
     first_line = text.split("\n", 1)[0]
     delimiter = "\t" if path.suffix.lower() in {".tsv", ".tab"} or "\t" in first_line else ","
-    reader = csv.reader(text.splitlines(), delimiter=delimiter, strict=True)
+    # newline="": line breaks inside quoted cells are kept, and only \n, \r and \r\n end a line
+    # (str.splitlines would also split on \u2028, \x85, \x1c ... and drop quoted breaks)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         header = [h.strip().lower() for h in next(reader)]
     except (StopIteration, csv.Error) as exc:
@@ -183,9 +191,16 @@ def _parse_import_file(path: Path) -> _ParsedImport:
         if empty:
             errors.append(f"line {line_no}: empty {', '.join(empty)}")
             continue
-        too_long = [c for c, v in values.items() if len(v) > (500 if c == "term_name" else 128)]
+        too_long = [c for c, v in values.items() if len(v) > _COLUMN_LIMITS[c]]
         if too_long:
-            errors.append(f"line {line_no}: value too long in {', '.join(too_long)}")
+            errors.append(
+                f"line {line_no}: value too long in "
+                + ", ".join(f"{c} (at most {_COLUMN_LIMITS[c]} characters)" for c in too_long)
+            )
+            continue
+        with_nul = [c for c, v in values.items() if "\x00" in v]
+        if with_nul:
+            errors.append(f"line {line_no}: NUL character in {', '.join(with_nul)}")
             continue
         entity_id, symbol = values["entity_id"], values["symbol"]
         term_id, term_name, category = values["term_id"], values["term_name"], values["category"]
@@ -229,6 +244,12 @@ def dataset_import(
     problems: list[str] = []
     if kind not in CLUSTER_TYPES:
         problems.append(f"--type must be one of {', '.join(CLUSTER_TYPES)}, got {kind!r}")
+    slug_limit = Dataset._meta.get_field("slug").max_length or 0
+    if len(slug) > slug_limit:
+        problems.append(f"slug {slug[:20]!r}... is longer than {slug_limit} characters")
+    name_limit = Dataset._meta.get_field("name").max_length or 0
+    if len(name) > name_limit:
+        problems.append(f"name is longer than {name_limit} characters")
     if slug in BUILTIN_DATASETS or Dataset.objects.filter(slug=slug).exists():
         problems.append(f"a dataset with slug {slug!r} already exists; choose another slug")
     from django.core.validators import validate_slug

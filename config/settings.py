@@ -164,6 +164,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Clusters, LLM summaries with judge verdicts, and their human review.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # PATCH bodies documented as sent: the review PATCH requires validation_status
+    "COMPONENT_SPLIT_PATCH": False,
     # the documentation page's assets come from the installed sidecar package, not a CDN
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

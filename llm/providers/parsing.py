@@ -75,19 +75,51 @@ def _first_json_object(text: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def _without_trailing_commas(text: str) -> str | None:
+    """``text`` without the commas that precede a closing ``}`` or ``]`` (outside strings, only
+    whitespace between), or None when it has none.
+
+    The commonest syntax slip of models, removed exactly: json_repair (0.64) handles it too but
+    may alter a string while doing so (``"\\u00e9["`` followed by a list came back as ``é["``).
+    """
+    out: list[str] = []
+    in_string = escaped = changed = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "}]":
+            last = len(out) - 1
+            while last >= 0 and out[last] in " \t\r\n":
+                last -= 1
+            if last >= 0 and out[last] == ",":
+                del out[last]
+                changed = True
+        out.append(char)
+    return "".join(out) if changed else None
+
+
 def _validate_value(value: Any, output_class: type[T]) -> T:
     """Validate a repaired JSON value in JSON mode (same coercion rules as a strict parse)."""
     return output_class.model_validate_json(json.dumps(value, allow_nan=False))
 
 
-def parse_structured(text: str, output_class: type[T]) -> T:
+def _parse_structured(text: str, output_class: type[T]) -> T:
     """Parse model output ``text`` into an instance of ``output_class``, recovering what can be.
 
     Steps: strip markdown code fences; strict ``output_class.model_validate_json``; the first
-    well-formed JSON object embedded in the text (prose around it, object repeated); then
-    repair the syntax with ``json_repair`` (trailing commas, quotes, unclosed brackets, prose
-    around the object) and validate the repaired value. When the repaired value is a JSON array
-    (e.g. the model repeated the object), its object elements are tried in order.
+    well-formed JSON object embedded in the fenced text or, failing that, in the whole text
+    (prose around it, object repeated, a fence inside a string value); the same after removing
+    trailing commas exactly (outside strings); then repair the syntax with ``json_repair``
+    (quotes, unclosed brackets, prose around the object) and validate the repaired value. When
+    the repaired value is a JSON array (e.g. the model repeated the object), its object elements
+    are tried in order.
 
     Args:
         text: the raw model answer, expected to hold one JSON object.
@@ -134,8 +166,21 @@ def parse_structured(text: str, output_class: type[T]) -> T:
         first_problem = f"{type(error).__name__}: {error}"
 
     # A complete object followed or preceded by other text ("Sure! {...}", or the object twice):
-    # take the first well-formed object as written before any heuristic repair.
-    embedded = _first_json_object(candidate)
+    # take the first well-formed object as written before any heuristic repair. The whole text
+    # is tried too: a fence inside a JSON string ("summary": "use ```x```") cuts the fenced
+    # candidate short, while the object itself is intact.
+    for source in dict.fromkeys((candidate, text.strip())):
+        embedded = _first_json_object(source)
+        if embedded is None:
+            continue
+        try:
+            return _validate_value(embedded, output_class)
+        except (ValidationError, ValueError, TypeError, RecursionError):
+            pass
+
+    # Trailing commas are removed exactly before any heuristic repair.
+    exact = _without_trailing_commas(candidate)
+    embedded = _first_json_object(exact) if exact is not None else None
     if embedded is not None:
         try:
             return _validate_value(embedded, output_class)
@@ -180,3 +225,32 @@ def parse_structured(text: str, output_class: type[T]) -> T:
         kind="validation_failed",
         raw_text=text,
     )
+
+
+def parse_structured(text: str, output_class: type[T]) -> T:
+    """Parse model output ``text`` into an instance of ``output_class``, recovering what can be
+    (see :func:`_parse_structured` for the recovery steps). A result holding a NUL character is
+    rejected: no database stores it in text, and it is never meaningful model output.
+
+    Raises:
+        ProviderError: ``kind="validation_failed"``, ``transient=False``, ``raw_text=text``.
+    """
+    parsed = _parse_structured(text, output_class)
+    if _has_nul(parsed.model_dump()):
+        raise ProviderError(
+            "output contains a NUL character",
+            transient=False,
+            kind="validation_failed",
+            raw_text=text,
+        )
+    return parsed
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False

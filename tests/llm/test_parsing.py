@@ -124,8 +124,13 @@ def test_arbitrary_text_only_ever_raises_provider_error(text: str) -> None:
 
 @settings(max_examples=100, deadline=None, database=None)
 @given(
-    st.text(min_size=5, max_size=80),
-    st.lists(st.text(max_size=20), min_size=1, max_size=4),
+    # NUL is never valid output (parse_structured rejects it: no database stores it in text)
+    st.text(min_size=5, max_size=80, alphabet=st.characters(exclude_characters="\x00")),
+    st.lists(
+        st.text(max_size=20, alphabet=st.characters(exclude_characters="\x00")),
+        min_size=1,
+        max_size=4,
+    ),
     st.sampled_from(["high", "medium", "low"]),
     st.booleans(),
 )
@@ -137,3 +142,10 @@ def test_valid_objects_round_trip_fenced_or_not(
     if fenced:
         text = f"```json\n{text}\n```"
     assert parse_structured(text, Summary) == expected
+
+
+def test_nul_in_output_is_a_validation_failure() -> None:
+    text = '{"summary": "long a\\u0000b", "tags": ["x"], "confidence": "high"}'
+    with pytest.raises(ProviderError) as info:
+        parse_structured(text, Summary)
+    assert info.value.kind == "validation_failed" and "NUL" in info.value.message
