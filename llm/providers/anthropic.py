@@ -43,29 +43,26 @@ import inspect
 import json
 import re
 import threading
-import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, ClassVar
 
 import anthropic
 from anthropic import Anthropic
 from pydantic import BaseModel
 
-from llm.providers.base import ProviderError, ProviderRequest, ProviderResult, T, redact
+from llm.providers.base import ProviderError, ProviderRequest, ProviderResult, T
 from llm.providers.batch import BatchItemResult, BatchStatus
-from llm.providers.gemini import (
-    batch_check,
+from llm.providers.common import (
+    SdkExceptions,
+    SdkProvider,
     batch_item_error,
     guarded_iter,
-    is_transient_status,
     retry_after_from_headers,
+    stainless_exceptions,
     unknown_custom_id,
 )
-from llm.providers.parsing import parse_structured
-
-R = TypeVar("R")
 
 MAX_BATCH_REQUESTS = 100_000
 MAX_BATCH_BYTES = 256 * 1000 * 1000
@@ -126,7 +123,7 @@ def _total(counts: Any) -> int:
     )
 
 
-class AnthropicProvider:
+class AnthropicProvider(SdkProvider[Any]):
     """Anthropic messages with structured output (one forced tool), realtime and batch.
 
     Args:
@@ -142,6 +139,9 @@ class AnthropicProvider:
     """
 
     name = "anthropic"
+    vendor: ClassVar[str] = "Anthropic"
+    key_variable: ClassVar[str] = "ANTHROPIC_API_KEY"
+    sdk_exceptions: ClassVar[SdkExceptions] = stainless_exceptions(anthropic)
 
     def __init__(
         self,
@@ -152,79 +152,26 @@ class AnthropicProvider:
         max_requests_per_batch: int = MAX_BATCH_REQUESTS,
         max_bytes_per_batch: int = MAX_BATCH_BYTES,
     ) -> None:
-        if not api_key:
-            raise ProviderError(
-                "Anthropic API key is not set (ANTHROPIC_API_KEY)",
-                transient=False,
-                kind="api_error",
-            )
-        self._api_key = api_key
-        self.base_url = base_url or None
-        self.timeout = float(timeout)
-        self.max_requests_per_batch = int(max_requests_per_batch)
-        self.max_bytes_per_batch = int(max_bytes_per_batch)
+        super().__init__(
+            api_key,
+            base_url,
+            timeout,
+            max_requests_per_batch=max_requests_per_batch,
+            max_bytes_per_batch=max_bytes_per_batch,
+        )
         self._client = Anthropic(
             api_key=api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout
         )
 
-    def __repr__(self) -> str:
-        return f"AnthropicProvider(base_url={self.base_url!r}, timeout={self.timeout})"
-
     # -- errors --------------------------------------------------------------------------------
 
-    def _error(self, message: str, **kwargs: Any) -> ProviderError:
-        """A ProviderError whose message has the key (and anything key-shaped) redacted."""
-        return ProviderError(redact(message, [self._api_key]), **kwargs)
-
     def _status_error(self, error: anthropic.APIStatusError) -> ProviderError:
-        code = int(error.status_code)
-        detail = getattr(error, "api_message", None) or error.message
-        kind = getattr(error, "type", None)
-        transient = is_transient_status(code)
-        retry_after = retry_after_from_headers(error.response.headers) if transient else None
-        label = f"{code} {kind}" if kind else f"{code}"
-        return self._error(
-            f"Anthropic API error {label}: {detail}",
-            transient=transient,
-            retry_after=retry_after,
-            kind="api_error",
-            status_code=code,
+        return self._http_error(
+            int(error.status_code),
+            getattr(error, "type", None),
+            getattr(error, "api_message", None) or error.message,
+            lambda: retry_after_from_headers(error.response.headers),
         )
-
-    def _guard(self, call: Callable[[], R]) -> R:
-        """Run one SDK call; raise a classified ProviderError for every failure (not chained:
-        the SDK exception holds the request with its credentials)."""
-        failure: ProviderError | None = None
-        try:
-            return call()
-        except anthropic.APIStatusError as error:
-            failure = self._status_error(error)
-        except anthropic.APITimeoutError:
-            failure = self._error(
-                f"Anthropic request timed out after {self.timeout:g} s",
-                transient=True,
-                kind="timeout",
-            )
-        except anthropic.APIConnectionError as error:
-            failure = self._error(
-                f"Anthropic connection failed ({type(error).__name__}: {error})",
-                transient=True,
-                kind="api_error",
-            )
-        except anthropic.APIResponseValidationError as error:
-            failure = self._error(
-                f"Anthropic returned an unreadable response: {error}",
-                transient=True,
-                kind="api_error",
-            )
-        except Exception as error:
-            # No vendor exception leaks past a provider; only the SDK call is wrapped.
-            failure = self._error(
-                f"Anthropic SDK call failed unexpectedly ({type(error).__name__}: {error})",
-                transient=False,
-                kind="api_error",
-            )
-        raise failure
 
     # -- realtime ------------------------------------------------------------------------------
 
@@ -262,16 +209,7 @@ class AnthropicProvider:
                 class; permanent).
         """
         params = self._params(request)
-        started = time.perf_counter()
-        message = self._guard(lambda: self._client.messages.create(**params))
-        latency = time.perf_counter() - started
-        return self._interpret(
-            message,
-            request.output_class,
-            model=request.model,
-            max_output_tokens=request.max_output_tokens,
-            latency=latency,
-        )
+        return self._timed(lambda: self._client.messages.create(**params), request)
 
     def _interpret(
         self,
@@ -314,49 +252,27 @@ class AnthropicProvider:
                 if getattr(block, "type", "") == "text"
             )
         if stop_reason == "refusal":
-            raise self._error(
+            raise self._answer_error(
                 "Anthropic refused to answer (stop reason refusal)",
-                transient=False,
                 kind="blocked",
                 raw_text=text,
-                **tokens,
+                tokens=tokens,
             )
         if stop_reason in TRUNCATED_STOP_REASONS:
-            budget = f" ({max_output_tokens} output tokens allowed)" if max_output_tokens else ""
-            raise self._error(
-                f"Anthropic output truncated at max tokens{budget} (stop reason {stop_reason}); "
-                "the answer is incomplete",
-                transient=False,
-                kind="validation_failed",
+            raise self._truncated_error(
+                max_output_tokens,
                 raw_text=text,
-                **tokens,
+                tokens=tokens,
+                reason=f" (stop reason {stop_reason})",
+                what="answer",
             )
         if tool_input is None and not text.strip():
-            raise self._error(
-                f"Anthropic returned an empty answer (stop reason {stop_reason or 'none'})",
-                transient=False,
-                kind="api_error",
-                **tokens,
-            )
-        invalid: ProviderError | None = None
-        try:
-            parsed = parse_structured(text, output_class)
-        except ProviderError as error:
-            invalid = error
-        if invalid is not None:
-            raise self._error(
-                invalid.message,
-                transient=False,
-                kind="validation_failed",
-                raw_text=text,
-                **tokens,
-            )
-        return ProviderResult(
-            parsed=parsed,
-            raw_text=text,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            latency_seconds=latency,
+            raise self._empty_error("stop reason", stop_reason, tokens)
+        return self._validated(
+            text,
+            output_class,
+            tokens=tokens,
+            latency=latency,
             model_version=str(message.model or model),
             finish_reason=stop_reason,
         )
@@ -393,12 +309,8 @@ class AnthropicProvider:
                 "Anthropic batch rejected: a display name is needed to find the batch again",
                 transient=False,
             )
-        batch_check(
-            "Anthropic",
+        self._batch_check(
             requests,
-            max_requests=self.max_requests_per_batch,
-            max_bytes=self.max_bytes_per_batch,
-            size_of=self.batch_request_bytes,
             custom_id_pattern=CUSTOM_ID_RE,
             custom_id_rule=(
                 f"use 1 to {MAX_CUSTOM_ID_LENGTH} characters of letters, digits, '_' and '-' "
@@ -453,8 +365,7 @@ class AnthropicProvider:
 
     def batch_list(self) -> Iterator[BatchStatus]:
         """All batches of this key, newest first, across pages."""
-        pages = self._guard(lambda: self._client.messages.batches.list(limit=100))
-        for batch in guarded_iter(pages, self._guard):
+        for batch in self._pages(lambda: self._client.messages.batches.list(limit=100)):
             yield self._status(batch)
 
     def batch_find(
@@ -487,8 +398,7 @@ class AnthropicProvider:
         prefix = tag_prefix(display_name)
         excluded = set(exclude_ids)
         undecided: list[str] = []
-        pages = self._guard(lambda: self._client.messages.batches.list(limit=100))
-        for batch in guarded_iter(pages, self._guard):
+        for batch in self._pages(lambda: self._client.messages.batches.list(limit=100)):
             if created_after is not None and batch.created_at < created_after:
                 break  # newest first: every later batch is older still
             if batch.id in excluded:
@@ -538,12 +448,8 @@ class AnthropicProvider:
             ProviderError: the batch has not ended yet (transient), or a transport failure.
         """
         batch = self._guard(lambda: self._client.messages.batches.retrieve(batch_id))
-        if batch.processing_status != "ended":
-            raise self._error(
-                f"Anthropic batch {batch_id} is {batch.processing_status}; results exist once "
-                "it has ended",
-                transient=True,
-            )
+        status = batch.processing_status
+        self._require_ended(batch_id, status, ended=status == "ended")
         with contextlib.ExitStack() as stack:
             decoder = self._guard(lambda: self._client.messages.batches.results(batch_id))
             stack.callback(decoder.close)
@@ -558,17 +464,8 @@ class AnthropicProvider:
         result = item.result
         kind = str(getattr(result, "type", ""))
         if kind == "succeeded":
-            try:
-                parsed = self._interpret(
-                    result.message,
-                    output_class,
-                    model=str(getattr(result.message, "model", "") or ""),
-                    max_output_tokens=None,
-                    latency=0.0,
-                )
-            except ProviderError as error:
-                return BatchItemResult(custom_id=custom_id, result=None, error=error)
-            return BatchItemResult(custom_id=custom_id, result=parsed, error=None)
+            model = str(getattr(result.message, "model", "") or "")
+            return self._answered_item(custom_id, result.message, output_class, model)
         if kind == "errored":
             inner = getattr(getattr(result, "error", None), "error", None)
             error_type = str(getattr(inner, "type", "") or "error")

@@ -16,38 +16,37 @@ file (streamed to a temporary file, then read line by line), matched by ``key`` 
 by position. The batch status is read from the raw operation JSON, because the SDK maps neither
 ``batchStats`` nor the reason of a FAILED job.
 
-The module also holds helpers the OpenAI and Anthropic providers share (``parse_retry_after``,
-:data:`TRANSIENT_STATUS_CODES`, :func:`batch_check`, :func:`batch_item_error`). Protocol facts
-are in ``/work/shared/docs/provider-wire-reference.md``; ``llm/providers/emulators/gemini.py``
-speaks the same protocol locally.
+What the three SDK providers share (key check and redaction, the call guard, HTTP status
+classification, answer validation, batch checks and item errors) is in
+:mod:`llm.providers.common`. Protocol facts are in ``/work/shared/docs/provider-wire-reference.md``;
+``llm/providers/emulators/gemini.py`` speaks the same protocol locally.
 """
 
 from __future__ import annotations
 
-import email.utils
 import importlib
 import json
-import math
 import re
 import tempfile
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import IO, Any, TypeVar
+from collections.abc import Iterator, Mapping, Sequence
+from typing import IO, Any, ClassVar
 
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 from pydantic import BaseModel
 
-from llm.providers.base import ProviderError, ProviderRequest, ProviderResult, T, redact
+from llm.providers.base import ProviderError, ProviderRequest, ProviderResult, T
 from llm.providers.batch import FINAL_BATCH_STATES, BatchItemResult, BatchStatus
-from llm.providers.parsing import parse_structured
-
-R = TypeVar("R")
-
-#: HTTP statuses worth retrying: rate limited, request timeout, server-side failures.
-TRANSIENT_STATUS_CODES = frozenset({408, 429, 500, 502, 503, 504})
+from llm.providers.common import (
+    SdkExceptions,
+    SdkProvider,
+    batch_item_error,
+    decode_row,
+    first_named,
+    parse_retry_after,
+    unknown_custom_id,
+)
 
 #: Finish reasons meaning the answer was withheld by a safety or policy filter.
 BLOCKED_FINISH_REASONS = frozenset(
@@ -98,32 +97,6 @@ def _enum_value(value: Any) -> str:
     return str(getattr(value, "value", value))
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header value.
-
-    Accepts delta-seconds (``"7"``, ``"1.5"``) or an HTTP date; returns None when absent or
-    unparseable, never a negative number.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if math.isnan(seconds) or math.isinf(seconds):
-        return None
-    return max(0.0, seconds)
-
-
 def parse_retry_info(details: Any) -> float | None:
     """Seconds from a ``google.rpc.RetryInfo`` ``retryDelay`` (e.g. ``"7s"``) in an error body.
 
@@ -164,142 +137,6 @@ def _retry_after_from(error: genai_errors.APIError) -> float | None:
     return parse_retry_info(getattr(error, "details", None))
 
 
-# --------------------------------------------------------------------------------------------
-# Batch helpers shared by the batch-capable providers
-# --------------------------------------------------------------------------------------------
-
-#: gRPC codes (google.rpc.Code) worth retrying, as found in Gemini batch item errors:
-#: DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, INTERNAL, UNAVAILABLE.
-TRANSIENT_RPC_CODES = frozenset({4, 8, 10, 13, 14})
-
-
-def is_transient_status(code: int | None) -> bool:
-    """True for HTTP statuses worth retrying: 408, 429 and every 5xx (including 529)."""
-    return code is not None and (code in TRANSIENT_STATUS_CODES or code >= 500)
-
-
-def batch_check(
-    vendor: str,
-    requests: Sequence[ProviderRequest[Any]],
-    *,
-    max_requests: int,
-    max_bytes: int,
-    size_of: Callable[[ProviderRequest[Any]], int],
-    custom_id_pattern: re.Pattern[str] | None = None,
-    custom_id_rule: str = "",
-) -> list[int]:
-    """Validate a batch before anything is sent; return each request's serialised size (bytes).
-
-    Checks: at least one request; at most ``max_requests``; every ``custom_id`` non-empty,
-    unique and (when given) matching ``custom_id_pattern``; total size at most ``max_bytes``.
-
-    Raises:
-        ProviderError: ``api_error``, permanent, naming the rule broken (split oversize sets by
-            ``max_requests_per_batch`` / ``max_bytes_per_batch``).
-    """
-
-    def refuse(message: str) -> ProviderError:
-        return ProviderError(f"{vendor} batch rejected: {message}", transient=False)
-
-    if not requests:
-        raise refuse("it has no requests")
-    if len(requests) > max_requests:
-        raise refuse(
-            f"{len(requests)} requests exceed the limit of {max_requests} per batch; "
-            "split the set into several batches"
-        )
-    seen: set[str] = set()
-    for index, request in enumerate(requests):
-        custom_id = request.custom_id
-        if not custom_id:
-            raise refuse(f"request {index} has no custom_id (results are matched by it)")
-        if custom_id_pattern is not None and not custom_id_pattern.fullmatch(custom_id):
-            raise refuse(f"custom_id {custom_id!r} is invalid: {custom_id_rule}")
-        if custom_id in seen:
-            raise refuse(f"custom_id {custom_id!r} is used twice; custom ids must be unique")
-        seen.add(custom_id)
-    sizes = [size_of(request) for request in requests]
-    total = sum(sizes)
-    if total > max_bytes:
-        raise refuse(
-            f"the serialised input is {total} bytes, over the limit of {max_bytes} bytes; "
-            "split the set into several batches"
-        )
-    return sizes
-
-
-def batch_item_error(
-    vendor: str,
-    custom_id: str,
-    message: str,
-    *,
-    code: int | None = None,
-    transient: bool | None = None,
-    secrets: Sequence[str] = (),
-) -> BatchItemResult:
-    """A failed batch item: an ``api_error`` whose transience follows ``code`` unless given.
-
-    ``code`` may be an HTTP status or a gRPC code (< 100, Gemini); keys in ``message`` are
-    redacted.
-    """
-    if transient is None:
-        if code is None:
-            transient = False
-        elif code < 100:
-            transient = code in TRANSIENT_RPC_CODES
-        else:
-            transient = is_transient_status(code)
-    label = f" ({code})" if code is not None else ""
-    error = ProviderError(
-        redact(f"{vendor} batch item {custom_id!r} failed{label}: {message}", list(secrets)),
-        transient=transient,
-        kind="api_error",
-        status_code=code if code is not None and code >= 100 else None,
-    )
-    return BatchItemResult(custom_id=custom_id, result=None, error=error)
-
-
-def unknown_custom_id(vendor: str, custom_id: str) -> BatchItemResult:
-    """The result for an item whose custom id the caller did not submit (permanent)."""
-    return batch_item_error(
-        vendor,
-        custom_id,
-        "unknown custom_id: not among the requests this batch was asked to match",
-        transient=False,
-    )
-
-
-def guarded_iter(iterable: Iterable[R], guard: Callable[[Callable[[], Any]], Any]) -> Iterator[R]:
-    """Iterate an SDK pager or stream, running each step through ``guard`` (a provider's
-    call wrapper that turns SDK exceptions into classified ProviderErrors)."""
-    iterator = guard(lambda: iter(iterable))
-    sentinel: Any = object()
-    while True:
-        item = guard(lambda: next(iterator, sentinel))
-        if item is sentinel:
-            return
-        yield item
-
-
-def retry_after_from_headers(headers: Any) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` response headers, or None."""
-    if headers is None:
-        return None
-    try:
-        milliseconds = headers.get("retry-after-ms")
-        header = headers.get("retry-after")
-    except (AttributeError, TypeError):
-        return None
-    if isinstance(milliseconds, str):
-        try:
-            value = float(milliseconds)
-        except ValueError:
-            value = math.nan
-        if math.isfinite(value) and value >= 0:
-            return value / 1000.0
-    return parse_retry_after(header if isinstance(header, str) else None)
-
-
 def iter_lines(handle: IO[bytes]) -> Iterator[dict[str, Any]]:
     """Decoded JSON objects of a JSONL file, one line at a time; blank lines skipped.
 
@@ -310,12 +147,8 @@ def iter_lines(handle: IO[bytes]) -> Iterator[dict[str, Any]]:
         line = raw.strip()
         if not line:
             continue
-        try:
-            value = json.loads(line)
-        except ValueError as error:
-            yield {"__invalid__": f"unreadable result line ({error})"}
-            continue
-        yield value if isinstance(value, dict) else {"__invalid__": "result line is not an object"}
+        row = decode_row(line)
+        yield row if isinstance(row, dict) else {"__invalid__": row}
 
 
 # --------------------------------------------------------------------------------------------
@@ -371,7 +204,7 @@ def _as_count(value: Any) -> int:
         return 0
 
 
-class GeminiProvider:
+class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
     """Gemini calls with structured output, realtime and batch.
 
     Args:
@@ -389,6 +222,15 @@ class GeminiProvider:
     """
 
     name = "gemini"
+    vendor: ClassVar[str] = "Gemini"
+    key_variable: ClassVar[str] = "GEMINI_API_KEY"
+    sdk_exceptions: ClassVar[SdkExceptions] = SdkExceptions(
+        status=genai_errors.APIError,
+        timeout=_TIMEOUT_EXCEPTIONS,
+        connection=_TRANSPORT_EXCEPTIONS,
+        unreadable=(genai_errors.UnknownApiResponseError,),
+        timeout_names_exception=True,
+    )
 
     def __init__(
         self,
@@ -400,16 +242,14 @@ class GeminiProvider:
         max_requests_per_batch: int = MAX_BATCH_REQUESTS,
         max_bytes_per_batch: int = MAX_BATCH_BYTES,
     ) -> None:
-        if not api_key:
-            raise ProviderError(
-                "Gemini API key is not set (GEMINI_API_KEY)", transient=False, kind="api_error"
-            )
-        self._api_key = api_key
-        self.base_url = base_url or None
-        self.timeout = float(timeout)
+        super().__init__(
+            api_key,
+            base_url,
+            timeout,
+            max_requests_per_batch=max_requests_per_batch,
+            max_bytes_per_batch=max_bytes_per_batch,
+        )
         self.inline_limit_bytes = int(inline_limit_bytes)
-        self.max_requests_per_batch = int(max_requests_per_batch)
-        self.max_bytes_per_batch = int(max_bytes_per_batch)
         options: dict[str, Any] = {
             "api_version": "v1beta",
             "timeout": max(1, round(self.timeout * 1000)),
@@ -421,69 +261,15 @@ class GeminiProvider:
             api_key=api_key, vertexai=False, http_options=types.HttpOptions(**options)
         )
 
-    def __repr__(self) -> str:
-        return f"GeminiProvider(base_url={self.base_url!r}, timeout={self.timeout})"
-
     # -- errors --------------------------------------------------------------------------------
 
-    def _error(self, message: str, **kwargs: Any) -> ProviderError:
-        """A ProviderError whose message has the key (and anything key-shaped) redacted."""
-        return ProviderError(redact(message, [self._api_key]), **kwargs)
-
-    def _classify_api_error(self, error: genai_errors.APIError) -> ProviderError:
-        """Map an SDK ``APIError`` (HTTP status != 200) to a ProviderError."""
+    def _status_error(self, error: genai_errors.APIError) -> ProviderError:
+        """Map an SDK ``APIError`` (HTTP status != 200) to a ProviderError; the wait comes from
+        Retry-After or the RetryInfo of the error body."""
         code = int(error.code) if isinstance(error.code, int) else None
-        status = error.status or ""
-        detail = error.message or str(error)
-        transient = is_transient_status(code)
-        retry_after = _retry_after_from(error) if transient else None
-        label = f"{code} {status}" if status else f"{code}"
-        return self._error(
-            f"Gemini API error {label}: {detail}",
-            transient=transient,
-            retry_after=retry_after,
-            kind="api_error",
-            status_code=code,
+        return self._http_error(
+            code, error.status or "", error.message or str(error), lambda: _retry_after_from(error)
         )
-
-    def _guard(self, call: Callable[[], R]) -> R:
-        """Run one SDK call; raise a classified ProviderError for every transport or HTTP
-        failure (no vendor exception leaks, and none is chained: it holds the request headers).
-        """
-        failure: ProviderError | None = None
-        try:
-            return call()
-        except genai_errors.APIError as error:
-            failure = self._classify_api_error(error)
-        except _TIMEOUT_EXCEPTIONS as error:
-            failure = self._error(
-                f"Gemini request timed out after {self.timeout:g} s ({type(error).__name__})",
-                transient=True,
-                kind="timeout",
-            )
-        except _TRANSPORT_EXCEPTIONS as error:
-            failure = self._error(
-                f"Gemini connection failed ({type(error).__name__}: {error})",
-                transient=True,
-                kind="api_error",
-            )
-        except genai_errors.UnknownApiResponseError as error:
-            failure = self._error(
-                f"Gemini returned an unreadable response: {error}",
-                transient=True,
-                kind="api_error",
-            )
-        except Exception as error:
-            # The contract: no vendor exception leaks past a provider. Only the SDK call is
-            # wrapped, so this cannot hide bugs in our own response handling.
-            failure = self._error(
-                f"Gemini SDK call failed unexpectedly ({type(error).__name__}: {error})",
-                transient=False,
-                kind="api_error",
-            )
-        # Raised outside the except blocks on purpose: the SDK exception (which holds the HTTP
-        # request and its x-goog-api-key header) must not travel along as __context__.
-        raise failure
 
     # -- realtime ------------------------------------------------------------------------------
 
@@ -513,19 +299,11 @@ class GeminiProvider:
                 or policy finish reason, or a blocked prompt; permanent), ``validation_failed``
                 (output cut at max tokens, or not valid for the output class; permanent).
         """
-        started = time.perf_counter()
-        response = self._guard(
+        return self._timed(
             lambda: self._client.models.generate_content(
                 model=request.model, contents=request.user_prompt, config=self._config(request)
-            )
-        )
-        latency = time.perf_counter() - started
-        return self._interpret(
-            response,
-            request.output_class,
-            model=request.model,
-            max_output_tokens=request.max_output_tokens,
-            latency=latency,
+            ),
+            request,
         )
 
     def _interpret(
@@ -556,17 +334,13 @@ class GeminiProvider:
         candidates = response.candidates or []
         if not candidates:
             if block_reason:
-                raise self._error(
+                raise self._answer_error(
                     f"Gemini blocked the prompt ({block_reason}); no candidates returned",
-                    transient=False,
                     kind="blocked",
-                    **tokens,
+                    tokens=tokens,
                 )
-            raise self._error(
-                "Gemini returned no candidates (empty response)",
-                transient=False,
-                kind="api_error",
-                **tokens,
+            raise self._answer_error(
+                "Gemini returned no candidates (empty response)", kind="api_error", tokens=tokens
             )
 
         candidate = candidates[0]
@@ -576,50 +350,21 @@ class GeminiProvider:
 
         if finish_reason in BLOCKED_FINISH_REASONS or block_reason:
             reason = finish_reason if finish_reason in BLOCKED_FINISH_REASONS else block_reason
-            raise self._error(
+            raise self._answer_error(
                 f"Gemini withheld the answer (finish reason {reason})",
-                transient=False,
                 kind="blocked",
                 raw_text=text,
-                **tokens,
+                tokens=tokens,
             )
         if finish_reason == "MAX_TOKENS":
-            budget = f" ({max_output_tokens} output tokens allowed)" if max_output_tokens else ""
-            raise self._error(
-                f"Gemini output truncated at max tokens{budget}; the JSON is incomplete",
-                transient=False,
-                kind="validation_failed",
-                raw_text=text,
-                **tokens,
-            )
+            raise self._truncated_error(max_output_tokens, raw_text=text, tokens=tokens)
         if not text.strip():
-            raise self._error(
-                f"Gemini returned an empty answer (finish reason {finish_reason or 'none'})",
-                transient=False,
-                kind="api_error",
-                **tokens,
-            )
-
-        invalid: ProviderError | None = None
-        try:
-            parsed = parse_structured(text, output_class)
-        except ProviderError as error:
-            invalid = error
-        if invalid is not None:
-            raise self._error(
-                invalid.message,
-                transient=False,
-                kind="validation_failed",
-                raw_text=text,
-                **tokens,
-            )
-
-        return ProviderResult(
-            parsed=parsed,
-            raw_text=text,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            latency_seconds=latency,
+            raise self._empty_error("finish reason", finish_reason, tokens)
+        return self._validated(
+            text,
+            output_class,
+            tokens=tokens,
+            latency=latency,
             model_version=model_version,
             finish_reason=finish_reason,
         )
@@ -673,13 +418,7 @@ class GeminiProvider:
                 or an HTTP/transport failure of the upload or the creation.
         """
         requests = list(requests)
-        sizes = batch_check(
-            "Gemini",
-            requests,
-            max_requests=self.max_requests_per_batch,
-            max_bytes=self.max_bytes_per_batch,
-            size_of=self.batch_request_bytes,
-        )
+        sizes = self._batch_check(requests)
         models = sorted({request.model for request in requests})
         if len(models) != 1:
             raise ProviderError(
@@ -735,10 +474,7 @@ class GeminiProvider:
         """
         name = _batch_name(batch_id)
         response = self._guard(lambda: self._client._api_client.request("get", name, {}, None))
-        try:
-            operation = json.loads(response.body or "{}")
-        except ValueError:
-            operation = None
+        operation = decode_row(response.body or "{}")
         if not isinstance(operation, dict):
             raise self._error(f"Gemini returned an unreadable batch {name}", transient=True)
         return self._status(operation, name)
@@ -752,8 +488,6 @@ class GeminiProvider:
         error = ""
         if isinstance(error_info, Mapping) and error_info:
             error = str(error_info.get("message") or error_info)
-        if state == "failed" and not error:
-            error = "Gemini reported the batch as failed without a reason"
         return BatchStatus(
             batch_id=str(operation.get("name") or name),
             display_name=str(metadata.get("displayName") or ""),
@@ -762,15 +496,14 @@ class GeminiProvider:
             request_count=_as_count(stats.get("requestCount")),
             completed=_as_count(stats.get("successfulRequestCount")),
             failed=_as_count(stats.get("failedRequestCount")),
-            error=redact(error, [self._api_key]),
+            error=self._batch_error(state, error),
         )
 
     def batch_list(self) -> Iterator[BatchStatus]:
         """All batches of this key, newest first, across pages (counts are not listed: 0)."""
-        pager = self._guard(
+        for job in self._pages(
             lambda: self._client.batches.list(config=types.ListBatchJobsConfig(page_size=100))
-        )
-        for job in guarded_iter(pager, self._guard):
+        ):
             raw_state = _enum_value(job.state) or "JOB_STATE_UNSPECIFIED"
             yield BatchStatus(
                 batch_id=job.name or "",
@@ -784,10 +517,8 @@ class GeminiProvider:
 
         Gemini stores the display name with the job, so a listing finds batches in any state.
         """
-        for status in self.batch_list():
-            if status.display_name == display_name:
-                return self.batch_get(status.batch_id)
-        return None
+        listed = first_named(self.batch_list(), display_name)
+        return self.batch_get(listed.batch_id) if listed is not None else None
 
     def batch_cancel(self, batch_id: str) -> BatchStatus:
         """Ask Gemini to cancel; returns the state polled right after."""
@@ -813,11 +544,7 @@ class GeminiProvider:
         name = _batch_name(batch_id)
         job = self._guard(lambda: self._client.batches.get(name=name))
         raw_state = _enum_value(job.state) or "JOB_STATE_UNSPECIFIED"
-        if batch_state(raw_state) not in FINAL_BATCH_STATES:
-            raise self._error(
-                f"Gemini batch {name} is {raw_state}; results exist once it has ended",
-                transient=True,
-            )
+        self._require_ended(name, raw_state, ended=batch_state(raw_state) in FINAL_BATCH_STATES)
         model = (job.model or "").removeprefix("models/")
         dest = job.dest
         if dest is None:
@@ -882,13 +609,7 @@ class GeminiProvider:
         output_class = output_classes.get(custom_id)
         if output_class is None:
             return unknown_custom_id("Gemini", custom_id)
-        try:
-            result = self._interpret(
-                response, output_class, model=model, max_output_tokens=None, latency=0.0
-            )
-        except ProviderError as error:
-            return BatchItemResult(custom_id=custom_id, result=None, error=error)
-        return BatchItemResult(custom_id=custom_id, result=result, error=None)
+        return self._answered_item(custom_id, response, output_class, model)
 
     def _item_error(
         self,

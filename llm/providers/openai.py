@@ -30,28 +30,27 @@ import copy
 import json
 import re
 import tempfile
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Final, TypeVar
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Final
 
 import openai
 from openai import OpenAI
 from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ValidationError
 
-from llm.providers.base import ProviderError, ProviderRequest, ProviderResult, T, redact
+from llm.providers.base import ProviderError, ProviderRequest, ProviderResult, T
 from llm.providers.batch import FINAL_BATCH_STATES, BatchItemResult, BatchStatus
-from llm.providers.gemini import (
-    batch_check,
+from llm.providers.common import (
+    SdkExceptions,
+    SdkProvider,
     batch_item_error,
+    decode_row,
+    first_named,
     guarded_iter,
-    is_transient_status,
     retry_after_from_headers,
+    stainless_exceptions,
     unknown_custom_id,
 )
-from llm.providers.parsing import parse_structured
-
-R = TypeVar("R")
 
 CHAT_ENDPOINT: Final = "/v1/chat/completions"
 MAX_BATCH_REQUESTS = 50_000
@@ -163,7 +162,7 @@ def _v1(base_url: str) -> str:
     return root if root.endswith("/v1") else root + "/v1"
 
 
-class OpenAIProvider:
+class OpenAIProvider(SdkProvider[ChatCompletion]):
     """OpenAI chat completions with structured output, realtime and batch.
 
     Args:
@@ -179,6 +178,9 @@ class OpenAIProvider:
     """
 
     name = "openai"
+    vendor: ClassVar[str] = "OpenAI"
+    key_variable: ClassVar[str] = "OPENAI_API_KEY"
+    sdk_exceptions: ClassVar[SdkExceptions] = stainless_exceptions(openai)
 
     def __init__(
         self,
@@ -189,15 +191,13 @@ class OpenAIProvider:
         max_requests_per_batch: int = MAX_BATCH_REQUESTS,
         max_bytes_per_batch: int = MAX_BATCH_BYTES,
     ) -> None:
-        if not api_key:
-            raise ProviderError(
-                "OpenAI API key is not set (OPENAI_API_KEY)", transient=False, kind="api_error"
-            )
-        self._api_key = api_key
-        self.base_url = base_url or None
-        self.timeout = float(timeout)
-        self.max_requests_per_batch = int(max_requests_per_batch)
-        self.max_bytes_per_batch = int(max_bytes_per_batch)
+        super().__init__(
+            api_key,
+            base_url,
+            timeout,
+            max_requests_per_batch=max_requests_per_batch,
+            max_bytes_per_batch=max_bytes_per_batch,
+        )
         self._client = OpenAI(
             api_key=api_key,
             base_url=_v1(self.base_url) if self.base_url else None,
@@ -205,14 +205,7 @@ class OpenAIProvider:
             timeout=self.timeout,
         )
 
-    def __repr__(self) -> str:
-        return f"OpenAIProvider(base_url={self.base_url!r}, timeout={self.timeout})"
-
     # -- errors --------------------------------------------------------------------------------
-
-    def _error(self, message: str, **kwargs: Any) -> ProviderError:
-        """A ProviderError whose message has the key (and anything key-shaped) redacted."""
-        return ProviderError(redact(message, [self._api_key]), **kwargs)
 
     def _status_error(self, error: openai.APIStatusError) -> ProviderError:
         code = int(error.status_code)
@@ -220,51 +213,12 @@ class OpenAIProvider:
         detail = ""
         if isinstance(body, dict):
             detail = str(body.get("message") or "")
-        detail = detail or error.message
-        transient = is_transient_status(code)
-        retry_after = retry_after_from_headers(error.response.headers) if transient else None
-        return self._error(
-            f"OpenAI API error {code}: {detail}",
-            transient=transient,
-            retry_after=retry_after,
-            kind="api_error",
-            status_code=code,
+        return self._http_error(
+            code,
+            None,
+            detail or error.message,
+            lambda: retry_after_from_headers(error.response.headers),
         )
-
-    def _guard(self, call: Callable[[], R]) -> R:
-        """Run one SDK call; raise a classified ProviderError for every failure (not chained:
-        the SDK exception holds the request with its Authorization header)."""
-        failure: ProviderError | None = None
-        try:
-            return call()
-        except openai.APIStatusError as error:
-            failure = self._status_error(error)
-        except openai.APITimeoutError:
-            failure = self._error(
-                f"OpenAI request timed out after {self.timeout:g} s",
-                transient=True,
-                kind="timeout",
-            )
-        except openai.APIConnectionError as error:
-            failure = self._error(
-                f"OpenAI connection failed ({type(error).__name__}: {error})",
-                transient=True,
-                kind="api_error",
-            )
-        except openai.APIResponseValidationError as error:
-            failure = self._error(
-                f"OpenAI returned an unreadable response: {error}",
-                transient=True,
-                kind="api_error",
-            )
-        except Exception as error:
-            # No vendor exception leaks past a provider; only the SDK call is wrapped.
-            failure = self._error(
-                f"OpenAI SDK call failed unexpectedly ({type(error).__name__}: {error})",
-                transient=False,
-                kind="api_error",
-            )
-        raise failure
 
     # -- realtime ------------------------------------------------------------------------------
 
@@ -298,16 +252,7 @@ class OpenAIProvider:
                 output class; permanent).
         """
         body = self._body(request)
-        started = time.perf_counter()
-        completion = self._guard(lambda: self._client.chat.completions.create(**body))
-        latency = time.perf_counter() - started
-        return self._interpret(
-            completion,
-            request.output_class,
-            model=request.model,
-            max_output_tokens=request.max_output_tokens,
-            latency=latency,
-        )
+        return self._timed(lambda: self._client.chat.completions.create(**body), request)
 
     def _interpret(
         self,
@@ -328,67 +273,36 @@ class OpenAIProvider:
         output_tokens = int(usage.completion_tokens if usage else 0)
         tokens = {"input_tokens": input_tokens, "output_tokens": output_tokens}
         if not completion.choices:
-            raise self._error(
-                "OpenAI returned no choices (empty response)",
-                transient=False,
-                kind="api_error",
-                **tokens,
+            raise self._answer_error(
+                "OpenAI returned no choices (empty response)", kind="api_error", tokens=tokens
             )
         choice = completion.choices[0]
         finish_reason = str(choice.finish_reason or "")
         message = choice.message
         text = message.content or ""
         if message.refusal:
-            raise self._error(
+            raise self._answer_error(
                 f"OpenAI refused to answer: {message.refusal}",
-                transient=False,
                 kind="blocked",
                 raw_text=text,
-                **tokens,
+                tokens=tokens,
             )
         if finish_reason == "content_filter":
-            raise self._error(
+            raise self._answer_error(
                 "OpenAI withheld the answer (finish reason content_filter)",
-                transient=False,
                 kind="blocked",
                 raw_text=text,
-                **tokens,
+                tokens=tokens,
             )
         if finish_reason == "length":
-            budget = f" ({max_output_tokens} output tokens allowed)" if max_output_tokens else ""
-            raise self._error(
-                f"OpenAI output truncated at max tokens{budget}; the JSON is incomplete",
-                transient=False,
-                kind="validation_failed",
-                raw_text=text,
-                **tokens,
-            )
+            raise self._truncated_error(max_output_tokens, raw_text=text, tokens=tokens)
         if not text.strip():
-            raise self._error(
-                f"OpenAI returned an empty answer (finish reason {finish_reason or 'none'})",
-                transient=False,
-                kind="api_error",
-                **tokens,
-            )
-        invalid: ProviderError | None = None
-        try:
-            parsed = parse_structured(text, output_class)
-        except ProviderError as error:
-            invalid = error
-        if invalid is not None:
-            raise self._error(
-                invalid.message,
-                transient=False,
-                kind="validation_failed",
-                raw_text=text,
-                **tokens,
-            )
-        return ProviderResult(
-            parsed=parsed,
-            raw_text=text,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            latency_seconds=latency,
+            raise self._empty_error("finish reason", finish_reason, tokens)
+        return self._validated(
+            text,
+            output_class,
+            tokens=tokens,
+            latency=latency,
             model_version=completion.model or model,
             finish_reason=finish_reason,
         )
@@ -419,13 +333,7 @@ class OpenAIProvider:
                 nothing sent), or an HTTP/transport failure of the upload or the creation.
         """
         requests = list(requests)
-        batch_check(
-            "OpenAI",
-            requests,
-            max_requests=self.max_requests_per_batch,
-            max_bytes=self.max_bytes_per_batch,
-            size_of=self.batch_request_bytes,
-        )
+        self._batch_check(requests)
         if not display_name or len(display_name) > MAX_TAG_LENGTH:
             raise ProviderError(
                 f"OpenAI batch rejected: the tag must be 1 to {MAX_TAG_LENGTH} characters "
@@ -462,9 +370,6 @@ class OpenAIProvider:
             f"line {item.line}: {item.message}" if item.line else str(item.message)
             for item in ((batch.errors.data or []) if batch.errors else [])
         ]
-        error = "; ".join(messages)
-        if state == "failed" and not error:
-            error = "OpenAI reported the batch as failed without a reason"
         return BatchStatus(
             batch_id=batch.id,
             display_name=str((batch.metadata or {}).get("tag") or ""),
@@ -473,7 +378,7 @@ class OpenAIProvider:
             request_count=int(counts.total) if counts else 0,
             completed=int(counts.completed) if counts else 0,
             failed=int(counts.failed) if counts else 0,
-            error=redact(error, [self._api_key]),
+            error=self._batch_error(state, "; ".join(messages)),
         )
 
     def batch_get(self, batch_id: str) -> BatchStatus:
@@ -486,8 +391,7 @@ class OpenAIProvider:
 
     def batch_list(self) -> Iterator[BatchStatus]:
         """All batches of this key, newest first, across pages."""
-        pages = self._guard(lambda: self._client.batches.list(limit=100))
-        for batch in guarded_iter(pages, self._guard):
+        for batch in self._pages(lambda: self._client.batches.list(limit=100)):
             yield self._status(batch)
 
     def batch_find(self, display_name: str) -> BatchStatus | None:
@@ -495,10 +399,7 @@ class OpenAIProvider:
 
         The tag is stored with the batch, so a listing finds batches in any state.
         """
-        for status in self.batch_list():
-            if status.display_name == display_name:
-                return status
-        return None
+        return first_named(self.batch_list(), display_name)
 
     def batch_cancel(self, batch_id: str) -> BatchStatus:
         """Ask OpenAI to cancel; returns the state after the request (``cancelling``)."""
@@ -519,11 +420,9 @@ class OpenAIProvider:
             ProviderError: the batch is not finished yet (transient), or a transport failure.
         """
         batch = self._guard(lambda: self._client.batches.retrieve(batch_id))
-        if batch_state(batch.status) not in FINAL_BATCH_STATES:
-            raise self._error(
-                f"OpenAI batch {batch_id} is {batch.status}; results exist once it has ended",
-                transient=True,
-            )
+        self._require_ended(
+            batch_id, batch.status, ended=batch_state(batch.status) in FINAL_BATCH_STATES
+        )
         model = str(batch.model or "")
         for file_id in (batch.output_file_id, batch.error_file_id):
             if file_id:
@@ -545,12 +444,9 @@ class OpenAIProvider:
     def _line_result(
         self, line: str, output_classes: Mapping[str, type[BaseModel]], model: str
     ) -> BatchItemResult:
-        try:
-            row = json.loads(line)
-        except ValueError as error:
-            return batch_item_error("OpenAI", "", f"unreadable result line ({error})")
-        if not isinstance(row, dict):
-            return batch_item_error("OpenAI", "", "result line is not an object")
+        row = decode_row(line)
+        if isinstance(row, str):
+            return batch_item_error("OpenAI", "", row)
         custom_id = str(row.get("custom_id") or "")
         output_class = output_classes.get(custom_id)
         if output_class is None:
@@ -581,10 +477,4 @@ class OpenAIProvider:
             return batch_item_error(
                 "OpenAI", custom_id, f"unreadable chat completion ({error.error_count()} errors)"
             )
-        try:
-            result = self._interpret(
-                completion, output_class, model=model, max_output_tokens=None, latency=0.0
-            )
-        except ProviderError as error:
-            return BatchItemResult(custom_id=custom_id, result=None, error=error)
-        return BatchItemResult(custom_id=custom_id, result=result, error=None)
+        return self._answered_item(custom_id, completion, output_class, model)

@@ -8,14 +8,8 @@ errors, shuffled results, limits, lost answers) is scripted on the emulator.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,36 +34,19 @@ from llm.providers.registry import (
     batch_provider_get,
     provider_get,
 )
-from tests.llm.test_gemini_provider import CANARY_KEY, JudgeOut, SummaryOut
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-Provider = GeminiProvider | OpenAIProvider | AnthropicProvider
-
-
-@dataclass(frozen=True)
-class Harness:
-    """One provider with its emulator."""
-
-    name: str
-    emulator_class: type[EmulatorServer]
-    provider_class: type[Provider]
-    model: str
-
-    def provider(self, emulator: EmulatorServer, **options: Any) -> Provider:
-        timeout = options.pop("timeout", 5.0)
-        return self.provider_class(CANARY_KEY, emulator.url, timeout, **options)
-
-
-HARNESSES = [
-    Harness("gemini", GeminiEmulator, GeminiProvider, "gemini-2.5-flash"),
-    Harness("openai", OpenAIEmulator, OpenAIProvider, "gpt-4.1-mini"),
-    Harness("anthropic", AnthropicEmulator, AnthropicProvider, "claude-haiku-4-5"),
-]
+from tests.llm.provider_helpers import (
+    CANARY_KEY,
+    HARNESSES,
+    Harness,
+    JudgeOut,
+    SummaryOut,
+    emulator_command,
+)
+from tests.llm.provider_helpers import VendorProvider as Provider
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv("GOOGLE_GENAI_USE_VERTEXAI", raising=False)
+def _isolated(developer_api: None) -> Iterator[None]:
     anthropic_module._SUBMITTED.clear()
     yield
     anthropic_module._SUBMITTED.clear()
@@ -78,17 +55,6 @@ def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture(params=HARNESSES, ids=[h.name for h in HARNESSES])
 def harness(request: pytest.FixtureRequest) -> Harness:
     return request.param
-
-
-@pytest.fixture
-def emulator(harness: Harness) -> Iterator[EmulatorServer]:
-    with harness.emulator_class() as emu:
-        yield emu
-
-
-@pytest.fixture
-def provider(harness: Harness, emulator: EmulatorServer) -> Provider:
-    return harness.provider(emulator)
 
 
 def cluster_prompt(index: int) -> str:
@@ -113,13 +79,7 @@ def cluster_prompt(index: int) -> str:
 def make_requests(harness: Harness, count: int) -> list[ProviderRequest[Any]]:
     """``count`` requests ``c0..``; odd ones are judge requests (another output class)."""
     return [
-        ProviderRequest(
-            system_prompt="You write grounded cluster summaries as JSON.",
-            user_prompt=cluster_prompt(i),
-            output_class=JudgeOut if i % 2 else SummaryOut,
-            model=harness.model,
-            custom_id=f"c{i}",
-        )
+        harness.request(JudgeOut if i % 2 else SummaryOut, cluster_prompt(i), custom_id=f"c{i}")
         for i in range(count)
     ]
 
@@ -419,12 +379,6 @@ def test_invalid_custom_ids_are_refused(harness: Harness, provider: Provider) ->
         provider.batch_submit([], display_name="nothing")
 
 
-@pytest.fixture
-def anthropic_emulator() -> Iterator[AnthropicEmulator]:
-    with AnthropicEmulator() as emu:
-        yield emu
-
-
 def test_anthropic_custom_ids_must_fit_the_pattern(anthropic_emulator: AnthropicEmulator) -> None:
     provider = AnthropicProvider(CANARY_KEY, anthropic_emulator.url, 5)
     base = make_requests(HARNESSES[2], 1)[0]
@@ -714,32 +668,8 @@ def test_batch_controls_over_http(
 @pytest.mark.parametrize("name", ["openai", "anthropic", "gemini"])
 def test_management_command_serves_every_provider(name: str) -> None:
     harness = next(h for h in HARNESSES if h.name == name)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("GOOGLE_GENAI_USE_VERTEXAI", None)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "manage.py",
-            "provider_emulator",
-            name,
-            "--port",
-            "0",
-            "--batch-polls",
-            "1",
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        errors = process.stderr.read() if "listening" not in line and process.stderr else ""
-        assert f"{name} emulator listening on http://127.0.0.1:" in line, line + errors
-        url = line.strip().rsplit(" ", 1)[-1]
-
+    listening = f"{name} emulator listening on http://127.0.0.1:"
+    with emulator_command(name, "--batch-polls", "1", expect=listening) as (process, url):
         control = EmulatorControl(url)
         control.add_faults([{"kind": "status", "code": 429, "retry_after": 3}])
         provider = harness.provider_class(CANARY_KEY, url, 5)
@@ -752,11 +682,4 @@ def test_management_command_serves_every_provider(name: str) -> None:
         batch_id = provider.batch_submit(make_requests(harness, 2), display_name="cli")
         assert [provider.batch_get(batch_id).state for _ in range(2)] == ["running", "succeeded"]
         assert [s["batch_id"] for s in control.submissions()] == [batch_id]
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
     assert process.returncode == 0

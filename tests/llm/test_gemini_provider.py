@@ -7,18 +7,11 @@ provider talks to it with the SDK's own transport. Faults are scripted on the em
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import pytest
 from django.core.management import call_command
@@ -27,7 +20,7 @@ from google import genai
 from google.genai import types
 from pydantic import BaseModel, Field
 
-from llm.providers.base import ProviderError, ProviderRequest
+from llm.providers.base import ProviderError
 from llm.providers.emulators.gemini import (
     DEFAULT_FAKE_GENE,
     DEFAULT_FAKE_PATHWAY,
@@ -35,111 +28,27 @@ from llm.providers.emulators.gemini import (
     GeminiEmulator,
 )
 from llm.providers.gemini import GeminiProvider
-
-CANARY_KEY = "canary-secret-7f3a9c-do-not-leak"
-MODEL = "gemini-2.5-flash"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-CLUSTER = {
-    "cluster_type": "functional",
-    "size": 5,
-    "members_total": 5,
-    "members": ["ARID1A", "ARID1B", "SMARCA4", "SMARCB1", "SMARCC2"],
-    "terms": {
-        "GO_Biological_Process_2023": [
-            {
-                "term_id": "GO:0006338",
-                "name": "Chromatin Remodeling (GO:0006338)",
-                "fdr": 1.2e-7,
-                "overlap": 5,
-                "term_size": 120,
-            },
-            {
-                "term_id": "GO:0045893",
-                "name": "Positive Regulation Of DNA-templated Transcription (GO:0045893)",
-                "fdr": 3.0e-4,
-                "overlap": 4,
-                "term_size": 900,
-            },
-        ],
-        "WikiPathways": [
-            {
-                "term_id": "WP5107",
-                "name": "SWI/SNF Complex WP5107",
-                "fdr": 2.0e-6,
-                "overlap": 5,
-                "term_size": 30,
-            },
-            {
-                "term_id": "WP4540",
-                "name": "Neural Crest Cell Migration In Cancer WP4540",
-                "fdr": 4.0e-3,
-                "overlap": 2,
-                "term_size": 45,
-            },
-        ],
-    },
-}
-PATHWAY_NAMES = {row["name"] for row in CLUSTER["terms"]["WikiPathways"]}  # type: ignore[index]
-PROMPT = (
-    "Summarise this gene cluster using only the data below.\n"
-    f"<cluster_data>{json.dumps(CLUSTER)}</cluster_data>"
+from tests.llm.provider_helpers import (
+    CANARY_KEY,
+    GEMINI,
+    PATHWAY_NAMES,
+    PHENOTYPE,
+    PROMPT,
+    JudgeOut,
+    SummaryOut,
+    assert_no_key_in,
+    emulator_command,
+    failure_of,
+    leak_probe_errors,
+    rate_limited_failure,
+    refused_provider,
 )
 
+pytestmark = pytest.mark.usefixtures("developer_api")
 
-class SummaryOut(BaseModel):
-    """A summary-like output model, as the pipeline's generate step uses."""
-
-    summary: str = Field(min_length=20, max_length=800)
-    key_themes: list[str] = Field(min_length=1, max_length=5)
-    pathways: list[str] = Field(default_factory=list, max_length=5)
-    tags: list[str] = Field(min_length=1, max_length=8)
-    confidence: Literal["high", "medium", "low"]
-
-
-class JudgeOut(BaseModel):
-    """A judge-like output model: the emulator recognises it by its ``verdict`` property."""
-
-    verdict: Literal["accept", "low_confidence", "reject"]
-    reasoning: str = Field(min_length=10)
-    grounded: bool
-    pathways_verbatim: bool
-
-
-@pytest.fixture(autouse=True)
-def _developer_api(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("GOOGLE_GENAI_USE_VERTEXAI", raising=False)
-
-
-@pytest.fixture
-def emulator() -> Iterator[GeminiEmulator]:
-    with GeminiEmulator() as emu:
-        yield emu
-
-
-@pytest.fixture
-def provider(emulator: GeminiEmulator) -> GeminiProvider:
-    return GeminiProvider(api_key=CANARY_KEY, base_url=emulator.url, timeout=5.0)
-
-
-def make_request(
-    output_class: type[BaseModel] = SummaryOut,
-    prompt: str = PROMPT,
-    **overrides: Any,
-) -> ProviderRequest[Any]:
-    return ProviderRequest(
-        system_prompt="You write grounded cluster summaries as JSON.",
-        user_prompt=prompt,
-        output_class=output_class,
-        model=overrides.pop("model", MODEL),
-        **overrides,
-    )
-
-
-def failure_of(provider: GeminiProvider, request: ProviderRequest[Any]) -> ProviderError:
-    with pytest.raises(ProviderError) as info:
-        provider.generate(request)
-    return info.value
+HARNESS = GEMINI
+MODEL = HARNESS.model
+make_request = HARNESS.request
 
 
 # -- success -------------------------------------------------------------------------------------
@@ -256,20 +165,6 @@ class NestedJudgeOut(BaseModel):
     scores: ScoresOut
     issues: list[str]
     reasoning: str
-
-
-PHENOTYPE = {
-    "cluster_type": "phenotype",
-    "size": 3,
-    "members_total": 3,
-    "members": ["MECP2", "CDKL5", "FOXG1"],
-    "terms": {
-        "HPO": [
-            {"term_id": "HP:0001250", "name": "Seizure", "fdr": 0.01, "overlap": 3},
-            {"term_id": "HP:0001263", "name": "Global developmental delay", "fdr": 0.001},
-        ]
-    },
-}
 
 
 def test_phenotype_schema_with_limits_and_nested_objects(provider: GeminiProvider) -> None:
@@ -425,16 +320,8 @@ def test_timeout_is_transient_timeout(emulator: GeminiEmulator) -> None:
     assert error.transient is True
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_connection_refused_is_transient() -> None:
-    provider = GeminiProvider(
-        api_key=CANARY_KEY, base_url=f"http://127.0.0.1:{_closed_port()}", timeout=2
-    )
+    provider = refused_provider(HARNESS, timeout=2)
     error = failure_of(provider, make_request())
     assert error.transient is True
     assert error.kind == "api_error"
@@ -447,8 +334,9 @@ def test_missing_key_is_refused_at_construction() -> None:
 
 
 def test_api_key_never_appears_in_any_error(emulator: GeminiEmulator) -> None:
-    provider = GeminiProvider(api_key=CANARY_KEY, base_url=emulator.url, timeout=0.5)
-    emulator.add_faults(
+    errors = leak_probe_errors(
+        HARNESS,
+        emulator,
         [
             {"kind": "status", "code": 400, "message": f"API key {CANARY_KEY} not valid"},
             {"kind": "status", "code": 401},
@@ -459,20 +347,11 @@ def test_api_key_never_appears_in_any_error(emulator: GeminiEmulator) -> None:
             {"kind": "safety"},
             {"kind": "max_tokens"},
             {"kind": "truncated"},
-        ]
+        ],
     )
-    errors = [failure_of(provider, make_request()) for _ in range(9)]
-    refused = GeminiProvider(
-        api_key=CANARY_KEY, base_url=f"http://127.0.0.1:{_closed_port()}", timeout=1
-    )
-    errors.append(failure_of(refused, make_request()))
 
     assert len({error.kind for error in errors}) == 4
-    for error in errors:
-        for text in (error.message, str(error), repr(error), error.raw_text):
-            assert CANARY_KEY not in text
-        # The SDK exception (which holds the request headers) is not chained along.
-        assert error.__cause__ is None and error.__context__ is None
+    assert_no_key_in(errors)
 
 
 # -- emulator: log, rate limit, control over HTTP, management command ----------------------------
@@ -499,11 +378,7 @@ def test_log_records_every_request_with_status(
 
 
 def test_rate_limit_answers_429_with_retry_after(emulator: GeminiEmulator) -> None:
-    emulator.configure(rpm=2, window=60)
-    provider = GeminiProvider(api_key=CANARY_KEY, base_url=emulator.url, timeout=5)
-    provider.generate(make_request())
-    provider.generate(make_request())
-    error = failure_of(provider, make_request())
+    error = rate_limited_failure(HARNESS, emulator, rpm=2)
 
     assert error.transient is True and error.status_code == 429
     assert error.retry_after is not None and 0 < error.retry_after <= 60
@@ -607,34 +482,11 @@ def test_management_command_rejects_unknown_provider() -> None:
 
 
 def test_management_command_serves_until_interrupted() -> None:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("GOOGLE_GENAI_USE_VERTEXAI", None)
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "provider_emulator", "gemini", "--port", "0"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        errors = process.stderr.read() if "listening" not in line and process.stderr else ""
-        assert "listening on http://127.0.0.1:" in line, line + errors
-        url = line.strip().rsplit(" ", 1)[-1]
-
+    with emulator_command("gemini", expect="listening on http://127.0.0.1:") as (process, url):
         control = EmulatorControl(url)
         control.add_faults([{"kind": "status", "code": 429, "retry_after": 3}])
         provider = GeminiProvider(api_key=CANARY_KEY, base_url=url, timeout=5)
         assert failure_of(provider, make_request()).retry_after == 3.0
         assert isinstance(provider.generate(make_request()).parsed, SummaryOut)
         assert [e["status"] for e in control.log()] == [429, 200]
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
     assert process.returncode == 0

@@ -7,65 +7,34 @@ provider talks to it with the SDK's own transport. Faults are scripted on the em
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from openai import OpenAI
-from pydantic import BaseModel
 
 from llm.prompts.schemas import FunctionalSummary, JudgeVerdict
-from llm.providers.base import ProviderError, ProviderRequest
+from llm.providers.base import ProviderError
 from llm.providers.emulators.common import DEFAULT_FAKE_GENE
 from llm.providers.emulators.openai import REFUSAL_TEXT, OpenAIEmulator
 from llm.providers.openai import OpenAIProvider, response_format
-from tests.llm.test_gemini_provider import (
+from tests.llm.provider_helpers import (
     CANARY_KEY,
+    OPENAI,
     PATHWAY_NAMES,
-    PROMPT,
     JudgeOut,
     SummaryOut,
+    assert_no_key_in,
+    failure_of,
+    leak_probe_errors,
+    rate_limited_failure,
+    refused_provider,
+    timeout_failure,
 )
 
-MODEL = "gpt-4.1-mini"
-
-
-@pytest.fixture
-def emulator() -> Iterator[OpenAIEmulator]:
-    with OpenAIEmulator() as emu:
-        yield emu
-
-
-@pytest.fixture
-def provider(emulator: OpenAIEmulator) -> OpenAIProvider:
-    return OpenAIProvider(api_key=CANARY_KEY, base_url=emulator.url, timeout=5.0)
-
-
-def make_request(
-    output_class: type[BaseModel] = SummaryOut, prompt: str = PROMPT, **overrides: Any
-) -> ProviderRequest[Any]:
-    return ProviderRequest(
-        system_prompt="You write grounded cluster summaries as JSON.",
-        user_prompt=prompt,
-        output_class=output_class,
-        model=overrides.pop("model", MODEL),
-        **overrides,
-    )
-
-
-def failure_of(provider: OpenAIProvider, request: ProviderRequest[Any]) -> ProviderError:
-    with pytest.raises(ProviderError) as info:
-        provider.generate(request)
-    return info.value
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+HARNESS = OPENAI
+MODEL = HARNESS.model
+make_request = HARNESS.request
 
 
 # -- success -------------------------------------------------------------------------------------
@@ -212,25 +181,18 @@ def test_http_errors_are_classified(
 
 
 def test_timeout_is_transient(emulator: OpenAIEmulator) -> None:
-    provider = OpenAIProvider(api_key=CANARY_KEY, base_url=emulator.url, timeout=0.5)
-    emulator.add_fault("timeout", seconds=3)
-    error = failure_of(provider, make_request())
+    error = timeout_failure(HARNESS, emulator, seconds=3)
     assert (error.kind, error.transient) == ("timeout", True)
 
 
 def test_connection_refused_is_transient() -> None:
-    provider = OpenAIProvider(
-        api_key=CANARY_KEY, base_url=f"http://127.0.0.1:{_closed_port()}", timeout=2
-    )
+    provider = refused_provider(HARNESS, timeout=2)
     error = failure_of(provider, make_request())
     assert (error.kind, error.transient) == ("api_error", True)
 
 
 def test_server_rate_limit_answers_429_with_retry_after(emulator: OpenAIEmulator) -> None:
-    emulator.configure(rpm=1, window=60)
-    provider = OpenAIProvider(api_key=CANARY_KEY, base_url=emulator.url, timeout=5)
-    provider.generate(make_request())
-    error = failure_of(provider, make_request())
+    error = rate_limited_failure(HARNESS, emulator, rpm=1)
     assert error.status_code == 429 and error.transient
     assert error.retry_after is not None and 0 < error.retry_after <= 60
 
@@ -260,8 +222,9 @@ def test_emulator_refuses_requests_without_a_key(emulator: OpenAIEmulator) -> No
 
 
 def test_api_key_never_appears_in_any_error(emulator: OpenAIEmulator) -> None:
-    provider = OpenAIProvider(api_key=CANARY_KEY, base_url=emulator.url, timeout=0.5)
-    emulator.add_faults(
+    errors = leak_probe_errors(
+        HARNESS,
+        emulator,
         [
             {"kind": "status", "code": 400, "message": f"API key {CANARY_KEY} not valid"},
             {"kind": "status", "code": 401, "message": f"Incorrect API key provided: {CANARY_KEY}"},
@@ -272,13 +235,8 @@ def test_api_key_never_appears_in_any_error(emulator: OpenAIEmulator) -> None:
             {"kind": "safety"},
             {"kind": "max_tokens"},
             {"kind": "truncated"},
-        ]
+        ],
     )
-    errors = [failure_of(provider, make_request()) for _ in range(9)]
-    refused = OpenAIProvider(
-        api_key=CANARY_KEY, base_url=f"http://127.0.0.1:{_closed_port()}", timeout=1
-    )
-    errors.append(failure_of(refused, make_request()))
 
     assert {error.kind for error in errors} == {
         "api_error",
@@ -286,8 +244,4 @@ def test_api_key_never_appears_in_any_error(emulator: OpenAIEmulator) -> None:
         "blocked",
         "validation_failed",
     }
-    for error in errors:
-        for text in (error.message, str(error), repr(error), error.raw_text):
-            assert CANARY_KEY not in text
-        # The SDK exception (which holds the request headers) is not chained along.
-        assert error.__cause__ is None and error.__context__ is None
+    assert_no_key_in(errors)

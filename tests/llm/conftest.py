@@ -1,0 +1,48 @@
+"""Fixtures of the provider tests (see ``provider_helpers.py``).
+
+``emulator`` and ``provider`` serve the test module's ``HARNESS`` (``test_batch_providers``
+overrides ``harness`` to run over all three vendors); a module that defines fixtures of the same
+names keeps its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from llm.providers.emulators.anthropic import AnthropicEmulator
+from llm.providers.emulators.common import EmulatorServer
+from tests.llm.provider_helpers import Harness, VendorProvider
+
+
+@pytest.fixture
+def developer_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Gemini SDK talks to the Developer API, whatever the environment says."""
+    monkeypatch.delenv("GOOGLE_GENAI_USE_VERTEXAI", raising=False)
+
+
+@pytest.fixture
+def harness(request: pytest.FixtureRequest) -> Harness:
+    """The test module's ``HARNESS``."""
+    harness = getattr(request.module, "HARNESS", None)
+    if not isinstance(harness, Harness):
+        pytest.fail(f"{request.module.__name__} needs a HARNESS for the emulator fixtures")
+    return harness
+
+
+@pytest.fixture
+def emulator(harness: Harness) -> Iterator[EmulatorServer]:
+    with harness.emulator_class() as emu:
+        yield emu
+
+
+@pytest.fixture
+def provider(harness: Harness, emulator: EmulatorServer) -> VendorProvider:
+    return harness.provider(emulator)
+
+
+@pytest.fixture
+def anthropic_emulator() -> Iterator[AnthropicEmulator]:
+    with AnthropicEmulator() as emu:
+        yield emu
