@@ -39,6 +39,7 @@ import pytest
 import redis
 from django.db import connection
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from kombu import pools as kombu_pools
 
 from clustering.models import Cluster, ClusteringRun
 from clustering.services import dataset_import
@@ -186,12 +187,13 @@ def _drop_app_connections() -> None:
     """Forget the app's broker and result-backend connections, so the next message uses the
     current ``broker_url`` / ``result_backend``."""
     celery: Any = app  # private attributes of Celery 5.x, reset as Celery.close() does
-    if celery._pool is not None:
-        celery._pool.force_close_all()
+    # kombu keeps one pool per connection in a process-wide registry: closing a pool in place
+    # would leave a closed pool there for the next user of the same URL (the rest of the suite),
+    # so close them all and empty the registry; new pools are made on demand
+    kombu_pools.reset()
     celery._pool = None
     amqp = celery.__dict__.get("amqp")
-    if amqp is not None and amqp._producer_pool is not None:
-        amqp._producer_pool.force_close_all()
+    if amqp is not None:
         amqp._producer_pool = None
     celery._backend_cache = None
     celery._local.__dict__.pop("backend", None)
