@@ -19,6 +19,7 @@ on the job so only one driver works on it at a time:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
@@ -75,11 +76,16 @@ def job_batch_begin(*, job_id: int, task_ids: Sequence[int]) -> None:
     """Switch a planned job to batch mode: its tasks wait for a generation batch.
 
     Their lease outlasts ``BATCH_TIMEOUT`` so the stalled-work reconciler leaves them to the
-    batch driver.
+    batch driver, and the job's deadline becomes ``BATCH_TIMEOUT`` plus ``LLM_JOB_TIME_LIMIT``
+    (seconds) so that items redone in realtime after a long batch still have their time.
     """
-    lease = timezone.now() + timedelta(seconds=settings.BATCH_TIMEOUT + 3600)
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.BATCH_TIMEOUT + 3600)
+    deadline = now + timedelta(seconds=settings.BATCH_TIMEOUT + settings.LLM_JOB_TIME_LIMIT)
     with transaction.atomic():
-        GenerationJob.objects.filter(pk=job_id).update(mode=GenerationJob.Mode.BATCH)
+        GenerationJob.objects.filter(pk=job_id).update(
+            mode=GenerationJob.Mode.BATCH, deadline=deadline
+        )
         SummaryTask.objects.filter(pk__in=task_ids, state=TaskState.PENDING).update(
             state=TaskState.RUNNING,
             in_batch=True,
@@ -185,7 +191,12 @@ def _request_for(task: SummaryTask, job: GenerationJob, kind: str) -> ProviderRe
     ctx = cluster_context_build(cluster=task.cluster)
     if kind == LLMCall.Kind.GENERATE:
         return gen.generation_request(job, task, ctx)
-    return gen.judge_request(job, task, ctx, gen.draft_summary(task, ctx))
+    # A judge request carries every symbol of the dataset as metadata, for the extractive
+    # judge only; batch providers send the prompts, never the metadata. Left out, a judge
+    # request's size no longer grows with the dataset (10,000 requests x 100,000 symbols would
+    # be gigabytes); the prompts and custom_id, and so the batch input, are unchanged.
+    lean = dataclasses.replace(ctx, dataset_symbols=frozenset())
+    return gen.judge_request(job, task, lean, gen.draft_summary(task, ctx))
 
 
 def _chunk_limits(provider: BatchProvider, batch_size: int | None) -> tuple[int, int]:
@@ -195,56 +206,78 @@ def _chunk_limits(provider: BatchProvider, batch_size: int | None) -> tuple[int,
     return max(1, count), provider.max_bytes_per_batch
 
 
+#: tasks (with their clusters) or batch items held in memory at a time while building or
+#: collecting a batch, so memory does not grow with the number of requests
+LOAD_CHUNK = 500
+
+
 def _create_batches(
     job: GenerationJob, provider: BatchProvider, batch_size: int | None
 ) -> list[ProviderBatch]:
     """Write batch rows (state preparing) and their items for every waiting task, before any
-    provider call. A task waits when it is running in a phase and has no pending item."""
+    provider call. A task waits when it is running in a phase and has no pending item.
+
+    Tasks are loaded ``LOAD_CHUNK`` at a time; only (task id, attempt, custom_id, bytes) is kept
+    per request until the rows are written.
+    """
     waiting = (
         SummaryTask.objects.filter(job=job, state=TaskState.RUNNING, in_batch=True)
         .exclude(phase="")
         .exclude(batch_items__state=BatchItem.State.PENDING)
-        .select_related("cluster", "cluster__run", "cluster__run__dataset")
-        .order_by("pk")
     )
     max_count, max_bytes = _chunk_limits(provider, batch_size)
     created: list[ProviderBatch] = []
     for kind in (gen.NEXT_GENERATE, gen.NEXT_JUDGE):
-        tasks = [t for t in waiting if t.phase == kind]
-        if not tasks:
+        task_ids = list(waiting.filter(phase=kind).order_by("pk").values_list("pk", flat=True))
+        if not task_ids:
             continue
         with transaction.atomic():
             last_round = ProviderBatch.objects.filter(job=job, kind=kind).aggregate(r=Max("round"))[
                 "r"
             ]
             round_no = (last_round or 0) + 1
-            sized: list[tuple[SummaryTask, str, int]] = []
-            for task in tasks:
-                if kind == gen.NEXT_GENERATE:
-                    if task.attempts >= settings.LLM_MAX_ATTEMPTS:
-                        gen.attempts_exhausted(task, cluster_context_build(cluster=task.cluster))
-                        continue
-                    task.attempts += 1
-                    SummaryTask.objects.filter(pk=task.pk).update(attempts=task.attempts)
-                request = _request_for(task, job, kind)
-                sized.append((task, request.custom_id, provider.batch_request_bytes(request)))
+            sized: list[tuple[int, int, str, int]] = []
+            for start in range(0, len(task_ids), LOAD_CHUNK):
+                tasks = (
+                    waiting.filter(phase=kind, pk__in=task_ids[start : start + LOAD_CHUNK])
+                    .select_related("cluster", "cluster__run", "cluster__run__dataset")
+                    .order_by("pk")
+                )
+                for task in tasks:
+                    if kind == gen.NEXT_GENERATE:
+                        if task.attempts >= settings.LLM_MAX_ATTEMPTS:
+                            gen.attempts_exhausted(
+                                task, cluster_context_build(cluster=task.cluster)
+                            )
+                            continue
+                        task.attempts += 1
+                        SummaryTask.objects.filter(pk=task.pk).update(attempts=task.attempts)
+                    request = _request_for(task, job, kind)
+                    sized.append(
+                        (
+                            task.pk,
+                            task.attempts,
+                            request.custom_id,
+                            provider.batch_request_bytes(request),
+                        )
+                    )
             for index, chunk in enumerate(_chunks(sized, max_count, max_bytes)):
                 created.append(_write_batch(job, kind, round_no, index, chunk))
     return created
 
 
 def _chunks(
-    sized: list[tuple[SummaryTask, str, int]], max_count: int, max_bytes: int
-) -> Iterator[list[tuple[SummaryTask, str]]]:
-    """Split (task, custom_id, bytes) into chunks of at most ``max_count`` items and
+    sized: list[tuple[int, int, str, int]], max_count: int, max_bytes: int
+) -> Iterator[list[tuple[int, int, str]]]:
+    """Split (task id, attempt, custom_id, bytes) into chunks of at most ``max_count`` items and
     ``max_bytes`` bytes (a single oversized item still gets its own chunk)."""
-    chunk: list[tuple[SummaryTask, str]] = []
+    chunk: list[tuple[int, int, str]] = []
     size = 0
-    for task, custom_id, nbytes in sized:
+    for task_id, attempt, custom_id, nbytes in sized:
         if chunk and (len(chunk) >= max_count or size + nbytes > max_bytes):
             yield chunk
             chunk, size = [], 0
-        chunk.append((task, custom_id))
+        chunk.append((task_id, attempt, custom_id))
         size += nbytes
     if chunk:
         yield chunk
@@ -255,7 +288,7 @@ def _write_batch(
     kind: str,
     round_no: int,
     chunk_index: int,
-    chunk: list[tuple[SummaryTask, str]],
+    chunk: list[tuple[int, int, str]],
 ) -> ProviderBatch:
     batch = ProviderBatch.objects.create(
         job=job,
@@ -267,13 +300,15 @@ def _write_batch(
         display_name=f"clustersum-j{job.pk}-{kind}-r{round_no}-c{chunk_index}",
         request_count=len(chunk),
     )
-    BatchItem.objects.bulk_create(
-        [
-            BatchItem(batch=batch, task=task, custom_id=custom_id, kind=kind, attempt=task.attempts)
-            for task, custom_id in chunk
-        ],
-        batch_size=2000,
-    )
+    for start in range(0, len(chunk), 2000):  # a slice of model instances at a time
+        BatchItem.objects.bulk_create(
+            [
+                BatchItem(
+                    batch=batch, task_id=task_id, custom_id=custom_id, kind=kind, attempt=attempt
+                )
+                for task_id, attempt, custom_id in chunk[start : start + 2000]
+            ]
+        )
     return batch
 
 
@@ -370,34 +405,61 @@ def _poll(batch: ProviderBatch, provider: BatchProvider) -> None:
     ProviderBatch.objects.filter(pk=batch.pk).update(**update)
 
 
+def _items_by_pk(pks: Sequence[int]) -> dict[int, BatchItem]:
+    """Batch items with everything their processing reads (task, job, cluster, run, dataset)."""
+    return BatchItem.objects.select_related(
+        "task", "task__job", "task__cluster", "task__cluster__run", "task__cluster__run__dataset"
+    ).in_bulk(list(pks))
+
+
 def _collect(batch: ProviderBatch, provider: BatchProvider, job: GenerationJob) -> tuple[int, int]:
     """Process a finished batch's results; hand every item without a usable answer to the
-    realtime path. Returns (items processed, items sent to realtime)."""
-    items = {
-        item.custom_id: item
-        for item in BatchItem.objects.filter(batch=batch, state=BatchItem.State.PENDING)
-        .select_related("task", "task__job", "task__cluster", "task__cluster__run")
+    realtime path. Returns (items processed, items sent to realtime).
+
+    Memory does not grow with the batch beyond a small index (custom_id -> item id, output
+    class): results are streamed and processed ``LOAD_CHUNK`` at a time, each chunk's items
+    loaded with one query.
+    """
+    from llm.prompts.schemas import JudgeVerdict, summary_class_for
+
+    index: dict[str, int] = {}
+    output_classes: dict[str, type[BaseModel]] = {}
+    for custom_id, pk, kind, cluster_type in (
+        BatchItem.objects.filter(batch=batch, state=BatchItem.State.PENDING)
+        .values_list("custom_id", "pk", "kind", "task__cluster__run__cluster_type")
         .iterator(chunk_size=2000)
-    }
+    ):
+        index[custom_id] = pk
+        output_classes[custom_id] = (
+            JudgeVerdict if kind == LLMCall.Kind.JUDGE else summary_class_for(cluster_type)
+        )
     processed = fallbacks = 0
     unknown: list[str] = []
-    output_classes: dict[str, type[BaseModel]] = {}
-    for custom_id, pending in items.items():
-        output_classes[custom_id] = _output_class(pending)
+    pending: list[tuple[int, BatchItemResult]] = []
+
+    def process_pending() -> int:
+        items = _items_by_pk([pk for pk, _ in pending])
+        sent = sum(_process_item(batch, items[pk], result) for pk, result in pending)
+        pending.clear()
+        return sent
+
     can_have_results = batch.state != ProviderBatch.State.FAILED and bool(batch.provider_batch_id)
     token = gen._DEFER_PROGRESS.set(True)
     try:
         if can_have_results:
             try:
                 for result in provider.batch_results(batch.provider_batch_id, output_classes):
-                    found = items.pop(result.custom_id, None)
+                    found = index.pop(result.custom_id, None)
                     if found is None:
                         unknown.append(result.custom_id)
                         continue
-                    fallbacks += _process_item(batch, found, result)
+                    pending.append((found, result))
                     processed += 1
+                    if len(pending) >= LOAD_CHUNK:
+                        fallbacks += process_pending()
             except ProviderError as exc:
                 logger.warning("results of %s unavailable: %s", batch.display_name, exc.message)
+            fallbacks += process_pending()
         # whatever is left had no result: expired, cancelled, failed batch or missing lines
         reason = {
             ProviderBatch.State.EXPIRED: "the batch expired before this item ran",
@@ -405,9 +467,11 @@ def _collect(batch: ProviderBatch, provider: BatchProvider, job: GenerationJob) 
             ProviderBatch.State.TIMED_OUT: "the batch did not finish within BATCH_TIMEOUT",
             ProviderBatch.State.FAILED: f"the batch failed: {batch.error or 'no reason given'}",
         }.get(ProviderBatch.State(batch.state), "the finished batch had no result for this item")
-        for item in items.values():
-            _fallback(item, reason, missing=batch.state == ProviderBatch.State.SUCCEEDED)
-            fallbacks += 1
+        left = sorted(index.values())
+        for start in range(0, len(left), LOAD_CHUNK):
+            for item in _items_by_pk(left[start : start + LOAD_CHUNK]).values():
+                _fallback(item, reason, missing=batch.state == ProviderBatch.State.SUCCEEDED)
+                fallbacks += 1
     finally:
         gen._DEFER_PROGRESS.reset(token)
     note = f"{len(unknown)} result(s) with unknown custom_id: {', '.join(unknown[:5])}"
@@ -417,14 +481,6 @@ def _collect(batch: ProviderBatch, provider: BatchProvider, job: GenerationJob) 
         error=(batch.error + ("; " + note if unknown else ""))[:4000] if unknown else batch.error,
     )
     return processed, fallbacks
-
-
-def _output_class(item: BatchItem) -> type[BaseModel]:
-    from llm.prompts.schemas import JudgeVerdict, summary_class_for
-
-    if item.kind == LLMCall.Kind.JUDGE:
-        return JudgeVerdict
-    return summary_class_for(item.task.cluster.run.cluster_type)
 
 
 def _record_item_call(batch: ProviderBatch, item: BatchItem, result: BatchItemResult) -> LLMCall:
