@@ -1,8 +1,10 @@
-"""No-op Celery tasks for ``bench/pipeline.py``: the baseline cost of a bare chord.
+"""No-op Celery tasks for ``bench/pipeline.py`` and ``bench/overhead.py``: the baseline cost of a
+bare chord.
 
-Workers load them with ``celery -A config worker -I bench.noop_tasks``. They touch neither the
-database nor a provider, so a chord of them measures only the broker, the result backend and the
-chord bookkeeping (Redis) on the same workers as the summary pipeline.
+Workers load them with ``celery -A config worker -I bench.noop_tasks`` (``bench/_harness.py``
+starts them so). They touch neither the database nor a provider, so a chord of them measures only
+the broker, the result backend and the chord bookkeeping (Redis) on the same workers as the
+summary pipeline.
 """
 
 from __future__ import annotations

@@ -14,7 +14,9 @@ google-genai SDK at a ``GeminiEmulator`` in this process, and ``BATCH_API_ENABLE
 (realtime calls only). Datasets are synthetic planted groups (10 entities with 8 private terms
 each; clustered with k=5, min_cluster_size=5), one cluster per group; each phase has its own
 entities, so the summary cache is always cold. Workers and emulator are stopped on exit, also on
-Ctrl-C or SIGTERM; worker logs are shown when a phase fails.
+Ctrl-C, SIGTERM or SIGHUP; worker logs are shown when a phase fails. The shared machinery (set-up,
+workers, the no-op chord, ``gap_rate``) lives in ``bench/_harness.py``; ``bench/realtime.py`` and
+``bench/overhead.py`` are the issue's figures at the issue's sizes.
 
 (a) Rate-limit utilisation, realtime. ``LLM_RATE_LIMIT=--rate`` (default "120 per 10 seconds",
 L requests per window W seconds), emulator latency ``--latency`` (0.2 s). The run is sized to
@@ -40,64 +42,33 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
     # run as a script: the project root, not bench/ (whose clustering.py would shadow the app)
     sys.path[0] = str(ROOT)
 
+from bench._harness import (  # noqa: E402
+    CALLS_PER_CLUSTER,
+    FAST_RATE,
+    bench_setup,
+    emit,
+    gap_rate,
+    noop_chord_seconds,
+    rate_parse,
+    running_workers,
+    warm_up,
+)
+
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/clustersum_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
-MODEL = "gemini-2.5-flash"
-FAST_RATE = "100000/second"
 PARAMS = {"k": 5, "min_cluster_size": 5}
 GROUP_SIZE = 10
-CALLS_PER_CLUSTER = 2  # generate + judge, when the judge accepts (the emulator does)
-
-
-@dataclass(frozen=True)
-class Rate:
-    """A rate limit: ``amount`` requests per ``window`` seconds."""
-
-    text: str
-    amount: int
-    window: float
-
-    @property
-    def per_minute(self) -> float:
-        """Allowed calls per minute."""
-        return self.amount * 60.0 / self.window
-
-
-def rate_parse(text: str) -> Rate:
-    """Parse a rate as the pipeline does (the `limits` library: "30/minute", "6 per 2 seconds").
-
-    Raises:
-        ValueError: unparseable rate.
-    """
-    from limits import parse
-
-    item = parse(text)
-    return Rate(text=text, amount=int(item.amount), window=float(item.get_expiry()))
-
-
-def emit(name: str, value: float | int | str, unit: str) -> None:
-    """Print one figure as ``name: value unit``."""
-    if isinstance(value, float):
-        value = f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
-    print(f"{name}: {value} {unit}", flush=True)
 
 
 def planted_csv_write(path: Path, *, groups: int, prefix: str, seed: int = 7) -> None:
@@ -120,148 +91,6 @@ def planted_csv_write(path: Path, *, groups: int, prefix: str, seed: int = 7) ->
                 if rng.random() < 0.2:
                     lines.append(f"{entity},{symbol},B{b},background {b},CAT")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def database_recreate(url: str) -> None:
-    """Drop (closing any leftover connections) and create the database ``url`` names."""
-    import psycopg
-    from psycopg import sql
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    if not name or name in ("postgres", "template0", "template1"):
-        raise SystemExit(f"refusing to recreate database {name!r}")
-    admin = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def base_env(*, database_url: str, redis_url: str) -> dict[str, str]:
-    """Environment for this process and the workers; the LLM variables are set per phase."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("GOOGLE_", "LLM_", "BATCH_")) and k != "GEMINI_API_KEY"
-    }
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings",
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        LLM_PROVIDER="gemini",
-        LLM_MODEL=MODEL,
-        GEMINI_API_KEY="bench-key-not-secret",
-        LLM_TIMEOUT="30",
-        # both phases measure realtime calls; large runs would otherwise go to the batch API
-        BATCH_API_ENABLED="false",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-class Workers:
-    """``count`` Celery worker subprocesses (threads pool) with their logs in ``log_dir``."""
-
-    def __init__(self, *, count: int, concurrency: int, env: dict[str, str], log_dir: Path) -> None:
-        self.names = [f"bench-w{i + 1}-{os.getpid()}" for i in range(count)]
-        self.logs = [log_dir / f"{name}.log" for name in self.names]
-        self.concurrency = concurrency
-        self.env = env
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self) -> None:
-        """Start every worker; returns at once (see :meth:`wait_ready`)."""
-        for name, log in zip(self.names, self.logs, strict=True):
-            with log.open("ab") as out:
-                self.procs.append(
-                    subprocess.Popen(
-                        [
-                            sys.executable,
-                            "-m",
-                            "celery",
-                            "-A",
-                            "config",
-                            "worker",
-                            "-I",
-                            "bench.noop_tasks",
-                            "-Q",
-                            "default,llm",
-                            "--pool",
-                            "threads",
-                            "-c",
-                            str(self.concurrency),
-                            "--without-heartbeat",
-                            "--without-gossip",
-                            "--without-mingle",
-                            "--loglevel",
-                            "WARNING",
-                            "-n",
-                            f"{name}@%h",
-                        ],
-                        cwd=ROOT,
-                        env=self.env,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                    )
-                )
-
-    def wait_ready(self, app: Any, timeout: float = 60.0) -> None:
-        """Until every worker answers a ping.
-
-        Raises:
-            RuntimeError: a worker exited or did not answer within ``timeout`` seconds.
-        """
-        deadline = time.monotonic() + timeout
-        seen: set[str] = set()
-        while time.monotonic() < deadline:
-            if any(proc.poll() is not None for proc in self.procs):
-                raise RuntimeError("a worker exited during start-up\n" + self.tails())
-            for reply in app.control.ping(timeout=0.5) or []:
-                seen.update(n for n in self.names if any(k.startswith(f"{n}@") for k in reply))
-            if seen == set(self.names):
-                return
-        raise RuntimeError(f"workers not ready within {timeout:.0f} s\n" + self.tails())
-
-    def stop(self) -> None:
-        """SIGTERM (warm shutdown), then SIGKILL whatever is alive after 15 s."""
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15.0
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        self.procs = []
-
-    def tails(self, lines: int = 40) -> str:
-        """The end of every worker log."""
-        parts = []
-        for log in self.logs:
-            text = log.read_text(errors="replace").splitlines() if log.exists() else []
-            parts.append(f"--- {log} ---\n" + "\n".join(text[-lines:]))
-        return "\n".join(parts)
-
-
-@contextmanager
-def running_workers(
-    app: Any, *, count: int, concurrency: int, env: dict[str, str], log_dir: Path
-) -> Iterator[Workers]:
-    """Started and ready workers; always stopped on exit."""
-    workers = Workers(count=count, concurrency=concurrency, env=env, log_dir=log_dir)
-    try:
-        workers.start()
-        workers.wait_ready(app)
-        yield workers
-    except BaseException:
-        print(workers.tails(), file=sys.stderr)
-        raise
-    finally:
-        workers.stop()
 
 
 def dataset_create(*, slug: str, groups: int, prefix: str, tmp: Path) -> str:
@@ -298,21 +127,6 @@ def job_run(*, slug: str, timeout: float) -> Any:
     raise RuntimeError(f"generation job of run {run.pk} did not finish within {timeout:.0f} s")
 
 
-def gap_rate(arrivals: list[float], rate: Rate) -> tuple[float | None, float]:
-    """Achieved calls/minute from arrival times (seconds): L / mean(t[i + L] - t[i]) * 60.
-
-    Returns (calls/minute, or None when there are no more than L requests; span from the first
-    to the last arrival in seconds).
-    """
-    arrivals = sorted(arrivals)
-    span = arrivals[-1] - arrivals[0] if arrivals else 0.0
-    n = rate.amount
-    gaps = [arrivals[i + n] - arrivals[i] for i in range(len(arrivals) - n)]
-    if not gaps:
-        return None, span
-    return n / (sum(gaps) / len(gaps)) * 60.0, span
-
-
 def phase_realtime(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> None:
     """(a): rate-limit utilisation of a realtime run; prints its figures."""
     from config.celery import app
@@ -330,9 +144,10 @@ def phase_realtime(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> 
             app, count=args.workers, concurrency=args.concurrency, env=phase_env, log_dir=tmp
         ):
             job = job_run(slug=slug, timeout=2 * expected + 120)
-        arrivals = [entry["monotonic"] for entry in emulator.request_log()]
+        arrivals = sorted(entry["monotonic"] for entry in emulator.request_log())
     tasks = SummaryTask.objects.filter(job=job).count()
-    achieved, span = gap_rate(arrivals, rate)
+    achieved = gap_rate(arrivals, rate.amount)
+    span = arrivals[-1] - arrivals[0] if arrivals else 0.0
     emit("realtime_clusters", tasks, "clusters")
     emit("realtime_failed_clusters", job.failed + job.rejected, "clusters")
     emit("realtime_calls", len(arrivals), "calls")
@@ -352,9 +167,6 @@ def phase_realtime(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> 
 
 def phase_overhead(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> None:
     """(b): orchestration overhead per cluster vs a bare chord of no-op tasks; prints figures."""
-    from celery import chord
-
-    from bench.noop_tasks import chord_done, noop
     from config.celery import app
     from llm.models import JobStatus, SummaryTask
     from llm.providers.emulators.gemini import GeminiEmulator
@@ -371,18 +183,15 @@ def phase_overhead(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> 
         with running_workers(
             app, count=args.workers, concurrency=args.concurrency, env=phase_env, log_dir=tmp
         ):
-            # warm-up: every worker thread imports and connects before anything is timed
-            warm = [noop.si(i) for i in range(4 * args.workers * args.concurrency)]
-            chord(warm)(chord_done.si()).get(timeout=60)
+            # every worker thread imports and connects before anything is timed
+            warm_up(workers=args.workers, concurrency=args.concurrency)
             job = job_run(slug=slug, timeout=600)
             if job.status != JobStatus.SUCCEEDED or not job.started_at or not job.finished_at:
                 raise RuntimeError(f"overhead job ended {job.status}: {job.message}")
             tasks = SummaryTask.objects.filter(job=job).count()
-            header = [noop.si(i) for i in range(tasks)]
-            started = time.time()
-            finished = chord(header)(chord_done.si()).get(timeout=600)
+            noop_seconds = noop_chord_seconds(tasks, timeout=600)
     pipeline_ms = (job.finished_at - job.started_at).total_seconds() * 1000 / tasks
-    noop_ms = (float(finished) - started) * 1000 / tasks
+    noop_ms = noop_seconds * 1000 / tasks
     emit("overhead_clusters", tasks, "clusters")
     emit("pipeline_chord_per_cluster", pipeline_ms, "ms")
     emit("noop_chord_per_task", noop_ms, "ms")
@@ -419,23 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.clusters < 0 or args.workers < 1 or args.concurrency < 1 or args.duration <= 0:
         parser.error("--clusters >= 0, --workers >= 1, --concurrency >= 1, --duration > 0")
 
-    # SIGTERM unwinds like Ctrl-C, so the finally blocks stop workers and emulators
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    env = base_env(database_url=args.database_url, redis_url=args.redis_url)
-    os.environ.update(env)
-    database_recreate(args.database_url)
-    import django
-    import redis
-
-    django.setup()
-    import logging
-
-    from django.core.management import call_command
-
-    logging.getLogger("llm.providers.emulators").setLevel(logging.WARNING)  # no start-up lines
-
-    call_command("migrate", verbosity=0, interactive=False)
-    redis.Redis.from_url(args.redis_url).flushdb()
+    # SIGTERM/SIGHUP unwind like Ctrl-C, so the finally blocks stop workers and emulators
+    env = bench_setup(database_url=args.database_url, redis_url=args.redis_url)
     emit("workers", f"{args.workers} x {args.concurrency}", "processes x threads")
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         if args.skip != "realtime":
