@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from llm.context import PATHWAY_CATEGORIES, ClusterContext, ClusterType, TermRow
+from llm.context import PATHWAY_CATEGORIES, ClusterContext, ClusterType
 from llm.prompts.schemas import FunctionalSummary, JudgeVerdict, PhenotypeSummary
 from llm.prompts.templates import build_generation_prompt, build_judge_prompt
 from llm.providers.base import Provider, ProviderError, ProviderRequest, ProviderResult
@@ -20,33 +20,7 @@ from llm.providers.extractive import (
     ExtractiveProvider,
 )
 from llm.services.validation import derived_confidence, find_symbols, validate_entities
-
-
-def term(
-    category: str, term_id: str, name: str, fdr: float, *, overlap: int = 3, term_size: int = 100
-) -> TermRow:
-    """A TermRow with a p-value a tenth of its FDR and a nominal fold enrichment."""
-    return TermRow(category, term_id, name, fdr, fdr / 10, overlap, term_size, 2.0)
-
-
-def make_ctx(
-    cluster_type: ClusterType,
-    symbols: list[str],
-    terms: list[TermRow],
-    *,
-    dataset_symbols: set[str] | None = None,
-    number: int = 1,
-) -> ClusterContext:
-    """Members (E0000.., symbol), terms sorted by FDR; members are also dataset symbols."""
-    return ClusterContext(
-        cluster_type=cluster_type,
-        cluster_number=number,
-        size=len(symbols),
-        members=tuple((f"E{i:04d}", s) for i, s in enumerate(symbols)),
-        terms=tuple(sorted(terms, key=lambda t: (t.fdr, t.term_id))),
-        dataset_symbols=frozenset(dataset_symbols or set()) | frozenset(symbols),
-    )
-
+from tests.llm.context_helpers import make_ctx, term
 
 FUNCTIONAL_MEMBERS = ["SYNGAP1", "GRIN2B", "SHANK3", "NKX2-1", "PTEN", "DLG4", "CAMK2A", "GRIA2"]
 OTHER_GENES = {"TP53", "BRCA1", "SCN1A", "MECP2"}
