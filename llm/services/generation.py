@@ -54,6 +54,9 @@ from llm.services.validation import derived_confidence, validate_entities
 
 logger = logging.getLogger(__name__)
 
+CACHE_HIT_MESSAGE = "cache hit: same members and cluster type already summarised"
+#: Tasks per UPDATE statement when planning marks cache hits (Django ``bulk_update`` batches).
+PLAN_UPDATE_BATCH = 1000
 LOCKED_MESSAGE = "kept: a curator set this summary's status; --force does not overwrite it"
 _STATUS_OF_VERDICT = {
     Verdict.ACCEPT: ValidationStatus.VALIDATED,
@@ -145,31 +148,28 @@ def _plan_tasks(job: GenerationJob, clusters: list[Cluster]) -> list[int]:
         pending = list(
             SummaryTask.objects.filter(job=job, state=TaskState.PENDING).select_related("cluster")
         )
-        hit_ids: dict[int, list[int]] = {}
-        locked_ids: dict[int, list[int]] = {}
+        # hits are marked in bulk (one UPDATE per PLAN_UPDATE_BATCH tasks, not one per hit)
+        hits: list[SummaryTask] = []
         misses: list[int] = []
         for task in pending:
             summary = current.get(task.cluster.composition_hash)
             if summary is not None and summary.human_locked and job.force:
-                locked_ids.setdefault(summary.pk, []).append(task.pk)
+                reason = LOCKED_MESSAGE
             elif summary is not None and not job.force:
-                hit_ids.setdefault(summary.pk, []).append(task.pk)
+                reason = CACHE_HIT_MESSAGE
             else:
                 misses.append(task.pk)
-        for summary_id, ids in hit_ids.items():
-            SummaryTask.objects.filter(pk__in=ids).update(
-                state=TaskState.SKIPPED,
-                summary_id=summary_id,
-                last_error="cache hit: same members and cluster type already summarised",
-                finished_at=now,
-            )
-        for summary_id, ids in locked_ids.items():
-            SummaryTask.objects.filter(pk__in=ids).update(
-                state=TaskState.SKIPPED,
-                summary_id=summary_id,
-                last_error=LOCKED_MESSAGE,
-                finished_at=now,
-            )
+                continue
+            task.state = TaskState.SKIPPED
+            task.summary_id = summary.pk
+            task.last_error = reason
+            task.finished_at = task.updated_at = now
+            hits.append(task)
+        SummaryTask.objects.bulk_update(
+            hits,
+            ["state", "summary", "last_error", "finished_at", "updated_at"],
+            batch_size=PLAN_UPDATE_BATCH,
+        )
         try:
             provider_check(job.provider)
         except ProviderNotConfigured as exc:

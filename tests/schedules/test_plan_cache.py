@@ -1,0 +1,85 @@
+"""Planning a rerun resolves the composition-hash cache in bulk: every hit is marked skipped and
+linked to the cached summary with a constant number of statements (one cache lookup, one
+``UPDATE`` per ``PLAN_UPDATE_BATCH`` hits), a forced rerun keeps curator-locked summaries, and
+misses are returned for the provider."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from clustering.models import Cluster
+from clustering.services import clustering_run_create, clustering_run_execute
+from llm.models import ClusterSummary, GenerationJob, SummaryTask, TaskState
+from llm.services import generation
+from llm.services.generation import CACHE_HIT_MESSAGE, LOCKED_MESSAGE, job_plan
+from tests.schedules import PARAMS, complete_eagerly, import_planted
+
+pytestmark = pytest.mark.django_db
+
+
+def _plan_rerun(slug: str) -> tuple[int, list[int], list[str]]:
+    run = clustering_run_create(dataset_slug=slug, params=PARAMS)
+    clustering_run_execute(run_id=run.pk)
+    with CaptureQueriesContext(connection) as queries:
+        misses = job_plan(run_id=run.pk)
+    return run.pk, misses, [q["sql"] for q in queries.captured_queries]
+
+
+@pytest.mark.parametrize(("batch", "updates"), [(1000, 1), (2, 2)])
+def test_hits_are_marked_in_bulk_and_linked_to_the_cached_summary(
+    planted_csv: Path, monkeypatch: pytest.MonkeyPatch, batch: int, updates: int
+) -> None:
+    slug = import_planted(planted_csv)
+    complete_eagerly(clustering_run_create(dataset_slug=slug, params=PARAMS))
+    monkeypatch.setattr(generation, "PLAN_UPDATE_BATCH", batch)
+
+    run_id, misses, sql = _plan_rerun(slug)
+
+    assert misses == []
+    tasks = list(SummaryTask.objects.filter(job__run_id=run_id).select_related("cluster"))
+    assert len(tasks) == 3
+    for task in tasks:
+        cached = ClusterSummary.objects.get(
+            composition_hash=task.cluster.composition_hash, is_current=True
+        )
+        assert (task.state, task.summary_id, task.last_error) == (
+            TaskState.SKIPPED,
+            cached.pk,
+            CACHE_HIT_MESSAGE,
+        )
+        assert task.finished_at is not None
+    task_updates = [s for s in sql if s.startswith("UPDATE") and '"llm_summarytask"' in s]
+    lookups = [s for s in sql if s.startswith("SELECT") and 'FROM "llm_clustersummary"' in s]
+    assert len(task_updates) == updates  # 3 hits: one statement per batch, not one per hit
+    assert len(lookups) == 1
+
+
+def test_forced_rerun_keeps_locked_summaries_and_returns_the_other_clusters(
+    planted_csv: Path,
+) -> None:
+    slug = import_planted(planted_csv)
+    first = complete_eagerly(clustering_run_create(dataset_slug=slug, params=PARAMS))
+    hashes = list(Cluster.objects.filter(run=first.run).values_list("composition_hash", flat=True))
+    locked = ClusterSummary.objects.get(composition_hash=hashes[0], is_current=True)
+    ClusterSummary.objects.filter(pk=locked.pk).update(human_locked=True)
+
+    run = clustering_run_create(dataset_slug=slug, params=PARAMS)
+    clustering_run_execute(run_id=run.pk)
+    GenerationJob.objects.create(
+        run=run, provider="extractive", model="m", judge_model="m", force=True
+    )
+    misses = job_plan(run_id=run.pk)
+
+    tasks = {t.cluster.composition_hash: t for t in SummaryTask.objects.filter(job__run=run)}
+    kept = tasks[hashes[0]]
+    assert (kept.state, kept.summary_id, kept.last_error) == (
+        TaskState.SKIPPED,
+        locked.pk,
+        LOCKED_MESSAGE,
+    )
+    assert sorted(misses) == sorted(tasks[h].pk for h in hashes[1:])
+    assert all(tasks[h].state == TaskState.PENDING for h in hashes[1:])
