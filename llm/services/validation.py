@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -142,6 +143,57 @@ def _texts(value: Any) -> list[str]:
     return [str(value)]
 
 
+def _is_checkable(symbol: str) -> bool:
+    return len(symbol) >= MIN_SYMBOL_LENGTH and symbol not in COMMON_WORD_SYMBOLS
+
+
+@lru_cache(maxsize=8)
+def _checkable_dataset_symbols(dataset_symbols: frozenset[str]) -> frozenset[str]:
+    """The dataset's symbols minus the short and common-word ones, computed once per dataset
+    symbol set (contexts of one run share one frozenset, so every item after the first is a
+    cache hit found by identity)."""
+    return frozenset(s for s in dataset_symbols if _is_checkable(s))
+
+
+class _CheckableSymbols(Collection[str]):
+    """Read-only view of the checkable symbols of one cluster: the (cached) filtered dataset
+    symbols plus the filtered members, minus the symbols quoted in term names. Containment is
+    O(1) and nothing of dataset size is copied per cluster."""
+
+    def __init__(self, dataset: frozenset[str], members: frozenset[str]) -> None:
+        self._dataset = dataset
+        self._members = members
+        self._quoted: frozenset[str] = frozenset()
+
+    def exclude(self, quoted: Iterable[str]) -> None:
+        self._quoted = frozenset(quoted)
+
+    def __contains__(self, symbol: object) -> bool:
+        return (symbol in self._dataset or symbol in self._members) and symbol not in self._quoted
+
+    def __iter__(self) -> Iterator[str]:
+        yield from (s for s in self._dataset if s not in self._quoted)
+        yield from (s for s in self._members - self._dataset if s not in self._quoted)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def _checkable(ctx: ClusterContext) -> _CheckableSymbols:
+    dataset_symbols = ctx.dataset_symbols
+    if not isinstance(dataset_symbols, frozenset):
+        dataset_symbols = frozenset(dataset_symbols)
+    view = _CheckableSymbols(
+        _checkable_dataset_symbols(dataset_symbols),
+        frozenset(s for s in ctx.symbols if _is_checkable(s)),
+    )
+    quoted: set[str] = set()
+    for term in ctx.terms:
+        quoted.update(find_symbols(term.name, view))
+    view.exclude(quoted)
+    return view
+
+
 def checkable_symbols(ctx: ClusterContext) -> set[str]:
     """Symbols looked for in summary text under the documented rule.
 
@@ -149,16 +201,11 @@ def checkable_symbols(ctx: ClusterContext) -> set[str]:
     :data:`MIN_SYMBOL_LENGTH`, minus :data:`COMMON_WORD_SYMBOLS`, minus symbols that occur as a
     word in one of the cluster's own term names (quoting an enriched term such as
     "MECP2 And Associated Rett Syndrome" is not naming a gene).
+
+    The filtered dataset symbols are cached per dataset symbol set (at most 8 sets), so
+    validating many clusters of one run does the dataset-sized work once.
     """
-    candidates = {
-        s
-        for s in set(ctx.dataset_symbols) | set(ctx.symbols)
-        if len(s) >= MIN_SYMBOL_LENGTH and s not in COMMON_WORD_SYMBOLS
-    }
-    quoted: set[str] = set()
-    for term in ctx.terms:
-        quoted.update(find_symbols(term.name, candidates))
-    return candidates - quoted
+    return set(_checkable(ctx))
 
 
 def validate_entities(ctx: ClusterContext, summary: BaseModel | Mapping[str, Any]) -> list[str]:
@@ -185,7 +232,7 @@ def validate_entities(ctx: ClusterContext, summary: BaseModel | Mapping[str, Any
     data = summary_as_dict(summary)
     failures: list[str] = []
     members = set(ctx.symbols)
-    symbols = checkable_symbols(ctx)
+    symbols = _checkable(ctx)
     fields = FUNCTIONAL_TEXT_FIELDS if ctx.cluster_type == "functional" else PHENOTYPE_TEXT_FIELDS
 
     non_members: dict[str, list[str]] = {}

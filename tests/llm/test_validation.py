@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llm.context import ClusterContext
 from llm.prompts.schemas import FunctionalSummary, PhenotypeSummary
+from llm.services import validation
 from llm.services.validation import (
+    COMMON_WORD_SYMBOLS,
+    MIN_SYMBOL_LENGTH,
+    checkable_symbols,
     confidence_from_fdrs,
     derived_confidence,
     find_symbols,
@@ -223,3 +230,54 @@ def fdr_ctx(fdrs: list[float]) -> ClusterContext:
 def test_derived_confidence_thresholds(fdrs: list[float], expected: str) -> None:
     assert derived_confidence(fdr_ctx(fdrs)) == expected
     assert confidence_from_fdrs(reversed(fdrs)) == expected
+
+
+def _reference_checkable(ctx: ClusterContext) -> set[str]:
+    """The documented rule, computed naively."""
+    candidates = {
+        s
+        for s in set(ctx.dataset_symbols) | set(ctx.symbols)
+        if len(s) >= MIN_SYMBOL_LENGTH and s not in COMMON_WORD_SYMBOLS
+    }
+    quoted = {s for t in ctx.terms for s in find_symbols(t.name, candidates)}
+    return candidates - quoted
+
+
+def test_checkable_symbols_drop_short_common_and_quoted_symbols() -> None:
+    ctx = functional_ctx()
+    checkable = checkable_symbols(ctx)
+    assert checkable == {"SYNGAP1", "GRIN2B", "SHANK3", "NKX2-1", "PTEN", "TP53", "BRCA1"}
+    assert "MECP2" not in checkable  # quoted in "MECP2 And Associated Rett Syndrome"
+    assert "AR" not in checkable and "SET" not in checkable
+
+
+_SYMBOL = st.text(alphabet="ABCKP0123-", min_size=1, max_size=6).filter(
+    lambda s: not s.startswith("-") and not s.endswith("-") and "--" not in s
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    members=st.lists(_SYMBOL, min_size=1, max_size=6, unique=True),
+    others=st.sets(_SYMBOL | st.sampled_from(sorted(COMMON_WORD_SYMBOLS)), max_size=20),
+    names=st.lists(st.lists(_SYMBOL, max_size=4).map(" ".join), max_size=4),
+    members_outside=st.booleans(),
+)
+def test_checkable_symbols_follow_the_documented_rule(
+    members: list[str], others: set[str], names: list[str], members_outside: bool
+) -> None:
+    terms = [term("GO:BP", f"GO:{i:07d}", name, 1e-5) for i, name in enumerate(names)]
+    ctx = make_ctx("functional", members, terms, dataset_symbols=others)
+    if members_outside:  # members need not be among the dataset symbols
+        ctx = dataclasses.replace(ctx, dataset_symbols=frozenset(others))
+    assert checkable_symbols(ctx) == _reference_checkable(ctx)
+
+
+def test_the_dataset_filter_runs_once_per_symbol_set() -> None:
+    base = functional_ctx()
+    validation._checkable_dataset_symbols.cache_clear()
+    for number in range(5):
+        ctx = dataclasses.replace(base, cluster_number=number)
+        assert validate_entities(ctx, functional()) == []
+    info = validation._checkable_dataset_symbols.cache_info()
+    assert (info.misses, info.hits) == (1, 4)
