@@ -208,6 +208,7 @@ class ClusteringRunAdmin(ActionsOnlyAdmin):
                     "n_edges",
                     "timings",
                     "attempts",
+                    "redrives",
                     "error",
                     "created_at",
                     "started_at",

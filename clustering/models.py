@@ -89,6 +89,8 @@ class ClusteringRun(models.Model):
     timings = models.JSONField(default=dict, blank=True)  # step -> wall seconds
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # times the reconciler re-sent the run's pipeline after it stalled (RECONCILE_MAX_REDRIVES)
+    redrives = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -180,6 +180,7 @@ class ClusteringRunSerializer(serializers.ModelSerializer):
             "timings",
             "error",
             "attempts",
+            "redrives",
             "created_at",
             "started_at",
             "finished_at",

@@ -593,6 +593,7 @@ class GenerationJobAdmin(ReadOnlyAdmin):
         "failed",
         "skipped",
         "cost_usd",
+        "redrives",
         "progress_message",
     )
     list_filter = ("status", "scope", "provider", "mode")
@@ -600,7 +601,17 @@ class GenerationJobAdmin(ReadOnlyAdmin):
 
 @admin.register(SummaryTask)
 class SummaryTaskAdmin(ReadOnlyAdmin):
-    list_display = ("id", "job", "cluster", "state", "attempts", "last_error", "updated_at")
+    list_display = (
+        "id",
+        "job",
+        "cluster",
+        "state",
+        "attempts",
+        "deliveries",
+        "redrives",
+        "last_error",
+        "updated_at",
+    )
     list_filter = ("state",)
 
 

@@ -174,6 +174,8 @@ class GenerationJob(models.Model):
     projected_cost_usd = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
     # batch mode: one driver at a time advances the job's batches (seconds-long lease)
     driver_lease_until = models.DateTimeField(null=True, blank=True)
+    # times the reconciler re-sent the plan or start message of the pending job
+    redrives = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     deadline = models.DateTimeField(null=True, blank=True)
@@ -208,8 +210,10 @@ TERMINAL_STATES = (TaskState.SUCCEEDED, TaskState.REJECTED, TaskState.FAILED, Ta
 class SummaryTask(models.Model):
     """One cluster of a job: the unit of work and its source of truth.
 
-    ``attempts`` counts generation attempts (at most 3); ``lease_until`` is when a worker's claim
-    on a running task expires, so a redelivered message can take over a dead worker's task.
+    ``attempts`` counts generation attempts (at most 3); ``deliveries`` counts workers' claims
+    and ``redrives`` the reconciler's re-sends of a stalled task (``RECONCILE_MAX_REDRIVES``);
+    ``lease_until`` is when a worker's claim on a running task expires, so a redelivered message
+    can take over a dead worker's task.
     """
 
     job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="tasks")
@@ -218,7 +222,8 @@ class SummaryTask(models.Model):
         max_length=16, choices=TaskState.choices, default=TaskState.PENDING, db_index=True
     )
     attempts = models.PositiveSmallIntegerField(default=0)
-    deliveries = models.PositiveSmallIntegerField(default=0)
+    deliveries = models.PositiveSmallIntegerField(default=0)  # worker claims
+    redrives = models.PositiveSmallIntegerField(default=0)  # re-sent by the reconciler
     last_error = models.TextField(blank=True)
     summary = models.ForeignKey(
         ClusterSummary, on_delete=models.SET_NULL, null=True, blank=True, related_name="tasks"

@@ -275,6 +275,7 @@ class GenerationJobSerializer(serializers.ModelSerializer):
             "message",
             "tokens",
             "cost_usd",
+            "redrives",
             "requested_by",
             "created_at",
             "started_at",

@@ -32,11 +32,11 @@ dies; tasks still waiting for a batch (``in_batch``) are the poller's.
     job also blocks reruns): plan or start is sent again, while the LLM workers are idle; it gets
     a deadline on the first re-drive, so (d) ends it if it never starts.
 
-Each re-drive is counted on the row: ``SummaryTask.deliveries`` and ``ClusteringRun.attempts``
-also count the worker's own claims/executions, so the limit ``RECONCILE_MAX_DELIVERIES`` (10)
-bounds claims and re-drives together; each re-drive adds at most two (its own count and the
-claim of the re-sent message), so at least five re-drives are tried. A row at the limit that
-stalls again fails with an explanation instead of looping.
+Each re-drive is counted on the row, in its own ``redrives`` column (``ClusteringRun``,
+``SummaryTask``, ``GenerationJob``; workers' claims are counted apart, in
+``SummaryTask.deliveries`` and ``ClusteringRun.attempts``). A row already re-driven
+``RECONCILE_MAX_REDRIVES`` (5) times that stalls again fails with an explanation naming the count
+and the limit, instead of looping.
 
 Safe to run concurrently: rows are claimed with ``select_for_update(skip_locked=True)`` and
 re-checked under the lock (PostgreSQL re-evaluates the filter on rows changed meanwhile); a
@@ -78,8 +78,8 @@ RECONCILE_TASK = "llm.reconcile"
 RECONCILE_SCHEDULE_NAME = "reconcile stalled work"
 #: Seconds without a sign of life after which work counts as stalled.
 DEFAULT_STALL_SECONDS = 300
-#: Deliveries (worker claims or executions plus re-drives) after which stalled work fails.
-DEFAULT_MAX_DELIVERIES = 10
+#: Re-drives after which work that stalls again fails instead of being re-sent.
+DEFAULT_MAX_REDRIVES = 5
 #: Seconds between two reconciler runs (the beat interval).
 DEFAULT_INTERVAL_SECONDS = 60
 #: Seconds past a job's deadline before the reconciler ends it.
@@ -98,6 +98,7 @@ class ReconcileReport:
     tasks_redriven: int = 0
     tasks_failed: int = 0
     jobs_redriven: int = 0
+    jobs_failed: int = 0
     jobs_finalized: int = 0
     jobs_timed_out: int = 0
     tasks_timed_out: int = 0
@@ -111,32 +112,32 @@ def _stall_seconds() -> int:
     return int(getattr(settings, "RECONCILE_STALL_SECONDS", DEFAULT_STALL_SECONDS))
 
 
-def _max_deliveries() -> int:
-    return int(getattr(settings, "RECONCILE_MAX_DELIVERIES", DEFAULT_MAX_DELIVERIES))
+def _max_redrives() -> int:
+    return int(getattr(settings, "RECONCILE_MAX_REDRIVES", DEFAULT_MAX_REDRIVES))
 
 
 def reconcile(
     *,
     now: datetime | None = None,
     stall_seconds: int | None = None,
-    max_deliveries: int | None = None,
+    max_redrives: int | None = None,
 ) -> dict[str, int]:
     """One pass of the reconciler over runs, jobs and summary tasks (see the module docstring).
 
     ``stall_seconds`` defaults to ``settings.RECONCILE_STALL_SECONDS`` (300 s) and
-    ``max_deliveries`` to ``settings.RECONCILE_MAX_DELIVERIES`` (10). Idempotent and safe to run
+    ``max_redrives`` to ``settings.RECONCILE_MAX_REDRIVES`` (5). Idempotent and safe to run
     concurrently. Returns the counts of :class:`ReconcileReport` by name.
     """
     now = now or timezone.now()
     stall = _stall_seconds() if stall_seconds is None else stall_seconds
-    limit = _max_deliveries() if max_deliveries is None else max_deliveries
+    limit = _max_redrives() if max_redrives is None else max_redrives
     cutoff = now - timedelta(seconds=stall)
     report = ReconcileReport()
     _expire_jobs(now, report)
     _redrive_runs(now, cutoff, limit, report)
     idle = not _llm_workers_busy(now, cutoff)
     if idle:
-        _redrive_pending_jobs(now, cutoff, report)
+        _redrive_pending_jobs(now, cutoff, limit, report)
     _redrive_tasks(now, cutoff, limit, idle, report)
     _finalize_finished_jobs(report)
     counts = report.as_dict()
@@ -165,6 +166,15 @@ def _llm_workers_busy(now: datetime, cutoff: datetime) -> bool:
         _realtime_path_tasks().filter(state=TaskState.RUNNING, lease_until__gt=now).exists()
         or LLMCall.objects.filter(created_at__gte=cutoff).exists()
     )
+
+
+def _times(n: int) -> str:
+    return "once" if n == 1 else f"{n} times"
+
+
+def _stall_age(now: datetime, cutoff: datetime) -> str:
+    """The stall threshold as words, e.g. ``"more than 300 s"``."""
+    return f"more than {round((now - cutoff).total_seconds())} s"
 
 
 # --- (d) deadlines ------------------------------------------------------------------------------
@@ -228,26 +238,27 @@ def _redrive_runs(now: datetime, cutoff: datetime, limit: int, report: Reconcile
             .order_by("pk")[:BATCH_SIZE]
         )
         for run in runs:
-            if run.attempts >= limit:
+            if run.redrives >= limit:
                 ClusteringRun.objects.filter(pk=run.pk).update(
                     status=RunStatus.FAILED,
                     finished_at=now,
                     error=(
-                        f"stalled while {run.status}: gave up after {run.attempts} deliveries "
-                        f"(executions plus re-drives by the reconciler; limit {limit}) without "
-                        "finishing"
+                        f"stalled while {run.status} for {_stall_age(now, cutoff)}: gave up after "
+                        f"being re-driven {_times(run.redrives)} by the reconciler "
+                        f"(RECONCILE_MAX_REDRIVES {limit}) and {run.attempts} execution(s) "
+                        "without finishing"
                     ),
-                    progress_message=f"Failed: stalled after {run.attempts} deliveries",
+                    progress_message=(
+                        f"Failed: stalled after being re-driven {_times(run.redrives)}"
+                    ),
                 )
                 report.runs_failed += 1
-                logger.warning("run %s failed: stalled after %s deliveries", run.pk, run.attempts)
+                logger.warning("run %s failed: stalled after %s re-drives", run.pk, run.redrives)
                 continue
             ClusteringRun.objects.filter(pk=run.pk).update(
-                attempts=F("attempts") + 1,
+                redrives=F("redrives") + 1,
                 started_at=now,
-                progress_message=(
-                    f"Re-driven by the reconciler (delivery {run.attempts + 1} of {limit})"
-                ),
+                progress_message=f"Re-driven by the reconciler ({run.redrives + 1} of {limit})",
             )
             redriven.append(run.pk)
         if redriven:
@@ -266,10 +277,13 @@ def _redrive_runs(now: datetime, cutoff: datetime, limit: int, report: Reconcile
 # --- (e) pending jobs ---------------------------------------------------------------------------
 
 
-def _redrive_pending_jobs(now: datetime, cutoff: datetime, report: ReconcileReport) -> None:
+def _redrive_pending_jobs(
+    now: datetime, cutoff: datetime, limit: int, report: ReconcileReport
+) -> None:
     from llm.tasks import plan_summaries, start_job
 
     redriven: list[tuple[int, str, int, str, bool]] = []
+    failed: list[int] = []
     with transaction.atomic():
         jobs = list(
             GenerationJob.objects.select_for_update(skip_locked=True)
@@ -278,8 +292,12 @@ def _redrive_pending_jobs(now: datetime, cutoff: datetime, report: ReconcileRepo
             .order_by("pk")[:BATCH_SIZE]
         )
         for job in jobs:
+            if job.redrives >= limit:
+                _fail_pending_job(job, now, limit)
+                failed.append(job.pk)
+                continue
             # started_at of a pending job = its last re-drive; planning overwrites it
-            update: dict[str, Any] = {"started_at": now}
+            update: dict[str, Any] = {"started_at": now, "redrives": F("redrives") + 1}
             if job.deadline is None:
                 update["deadline"] = now + timedelta(seconds=settings.LLM_JOB_TIME_LIMIT)
             GenerationJob.objects.filter(pk=job.pk).update(**update)
@@ -295,8 +313,28 @@ def _redrive_pending_jobs(now: datetime, cutoff: datetime, report: ReconcileRepo
         if redriven:
             transaction.on_commit(send)
     report.jobs_redriven += len(redriven)
+    report.jobs_failed += len(failed)
     if redriven:
         logger.warning("re-driven pending generation jobs %s", [r[0] for r in redriven])
+    if failed:
+        logger.warning("pending generation jobs %s failed: never started", failed)
+
+
+def _fail_pending_job(job: GenerationJob, now: datetime, limit: int) -> None:
+    """Fail a pending job that never started although its message was re-sent ``limit``
+    times: its unfinished tasks fail with the reason, then the job is finalized as failed."""
+    why = (
+        f"never started: its {'plan' if job.scope == GenerationJob.Scope.RUN else 'start'} "
+        f"message was re-sent {_times(job.redrives)} by the reconciler "
+        f"(RECONCILE_MAX_REDRIVES {limit}); is a worker consuming the llm queue?"
+    )
+    SummaryTask.objects.filter(job=job).exclude(state__in=TERMINAL_STATES).update(
+        state=TaskState.FAILED, last_error=why, lease_until=None, finished_at=now
+    )
+    GenerationJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.FAILED, finished_at=now, message=why
+    )
+    job_finalize(job_id=job.pk)
 
 
 # --- (b) summary tasks --------------------------------------------------------------------------
@@ -322,7 +360,7 @@ def _redrive_tasks(
         )
         failed: list[int] = []
         for task in tasks:
-            if task.deliveries >= limit:
+            if task.redrives >= limit:
                 why = "its lease expired" if task.state == TaskState.RUNNING else "never picked up"
                 SummaryTask.objects.filter(pk=task.pk).update(
                     state=TaskState.FAILED,
@@ -330,9 +368,10 @@ def _redrive_tasks(
                     finished_at=now,
                     updated_at=now,
                     last_error=(
-                        f"stalled ({why}): gave up after {task.deliveries} deliveries (worker "
-                        f"claims plus re-drives by the reconciler; limit {limit}) without "
-                        f"finishing. Last error: {task.last_error or 'none'}"
+                        f"stalled ({why}): gave up after being re-driven "
+                        f"{_times(task.redrives)} by the reconciler (RECONCILE_MAX_REDRIVES "
+                        f"{limit}) and {task.deliveries} worker claim(s) without finishing. "
+                        f"Last error: {task.last_error or 'none'}"
                     )[:4000],
                 )
                 failed.append(task.pk)
@@ -342,7 +381,7 @@ def _redrive_tasks(
             SummaryTask.objects.filter(pk__in=redriven).update(
                 state=TaskState.PENDING,
                 lease_until=None,
-                deliveries=F("deliveries") + 1,
+                redrives=F("redrives") + 1,
                 updated_at=now,
             )
 
@@ -356,7 +395,7 @@ def _redrive_tasks(
     if redriven:
         logger.warning("re-driven %s stalled summary task(s)", len(redriven))
     if failed:
-        logger.warning("summary tasks %s failed after too many deliveries", failed)
+        logger.warning("summary tasks %s failed: stalled after too many re-drives", failed)
 
 
 # --- (c) jobs never finalized -------------------------------------------------------------------

@@ -90,6 +90,16 @@ def test_a_failed_run_shows_the_first_line_of_its_error_only() -> None:
     assert detail["error"] == "EmptyDatasetError: no rows"
 
 
+def test_run_and_job_show_how_often_the_reconciler_re_drove_them() -> None:
+    world = build_world()
+    ClusteringRun.objects.filter(pk=world.run.pk).update(attempts=2, redrives=1)
+    GenerationJob.objects.filter(pk=world.job.pk).update(redrives=3)
+    staff = client_for(make_user("staff"))
+    detail = staff.get(f"/api/runs/{world.run.pk}/").json()
+    assert (detail["attempts"], detail["redrives"]) == (2, 1)
+    assert staff.get(f"/api/jobs/{world.job.pk}/").json()["redrives"] == 3
+
+
 def test_finished_job_gives_the_final_stage() -> None:
     world = build_world()
     GenerationJob.objects.filter(pk=world.job.pk).update(

@@ -482,7 +482,7 @@ class Drill:
             CELERY_TASK_TIME_LIMIT="8",
             RECONCILE_STALL_SECONDS="2",
             RECONCILE_INTERVAL_SECONDS="5",
-            RECONCILE_MAX_DELIVERIES="10",
+            RECONCILE_MAX_REDRIVES="5",
             BATCH_API_ENABLED="false",
             PYTHONUNBUFFERED="1",
         )
@@ -493,7 +493,7 @@ class Drill:
         """Log tails and the job's task states, for failure messages."""
         states = list(
             SummaryTask.objects.order_by("pk").values_list(
-                "pk", "state", "deliveries", "last_error"
+                "pk", "state", "deliveries", "redrives", "last_error"
             )
         )
         return f"{self.procs.tails()}\n--- tasks ---\n{states}"

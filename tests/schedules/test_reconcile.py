@@ -58,7 +58,7 @@ def test_lost_summary_messages_are_redriven_once(
     assert counts["tasks_redriven"] == 3
     assert len(callbacks) == 1
     for task in SummaryTask.objects.filter(pk__in=ids):
-        assert task.state == TaskState.PENDING and task.deliveries == 1
+        assert task.state == TaskState.PENDING and (task.redrives, task.deliveries) == (1, 0)
     sent: list[int] = []
     monkeypatch.setattr(summarise_cluster, "delay", lambda task_id: sent.append(task_id))
     callbacks[0]()
@@ -78,7 +78,7 @@ def test_recent_pending_tasks_are_left_alone(
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         assert _nothing(reconcile())
     assert callbacks == []
-    assert set(SummaryTask.objects.filter(pk__in=ids).values_list("deliveries", flat=True)) == {0}
+    assert set(SummaryTask.objects.filter(pk__in=ids).values_list("redrives", flat=True)) == {0}
 
 
 def test_busy_workers_hold_back_pending_tasks_but_not_expired_leases(
@@ -101,8 +101,8 @@ def test_busy_workers_hold_back_pending_tasks_but_not_expired_leases(
     assert counts["tasks_redriven"] == 1 and len(callbacks) == 1
     rows = {t.pk: t for t in SummaryTask.objects.filter(job=job)}
     assert rows[dead].state == TaskState.PENDING and rows[dead].lease_until is None
-    assert rows[dead].deliveries == 2
-    assert rows[waiting].deliveries == 0 and rows[live].state == TaskState.RUNNING
+    assert (rows[dead].redrives, rows[dead].deliveries) == (1, 1)  # the claim is counted apart
+    assert rows[waiting].redrives == 0 and rows[live].state == TaskState.RUNNING
     # a recent provider call also counts as busy, and idle workers release the pending task
     SummaryTask.objects.filter(pk=live).update(state=TaskState.SUCCEEDED, lease_until=None)
     LLMCall.objects.create(
@@ -113,29 +113,33 @@ def test_busy_workers_hold_back_pending_tasks_but_not_expired_leases(
     LLMCall.objects.update(created_at=now - LONG_AGO)
     with django_capture_on_commit_callbacks(execute=False):
         assert reconcile()["tasks_redriven"] == 1
-    assert SummaryTask.objects.get(pk=waiting).deliveries == 1
+    assert SummaryTask.objects.get(pk=waiting).redrives == 1
 
 
 def test_redrives_are_bounded_then_the_task_fails_with_an_explanation(
     planted_csv: Path, django_capture_on_commit_callbacks, settings
 ) -> None:
-    settings.RECONCILE_MAX_DELIVERIES = 5
+    settings.RECONCILE_MAX_REDRIVES = 3
     job, ids = _planned(planted_csv)
     now = timezone.now()
     _backdate_tasks(ids)
+    # one task is claimed by a worker that dies each time: claims do not use up re-drives
+    SummaryTask.objects.filter(pk=ids[0]).update(deliveries=2)
     passes: list[dict[str, int]] = []
     with django_capture_on_commit_callbacks(execute=False):
-        for _ in range(8):  # every message is lost again; each pass comes after the threshold
+        for _ in range(6):  # every message is lost again; each pass comes after the threshold
             passes.append(reconcile(now=now))
             now += STEP
-    assert [p["tasks_redriven"] for p in passes] == [3, 3, 3, 3, 3, 0, 0, 0]
-    assert [p["tasks_failed"] for p in passes] == [0, 0, 0, 0, 0, 3, 0, 0]
-    assert passes[5]["jobs_finalized"] == 1  # all tasks finished: the job is finalized
+    assert [p["tasks_redriven"] for p in passes] == [3, 3, 3, 0, 0, 0]
+    assert [p["tasks_failed"] for p in passes] == [0, 0, 0, 3, 0, 0]
+    assert passes[3]["jobs_finalized"] == 1  # all tasks finished: the job is finalized
     for task in SummaryTask.objects.filter(pk__in=ids):
         assert task.state == TaskState.FAILED and task.finished_at is not None
-        assert "gave up after 5 deliveries" in task.last_error
-        assert "re-drives by the reconciler" in task.last_error
-        assert "limit 5" in task.last_error
+        assert task.redrives == 3
+        assert "never picked up): gave up after being re-driven 3 times" in task.last_error
+        assert "RECONCILE_MAX_REDRIVES 3" in task.last_error
+        claims = 2 if task.pk == ids[0] else 0
+        assert f"and {claims} worker claim(s) without finishing" in task.last_error
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED and (job.total, job.failed) == (3, 3)
 
@@ -153,29 +157,34 @@ def test_stalled_clustering_runs_are_redriven_then_failed(
         status=RunStatus.RUNNING, started_at=now - LONG_AGO, attempts=1
     )
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        counts = reconcile(now=now, max_deliveries=4)
+        counts = reconcile(now=now, max_redrives=3)
     assert counts["runs_redriven"] == 2 and len(callbacks) == 1
     pending.refresh_from_db()
-    assert pending.attempts == 1 and pending.started_at == now
+    assert (pending.redrives, pending.attempts) == (1, 0) and pending.started_at == now
     assert pending.progress_message.startswith("Re-driven by the reconciler")
-    assert ClusteringRun.objects.get(pk=fresh.pk).attempts == 0
+    assert ClusteringRun.objects.get(pk=fresh.pk).redrives == 0
     ClusteringRun.objects.filter(pk=fresh.pk).update(status=RunStatus.SUCCEEDED)  # finished
     with django_capture_on_commit_callbacks(execute=False):
-        assert reconcile(now=now, max_deliveries=4)["runs_redriven"] == 0  # not stale any more
+        assert reconcile(now=now, max_redrives=3)["runs_redriven"] == 0  # not stale any more
         results = []
         for _ in range(4):
             now += STEP
-            results.append(reconcile(now=now, max_deliveries=4))
+            results.append(reconcile(now=now, max_redrives=3))
     assert [(r["runs_redriven"], r["runs_failed"]) for r in results] == [
         (2, 0),
         (2, 0),
-        (1, 1),  # the running one started with one execution counted
-        (0, 1),
+        (0, 2),  # an execution by a worker (attempts) does not use up a re-drive
+        (0, 0),
     ]
     for run in ClusteringRun.objects.filter(pk__in=[pending.pk, running.pk]):
         assert run.status == RunStatus.FAILED and run.finished_at is not None
-        assert "gave up after 4 deliveries" in run.error
-    assert ClusteringRun.objects.get(pk=fresh.pk).attempts == 0  # finished runs are left alone
+        assert run.redrives == 3
+        assert "gave up after being re-driven 3 times by the reconciler" in run.error
+        assert "RECONCILE_MAX_REDRIVES 3" in run.error
+    assert ClusteringRun.objects.get(pk=running.pk).error.endswith(
+        "and 1 execution(s) without finishing"
+    )
+    assert ClusteringRun.objects.get(pk=fresh.pk).redrives == 0  # finished runs are left alone
 
 
 def test_lost_chord_callback_is_finalized(
@@ -248,6 +257,47 @@ def test_pending_job_whose_plan_was_lost_is_redriven_then_times_out(
         assert reconcile(now=later)["jobs_timed_out"] == 1
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and "never started" in job.message
+
+
+def test_pending_job_redrives_are_bounded_then_it_fails_with_the_reason(
+    planted_csv: Path, django_capture_on_commit_callbacks, settings
+) -> None:
+    settings.RECONCILE_MAX_REDRIVES = 2
+    settings.LLM_JOB_TIME_LIMIT = 24 * 3600  # the deadline must not end it first
+    slug = import_planted(planted_csv)
+    run = clustering_run_create(dataset_slug=slug, params=PARAMS)
+    clustering_run_execute(run_id=run.pk)
+    job = GenerationJob.objects.create(
+        run=run,
+        scope=GenerationJob.Scope.CLUSTERS,
+        provider="extractive",
+        model="extractive",
+        judge_model="extractive",
+    )
+    clusters = list(Cluster.objects.filter(run=run))
+    SummaryTask.objects.bulk_create([SummaryTask(job=job, cluster=c) for c in clusters])
+    now = timezone.now()
+    GenerationJob.objects.filter(pk=job.pk).update(created_at=now - LONG_AGO)
+    passes = []
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        for _ in range(4):  # the start message is lost every time
+            passes.append(reconcile(now=now))
+            now += STEP
+    assert [(p["jobs_redriven"], p["jobs_failed"]) for p in passes] == [
+        (1, 0),
+        (1, 0),
+        (0, 1),
+        (0, 0),
+    ]
+    assert len(callbacks) == 2
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and job.redrives == 2 and job.finished_at is not None
+    assert job.message.startswith("never started: its start message was re-sent 2 times")
+    assert "RECONCILE_MAX_REDRIVES 2" in job.message
+    assert (job.total, job.failed) == (len(clusters), len(clusters))
+    assert set(SummaryTask.objects.filter(job=job).values_list("state", "last_error")) == {
+        (TaskState.FAILED, job.message)
+    }
 
 
 def test_batch_jobs_are_left_to_the_batch_poller(
@@ -336,4 +386,4 @@ def test_concurrent_passes_redrive_each_row_once(
     assert not errors, errors
     assert sum(r["tasks_redriven"] for r in results) == 60
     assert sorted(sent) == sorted(SummaryTask.objects.values_list("pk", flat=True))
-    assert set(SummaryTask.objects.values_list("deliveries", flat=True)) == {1}
+    assert set(SummaryTask.objects.values_list("redrives", flat=True)) == {1}
