@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import threading
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -225,8 +226,27 @@ def _finish(
 _DEFER_PROGRESS: contextvars.ContextVar[bool] = contextvars.ContextVar("defer", default=False)
 
 
+#: Seconds between two progress writes of one job by one process. Counting a job's finished
+#: tasks reads every task row, so writing it after every cluster would cost O(clusters) per
+#: cluster; the finalize step writes the exact final counts whatever was skipped here.
+PROGRESS_MIN_INTERVAL = 1.0
+_progress_written: dict[int, float] = {}
+_progress_lock = threading.Lock()
+
+
+def _progress_due(job_id: int) -> bool:
+    now = time.monotonic()
+    with _progress_lock:
+        if now - _progress_written.get(job_id, -PROGRESS_MIN_INTERVAL) < PROGRESS_MIN_INTERVAL:
+            return False
+        if len(_progress_written) > 1000:  # finished jobs' entries
+            _progress_written.clear()
+        _progress_written[job_id] = now
+        return True
+
+
 def _progress(job_id: int, number: int) -> None:
-    if _DEFER_PROGRESS.get():
+    if _DEFER_PROGRESS.get() or not _progress_due(job_id):
         return
     counts = SummaryTask.objects.filter(job_id=job_id).aggregate(
         total=Count("id"), done=Count("id", filter=Q(state__in=TERMINAL_STATES))
