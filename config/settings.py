@@ -208,6 +208,9 @@ BATCH_THRESHOLD = env_int("BATCH_THRESHOLD", 100, minimum=0)
 BATCH_POLL_INTERVAL = env_int("BATCH_POLL_INTERVAL", 60, minimum=1)  # seconds between polls
 BATCH_TIMEOUT = env_int("BATCH_TIMEOUT", 24 * 3600, minimum=60)  # seconds before realtime fallback
 BATCH_MAX_REQUESTS_PER_BATCH = env_int("BATCH_MAX_REQUESTS_PER_BATCH", 10_000, minimum=1)
+# seconds a batch driver's lease on a job lasts without renewal: a crashed driver blocks its job
+# this long; a live one renews it every quarter of it, however long building or collecting takes
+BATCH_DRIVER_LEASE_SECONDS = env_int("BATCH_DRIVER_LEASE_SECONDS", 120, minimum=10)
 # Requests per provider+model shared by every worker (Redis when REDIS_URL is set, else in-process);
 # any rate the `limits` library parses: "30/minute", "6 per 2 seconds".
 LLM_RATE_LIMIT = os.environ.get("LLM_RATE_LIMIT", "30/minute").strip() or "30/minute"

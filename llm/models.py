@@ -172,8 +172,10 @@ class GenerationJob(models.Model):
     cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
     # batch mode: the whole job's cost extrapolated from the items processed so far (USD)
     projected_cost_usd = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
-    # batch mode: one driver at a time advances the job's batches (seconds-long lease)
+    # batch mode: one driver at a time advances the job's batches, under a lease it renews
+    # (BATCH_DRIVER_LEASE_SECONDS) and owns by a random token
     driver_lease_until = models.DateTimeField(null=True, blank=True)
+    driver_lease_owner = models.CharField(max_length=32, blank=True)
     # times the reconciler re-sent the plan or start message of the pending job
     redrives = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)

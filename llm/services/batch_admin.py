@@ -482,7 +482,8 @@ def batch_cancel(*, batch_id: int) -> BatchCancelled:
         provider = batch_provider_get(batch.provider)
     except ProviderNotConfigured as exc:
         raise BatchAdminError(f"cannot cancel batch {batch_id}: {exc}", exit_code=1) from None
-    if not driver._lease(batch.job_id):
+    lease = driver.DriverLease.take(batch.job_id)
+    if lease is None:
         raise BatchAdminError(
             f"job {batch.job_id} is being advanced by another process right now; try again in a "
             "minute",
@@ -523,7 +524,7 @@ def batch_cancel(*, batch_id: int) -> BatchCancelled:
             exit_code=1,
         ) from None
     finally:
-        GenerationJob.objects.filter(pk=batch.job_id).update(driver_lease_until=None)
+        lease.release()
     before = BatchItem.objects.filter(
         batch=batch, state__in=[BatchItem.State.FALLBACK, BatchItem.State.MISSING]
     ).count()

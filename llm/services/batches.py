@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
+import uuid
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from decimal import Decimal
@@ -58,7 +60,6 @@ _FINAL_FROM_PROVIDER = {
     "cancelled": ProviderBatch.State.CANCELLED,
     "expired": ProviderBatch.State.EXPIRED,
 }
-DRIVER_LEASE_SECONDS = 600
 #: a preparing batch younger than this may still be in its submitter's hands (seconds)
 PREPARING_GRACE_SECONDS = 120
 
@@ -98,13 +99,69 @@ def job_batch_begin(*, job_id: int, task_ids: Sequence[int]) -> None:
 # --- the driver -------------------------------------------------------------------------------
 
 
-def _lease(job_id: int) -> bool:
-    now = timezone.now()
-    return bool(
-        GenerationJob.objects.filter(pk=job_id)
-        .filter(Q(driver_lease_until__isnull=True) | Q(driver_lease_until__lt=now))
-        .update(driver_lease_until=now + timedelta(seconds=DRIVER_LEASE_SECONDS))
-    )
+class DriverLeaseLost(Exception):
+    """The job's driver lease expired and another driver took it: stop working on the job."""
+
+
+class DriverLease:
+    """The lease under which one driver at a time advances a batch-mode job.
+
+    Taken with one conditional ``UPDATE`` (free or expired) that writes an owner token and an
+    expiry ``BATCH_DRIVER_LEASE_SECONDS`` (120 s) ahead; :meth:`renew` pushes the expiry forward
+    during long steps (building, submitting and collecting thousands of requests), so a live
+    driver keeps its lease however long the step, while a crashed driver's lease frees the job
+    within ``BATCH_DRIVER_LEASE_SECONDS``. :meth:`release` clears it only while this driver
+    still owns it.
+    """
+
+    def __init__(self, job_id: int, owner: str) -> None:
+        self.job_id = job_id
+        self.owner = owner
+        self._renewed = time.monotonic()
+
+    @staticmethod
+    def seconds() -> int:
+        """The lease's length in seconds (``settings.BATCH_DRIVER_LEASE_SECONDS``)."""
+        return int(settings.BATCH_DRIVER_LEASE_SECONDS)
+
+    @classmethod
+    def take(cls, job_id: int) -> DriverLease | None:
+        """The job's lease, or None while another driver holds a live one."""
+        now = timezone.now()
+        owner = uuid.uuid4().hex
+        taken = (
+            GenerationJob.objects.filter(pk=job_id)
+            .filter(Q(driver_lease_until__isnull=True) | Q(driver_lease_until__lt=now))
+            .update(
+                driver_lease_until=now + timedelta(seconds=cls.seconds()),
+                driver_lease_owner=owner,
+            )
+        )
+        return cls(job_id, owner) if taken else None
+
+    def renew(self, *, force: bool = False) -> None:
+        """Push the expiry ``BATCH_DRIVER_LEASE_SECONDS`` ahead; a no-op when the last renewal
+        is less than a quarter of the lease ago (unless ``force``), so calling it for every
+        chunk costs one ``UPDATE`` a half minute at most.
+
+        Raises:
+            DriverLeaseLost: the lease expired and another driver took the job.
+        """
+        if not force and time.monotonic() - self._renewed < self.seconds() / 4:
+            return
+        now = timezone.now()
+        kept = GenerationJob.objects.filter(pk=self.job_id, driver_lease_owner=self.owner).update(
+            driver_lease_until=now + timedelta(seconds=self.seconds())
+        )
+        if not kept:
+            raise DriverLeaseLost(f"job {self.job_id}: another driver took the batch lease")
+        self._renewed = time.monotonic()
+
+    def release(self) -> None:
+        """Free the job for the next driver, unless another driver owns the lease by now."""
+        GenerationJob.objects.filter(pk=self.job_id, driver_lease_owner=self.owner).update(
+            driver_lease_until=None, driver_lease_owner=""
+        )
 
 
 def job_batch_advance(*, job_id: int, batch_size: int | None = None) -> dict[str, int]:
@@ -120,7 +177,8 @@ def job_batch_advance(*, job_id: int, batch_size: int | None = None) -> dict[str
     job = GenerationJob.objects.filter(pk=job_id).first()
     if job is None or job.mode != GenerationJob.Mode.BATCH:
         return counts
-    if not _lease(job_id):
+    lease = DriverLease.take(job_id)
+    if lease is None:
         return counts
     try:
         if job.status == JobStatus.CANCELLED:
@@ -128,24 +186,32 @@ def job_batch_advance(*, job_id: int, batch_size: int | None = None) -> dict[str
         else:
             provider = batch_provider_get(job.provider)
             for batch in ProviderBatch.objects.filter(job=job, state=ProviderBatch.State.PREPARING):
-                counts["recovered"] += _submit(batch, provider, job, recovering=True)
+                lease.renew()
+                counts["recovered"] += _submit(batch, provider, job, lease, recovering=True)
             for batch in ProviderBatch.objects.filter(job=job, state__in=OPEN_STATES):
+                lease.renew()
                 counts["polled"] += 1
                 _poll(batch, provider)
             for batch in ProviderBatch.objects.filter(
                 job=job,
                 state__in=[*_FINAL_FROM_PROVIDER.values(), ProviderBatch.State.TIMED_OUT],
             ):
-                items, fallbacks = _collect(batch, provider, job)
+                lease.renew()
+                items, fallbacks = _collect(batch, provider, job, lease)
                 counts["collected"] += 1
                 counts["items"] += items
                 counts["fallbacks"] += fallbacks
-            for batch in _create_batches(job, provider, batch_size):
-                counts["submitted"] += _submit(batch, provider, job, recovering=False)
+            for batch in _create_batches(job, provider, batch_size, lease):
+                counts["submitted"] += _submit(batch, provider, job, lease, recovering=False)
     except ProviderNotConfigured as exc:
         _fail_waiting(job, str(exc))
+    except DriverLeaseLost as exc:
+        # another driver took over (this one stalled longer than the lease): it carries on
+        # from the database; this one stops without touching the job again
+        logger.warning("%s; this driver stops", exc)
+        return counts
     finally:
-        GenerationJob.objects.filter(pk=job_id).update(driver_lease_until=None)
+        lease.release()
     _progress(job)
     if gen.job_finalize(job_id=job_id):
         counts["finalized"] = 1
@@ -178,12 +244,17 @@ def _fail_waiting(job: GenerationJob, reason: str, *, state: str = TaskState.FAI
 # --- building and submitting ------------------------------------------------------------------
 
 
-def _requests_of(batch: ProviderBatch, job: GenerationJob) -> Iterator[ProviderRequest[Any]]:
-    """Rebuild the batch's requests from its items (deterministic for the task's saved state)."""
+def _requests_of(
+    batch: ProviderBatch, job: GenerationJob, lease: DriverLease
+) -> Iterator[ProviderRequest[Any]]:
+    """Rebuild the batch's requests from its items (deterministic for the task's saved state),
+    renewing the driver's lease as it goes."""
     items = BatchItem.objects.filter(batch=batch).select_related(
         "task", "task__cluster", "task__cluster__run", "task__cluster__run__dataset"
     )
-    for item in items.iterator(chunk_size=500):
+    for n, item in enumerate(items.iterator(chunk_size=LOAD_CHUNK)):
+        if n % LOAD_CHUNK == 0:
+            lease.renew()
         yield _request_for(item.task, job, item.kind)
 
 
@@ -212,7 +283,7 @@ LOAD_CHUNK = 500
 
 
 def _create_batches(
-    job: GenerationJob, provider: BatchProvider, batch_size: int | None
+    job: GenerationJob, provider: BatchProvider, batch_size: int | None, lease: DriverLease
 ) -> list[ProviderBatch]:
     """Write batch rows (state preparing) and their items for every waiting task, before any
     provider call. A task waits when it is running in a phase and has no pending item.
@@ -238,6 +309,7 @@ def _create_batches(
             round_no = (last_round or 0) + 1
             sized: list[tuple[int, int, str, int]] = []
             for start in range(0, len(task_ids), LOAD_CHUNK):
+                lease.renew()
                 tasks = (
                     waiting.filter(phase=kind, pk__in=task_ids[start : start + LOAD_CHUNK])
                     .select_related("cluster", "cluster__run", "cluster__run__dataset")
@@ -322,7 +394,12 @@ def _adopt(batch: ProviderBatch, found: BatchStatus) -> None:
 
 
 def _submit(
-    batch: ProviderBatch, provider: BatchProvider, job: GenerationJob, *, recovering: bool
+    batch: ProviderBatch,
+    provider: BatchProvider,
+    job: GenerationJob,
+    lease: DriverLease,
+    *,
+    recovering: bool,
 ) -> int:
     """Submit a preparing batch exactly once; returns 1 when this call submitted or adopted it.
 
@@ -349,7 +426,7 @@ def _submit(
     ProviderBatch.objects.filter(pk=batch.pk).update(submit_attempts=batch.submit_attempts + 1)
     try:
         batch_id = provider.batch_submit(
-            list(_requests_of(batch, job)), display_name=batch.display_name
+            list(_requests_of(batch, job, lease)), display_name=batch.display_name
         )
     except ProviderError as exc:
         if exc.transient:
@@ -412,7 +489,9 @@ def _items_by_pk(pks: Sequence[int]) -> dict[int, BatchItem]:
     ).in_bulk(list(pks))
 
 
-def _collect(batch: ProviderBatch, provider: BatchProvider, job: GenerationJob) -> tuple[int, int]:
+def _collect(
+    batch: ProviderBatch, provider: BatchProvider, job: GenerationJob, lease: DriverLease
+) -> tuple[int, int]:
     """Process a finished batch's results; hand every item without a usable answer to the
     realtime path. Returns (items processed, items sent to realtime).
 
@@ -438,6 +517,7 @@ def _collect(batch: ProviderBatch, provider: BatchProvider, job: GenerationJob) 
     pending: list[tuple[int, BatchItemResult]] = []
 
     def process_pending() -> int:
+        lease.renew()
         items = _items_by_pk([pk for pk, _ in pending])
         sent = sum(_process_item(batch, items[pk], result) for pk, result in pending)
         pending.clear()
