@@ -12,7 +12,10 @@ from llm.context import ClusterContext, TermRow
 def _run_symbols(run_id: int) -> frozenset[str]:
     """Every entity symbol of a run's dataset: all cluster members plus unclustered entities."""
     symbols: set[str] = set()
-    for members in Cluster.objects.filter(run_id=run_id).values_list("members", flat=True):
+    members_of_clusters = (
+        Cluster.objects.filter(run_id=run_id).values_list("members", flat=True).iterator(2000)
+    )
+    for members in members_of_clusters:  # streamed: a run may have 10,000 clusters
         symbols.update(m["symbol"] for m in members)
     unclustered = ClusteringRun.objects.values_list("unclustered", flat=True).get(pk=run_id)
     symbols.update(symbol for _, symbol in unclustered)
