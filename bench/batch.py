@@ -301,7 +301,7 @@ def plan_main(args: argparse.Namespace) -> None:
 def measured_main(args: argparse.Namespace) -> None:
     """Run the batch phases of the planned job; print a JSON object of figures."""
     figures, can_reset = _measured_start(args)
-    from llm.models import GenerationJob, LLMCall, ProviderBatch
+    from llm.models import GenerationJob, LLMCall
     from llm.providers.registry import batch_provider_get
     from llm.services import batches as driver
     from llm.services.generation import NEXT_GENERATE, NEXT_JUDGE, job_finalize
@@ -311,15 +311,50 @@ def measured_main(args: argparse.Namespace) -> None:
     figures["clusters"] = job.total
     total_started = time.perf_counter()
     kinds = (NEXT_GENERATE, NEXT_JUDGE) if args.judge else (NEXT_GENERATE,)
+    lease = driver.DriverLease.take(job.pk)  # the phases run under the driver's lease, as in
+    if lease is None:  # job_batch_advance, renewing it as they go
+        raise RuntimeError(f"job {job.pk} is leased by another driver")
+    try:
+        _measured_phases(figures, can_reset, job, provider, kinds, lease)
+    finally:
+        lease.release()
+    with phase(figures, "finalize", can_reset):
+        driver._progress(job)
+        job_finalize(job_id=job.pk)
+    figures["total_seconds"] = time.perf_counter() - total_started
+    job = GenerationJob.objects.get(pk=job.pk)
+    figures.update(
+        job_status=job.status,
+        succeeded=job.succeeded,
+        failed=job.failed,
+        unfinished=job.total - job.succeeded - job.failed - job.skipped - job.rejected,
+        calls=LLMCall.objects.filter(job=job).count(),
+    )
+    figures["peak_mib"] = _peak(figures)
+    print(json.dumps(figures))
+
+
+def _measured_phases(
+    figures: dict[str, Any],
+    can_reset: bool,
+    job: Any,
+    provider: Any,
+    kinds: tuple[str, ...],
+    lease: Any,
+) -> None:
+    """Build, submit, poll and collect the batches of each kind in ``kinds``, timing each."""
+    from llm.models import ProviderBatch
+    from llm.services import batches as driver
+
     for kind in kinds:
         with phase(figures, f"{kind}_build", can_reset):
-            made = driver._create_batches(job, provider, None)
+            made = driver._create_batches(job, provider, None, lease)
         assert {b.kind for b in made} == {kind}, f"expected {kind} batches, got {made}"
         figures[f"{kind}_batches"] = len(made)
         figures[f"{kind}_requests"] = sum(b.request_count for b in made)
         with phase(figures, f"{kind}_submit", can_reset):
             for batch in made:
-                if not driver._submit(batch, provider, job, recovering=False):
+                if not driver._submit(batch, provider, job, lease, recovering=False):
                     raise RuntimeError(f"batch {batch.display_name} was not submitted")
         with phase(figures, f"{kind}_poll", can_reset):
             deadline = time.monotonic() + 3600
@@ -338,23 +373,9 @@ def measured_main(args: argparse.Namespace) -> None:
             for batch in ProviderBatch.objects.filter(job=job, kind=kind).exclude(
                 state=ProviderBatch.State.COLLECTED
             ):
-                _items, sent = driver._collect(batch, provider, job)
+                _items, sent = driver._collect(batch, provider, job, lease)
                 fallbacks += sent
         figures[f"{kind}_fallbacks"] = fallbacks
-    with phase(figures, "finalize", can_reset):
-        driver._progress(job)
-        job_finalize(job_id=job.pk)
-    figures["total_seconds"] = time.perf_counter() - total_started
-    job = GenerationJob.objects.get(pk=job.pk)
-    figures.update(
-        job_status=job.status,
-        succeeded=job.succeeded,
-        failed=job.failed,
-        unfinished=job.total - job.succeeded - job.failed - job.skipped - job.rejected,
-        calls=LLMCall.objects.filter(job=job).count(),
-    )
-    figures["peak_mib"] = _peak(figures)
-    print(json.dumps(figures))
 
 
 # --- parent -------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 from .env import (
@@ -134,7 +135,12 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # with the reason.
 RECONCILE_INTERVAL_SECONDS = env_int("RECONCILE_INTERVAL_SECONDS", 60, minimum=5)
 RECONCILE_STALL_SECONDS = env_int("RECONCILE_STALL_SECONDS", 300, minimum=1)
-RECONCILE_MAX_REDRIVES = env_int("RECONCILE_MAX_REDRIVES", 5, minimum=0)
+RECONCILE_MAX_REDRIVES = env_int("RECONCILE_MAX_REDRIVES", 5, minimum=1)
+if "RECONCILE_MAX_DELIVERIES" in os.environ:  # renamed: counted claims and re-drives together
+    raise ImproperlyConfigured(
+        "RECONCILE_MAX_DELIVERIES: no longer read; set RECONCILE_MAX_REDRIVES (re-drives by the "
+        "reconciler after which stalled work fails; default 5) instead"
+    )
 
 # --- REST API -----------------------------------------------------------------------------------
 # Anonymous users may read validated summaries only (set False to require a login for reading).

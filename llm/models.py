@@ -334,6 +334,8 @@ class ProviderBatch(models.Model):
     completed_count = models.PositiveIntegerField(default=0)
     failed_count = models.PositiveIntegerField(default=0)
     submit_attempts = models.PositiveSmallIntegerField(default=0)
+    # when the last submission attempt started (None once the provider answered it with an error)
+    submit_started_at = models.DateTimeField(null=True, blank=True)
     poll_count = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

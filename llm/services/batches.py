@@ -30,7 +30,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Max, Q, Sum
+from django.db.models import Count, F, Max, Q, Sum
 from django.utils import timezone
 from pydantic import BaseModel
 
@@ -99,6 +99,10 @@ def job_batch_begin(*, job_id: int, task_ids: Sequence[int]) -> None:
 # --- the driver -------------------------------------------------------------------------------
 
 
+#: A driver renews its lease once this fraction of it has passed since the last renewal.
+RENEW_FRACTION = 0.25
+
+
 class DriverLeaseLost(Exception):
     """The job's driver lease expired and another driver took it: stop working on the job."""
 
@@ -147,7 +151,7 @@ class DriverLease:
         Raises:
             DriverLeaseLost: the lease expired and another driver took the job.
         """
-        if not force and time.monotonic() - self._renewed < self.seconds() / 4:
+        if not force and time.monotonic() - self._renewed < self.seconds() * RENEW_FRACTION:
             return
         now = timezone.now()
         kept = GenerationJob.objects.filter(pk=self.job_id, driver_lease_owner=self.owner).update(
@@ -182,7 +186,7 @@ def job_batch_advance(*, job_id: int, batch_size: int | None = None) -> dict[str
         return counts
     try:
         if job.status == JobStatus.CANCELLED:
-            _cancel_open(job)
+            _cancel_open(job, lease)
         else:
             provider = batch_provider_get(job.provider)
             for batch in ProviderBatch.objects.filter(job=job, state=ProviderBatch.State.PREPARING):
@@ -218,12 +222,13 @@ def job_batch_advance(*, job_id: int, batch_size: int | None = None) -> dict[str
     return counts
 
 
-def _cancel_open(job: GenerationJob) -> None:
+def _cancel_open(job: GenerationJob, lease: DriverLease) -> None:
     try:
         provider = batch_provider_get(job.provider)
     except ProviderNotConfigured:
         provider = None
     for batch in ProviderBatch.objects.filter(job=job, state__in=OPEN_STATES):
+        lease.renew()
         if provider is not None:
             try:
                 provider.batch_cancel(batch.provider_batch_id)
@@ -302,37 +307,45 @@ def _create_batches(
         task_ids = list(waiting.filter(phase=kind).order_by("pk").values_list("pk", flat=True))
         if not task_ids:
             continue
+        # requests are built outside any transaction, so the lease renewals between chunks are
+        # committed (seen by other drivers) and the job row is not held locked meanwhile
+        sized: list[tuple[int, int, str, int]] = []
+        for start in range(0, len(task_ids), LOAD_CHUNK):
+            lease.renew()
+            tasks = (
+                waiting.filter(phase=kind, pk__in=task_ids[start : start + LOAD_CHUNK])
+                .select_related("cluster", "cluster__run", "cluster__run__dataset")
+                .order_by("pk")
+            )
+            for task in tasks:
+                if kind == gen.NEXT_GENERATE:
+                    if task.attempts >= settings.LLM_MAX_ATTEMPTS:
+                        gen.attempts_exhausted(task, cluster_context_build(cluster=task.cluster))
+                        continue
+                    task.attempts += 1  # written below, with the batch rows
+                request = _request_for(task, job, kind)
+                sized.append(
+                    (
+                        task.pk,
+                        task.attempts,
+                        request.custom_id,
+                        provider.batch_request_bytes(request),
+                    )
+                )
+        if not sized:
+            continue
+        lease.renew(force=True)  # the short transaction below starts with a full lease
         with transaction.atomic():
+            if kind == gen.NEXT_GENERATE:
+                ids = [task_id for task_id, *_ in sized]
+                for at in range(0, len(ids), 2000):
+                    SummaryTask.objects.filter(pk__in=ids[at : at + 2000]).update(
+                        attempts=F("attempts") + 1
+                    )
             last_round = ProviderBatch.objects.filter(job=job, kind=kind).aggregate(r=Max("round"))[
                 "r"
             ]
             round_no = (last_round or 0) + 1
-            sized: list[tuple[int, int, str, int]] = []
-            for start in range(0, len(task_ids), LOAD_CHUNK):
-                lease.renew()
-                tasks = (
-                    waiting.filter(phase=kind, pk__in=task_ids[start : start + LOAD_CHUNK])
-                    .select_related("cluster", "cluster__run", "cluster__run__dataset")
-                    .order_by("pk")
-                )
-                for task in tasks:
-                    if kind == gen.NEXT_GENERATE:
-                        if task.attempts >= settings.LLM_MAX_ATTEMPTS:
-                            gen.attempts_exhausted(
-                                task, cluster_context_build(cluster=task.cluster)
-                            )
-                            continue
-                        task.attempts += 1
-                        SummaryTask.objects.filter(pk=task.pk).update(attempts=task.attempts)
-                    request = _request_for(task, job, kind)
-                    sized.append(
-                        (
-                            task.pk,
-                            task.attempts,
-                            request.custom_id,
-                            provider.batch_request_bytes(request),
-                        )
-                    )
             for index, chunk in enumerate(_chunks(sized, max_count, max_bytes)):
                 created.append(_write_batch(job, kind, round_no, index, chunk))
     return created
@@ -385,7 +398,9 @@ def _write_batch(
 
 
 def _adopt(batch: ProviderBatch, found: BatchStatus) -> None:
-    ProviderBatch.objects.filter(pk=batch.pk).update(
+    """Record ``found`` (the provider's batch with the row's display name) as the row's batch,
+    unless the row was submitted meanwhile."""
+    ProviderBatch.objects.filter(pk=batch.pk, state=ProviderBatch.State.PREPARING).update(
         provider_batch_id=found.batch_id,
         state=ProviderBatch.State.SUBMITTED,
         provider_state=found.raw_state,
@@ -403,8 +418,11 @@ def _submit(
 ) -> int:
     """Submit a preparing batch exactly once; returns 1 when this call submitted or adopted it.
 
-    ``submit_attempts`` is committed before the provider is called: a batch with attempts > 0
-    and no id may have reached the provider, so it is looked up by display name first.
+    ``submit_attempts`` and ``submit_started_at`` are committed before the provider is called
+    (a conditional update, so two drivers never both call): a batch with attempts > 0 and no id
+    may have reached the provider, so it is looked up by display name first, and not submitted
+    again while the last attempt may still be under way (:func:`_submit_grace`). The id is
+    stored only if no other driver stored one meanwhile; a duplicate is cancelled.
     """
     batch.refresh_from_db()
     if batch.state != ProviderBatch.State.PREPARING:
@@ -423,13 +441,26 @@ def _submit(
             _adopt(batch, found)
             logger.info("adopted %s as %s after a crash", batch.display_name, found.batch_id)
             return 1
-    ProviderBatch.objects.filter(pk=batch.pk).update(submit_attempts=batch.submit_attempts + 1)
+        started = batch.submit_started_at
+        if started is not None and (timezone.now() - started).total_seconds() < _submit_grace():
+            # an earlier attempt (a driver that stalled or died mid-call) may still reach the
+            # provider: look again at the next tick rather than risk paying twice
+            return 0
+    requests = list(_requests_of(batch, job, lease))
+    lease.renew(force=True)  # the provider call starts with a full lease
+    claimed = ProviderBatch.objects.filter(
+        pk=batch.pk, state=ProviderBatch.State.PREPARING, submit_attempts=batch.submit_attempts
+    ).update(submit_attempts=F("submit_attempts") + 1, submit_started_at=timezone.now())
+    if not claimed:
+        return 0  # another driver submitted, adopted or attempted it meanwhile
     try:
-        batch_id = provider.batch_submit(
-            list(_requests_of(batch, job, lease)), display_name=batch.display_name
-        )
+        batch_id = provider.batch_submit(requests, display_name=batch.display_name)
     except ProviderError as exc:
         if exc.transient:
+            if exc.status_code is not None:
+                # the provider answered, so this attempt is over (batch_find at the next tick
+                # still catches a batch created despite the error)
+                ProviderBatch.objects.filter(pk=batch.pk).update(submit_started_at=None)
             logger.warning("submitting %s failed, will retry: %s", batch.display_name, exc.message)
             return 0
         ProviderBatch.objects.filter(pk=batch.pk).update(
@@ -438,10 +469,32 @@ def _submit(
             finished_at=timezone.now(),
         )
         return 0
-    ProviderBatch.objects.filter(pk=batch.pk).update(
+    stored = ProviderBatch.objects.filter(
+        pk=batch.pk, state=ProviderBatch.State.PREPARING, provider_batch_id=""
+    ).update(
         provider_batch_id=batch_id, state=ProviderBatch.State.SUBMITTED, submitted_at=timezone.now()
     )
+    if not stored:
+        current = ProviderBatch.objects.values_list("provider_batch_id", flat=True).get(pk=batch.pk)
+        if current == batch_id:
+            return 0  # another driver found this very batch by its name and adopted it
+        # another driver submitted this batch again while this call was under way: ours is a
+        # duplicate, cancelled so it is not paid for
+        logger.error(
+            "%s was submitted twice; cancelling the duplicate %s", batch.display_name, batch_id
+        )
+        try:
+            provider.batch_cancel(batch_id)
+        except ProviderError as exc:
+            logger.error("cancelling duplicate %s failed: %s", batch_id, redact(exc.message))
+        return 0
     return 1
+
+
+def _submit_grace() -> float:
+    """Seconds after an attempt's start during which it may still reach the provider: upload
+    and create, each bounded by ``LLM_TIMEOUT``, plus a margin."""
+    return 3 * float(settings.LLM_TIMEOUT) + 60
 
 
 # --- polling and collecting -------------------------------------------------------------------
@@ -549,11 +602,19 @@ def _collect(
         }.get(ProviderBatch.State(batch.state), "the finished batch had no result for this item")
         left = sorted(index.values())
         for start in range(0, len(left), LOAD_CHUNK):
+            lease.renew()
             for item in _items_by_pk(left[start : start + LOAD_CHUNK]).values():
                 _fallback(item, reason, missing=batch.state == ProviderBatch.State.SUCCEEDED)
                 fallbacks += 1
     finally:
         gen._DEFER_PROGRESS.reset(token)
+    if unknown:  # results of items processed by an earlier, interrupted collection are known
+        known = set(
+            BatchItem.objects.filter(batch=batch, custom_id__in=unknown).values_list(
+                "custom_id", flat=True
+            )
+        )
+        unknown = [custom_id for custom_id in unknown if custom_id not in known]
     note = f"{len(unknown)} result(s) with unknown custom_id: {', '.join(unknown[:5])}"
     ProviderBatch.objects.filter(pk=batch.pk).update(
         state=ProviderBatch.State.COLLECTED,

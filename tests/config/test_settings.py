@@ -33,6 +33,9 @@ def _start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         ("REDIS_URL", "http://127.0.0.1:6379"),
         ("CELERY_TASK_TIME_LIMIT", "soon"),
         ("LLM_TIMEOUT", "-3"),
+        ("RECONCILE_MAX_REDRIVES", "0"),
+        ("RECONCILE_MAX_DELIVERIES", "10"),  # renamed to RECONCILE_MAX_REDRIVES
+        ("BATCH_DRIVER_LEASE_SECONDS", "5"),
     ],
 )
 def test_invalid_value_fails_naming_the_variable(variable: str, value: str) -> None:

@@ -114,7 +114,7 @@ def test_terminated_database_connections_do_not_lose_or_fail_clusters(drill: Dri
     assert "terminating connection due to administrator command" in log or (
         "OperationalError" in log
     ), log[-3000:]
-    recovered = [t.pk for t in tasks if t.deliveries >= 2]
+    recovered = [t.pk for t in tasks if t.deliveries >= 2 or t.redrives >= 1]
     assert recovered, "no task needed a second delivery: the drill hit nothing"
 
     # no cluster was summarised twice: a re-delivery repeats at most the call it lost

@@ -3,7 +3,7 @@ by its owner, and lost (``DriverLeaseLost``) once another driver took an expired
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -15,10 +15,16 @@ from tests.api import build_world
 pytestmark = pytest.mark.django_db
 
 
-def _expiry(job_id: int) -> tuple[object, str]:
+def _expiry(job_id: int) -> tuple[datetime | None, str]:
     return GenerationJob.objects.values_list("driver_lease_until", "driver_lease_owner").get(
         pk=job_id
     )
+
+
+def _until(job_id: int) -> datetime:
+    until = _expiry(job_id)[0]
+    assert until is not None, "no lease on the job"
+    return until
 
 
 def test_one_driver_at_a_time_and_release_frees_the_job(settings) -> None:
@@ -27,7 +33,7 @@ def test_one_driver_at_a_time_and_release_frees_the_job(settings) -> None:
     before = timezone.now()
     first = DriverLease.take(job.pk)
     assert first is not None
-    until, owner = _expiry(job.pk)
+    until, owner = _until(job.pk), _expiry(job.pk)[1]
     assert owner == first.owner and len(owner) == 32
     assert before + timedelta(seconds=119) < until < timezone.now() + timedelta(seconds=121)
     assert DriverLease.take(job.pk) is None  # live lease: the second driver backs off
@@ -46,9 +52,9 @@ def test_renew_extends_the_lease_and_is_throttled(settings) -> None:
         driver_lease_until=timezone.now() + timedelta(seconds=5)
     )
     lease.renew()  # renewed a moment ago (taken): nothing written
-    assert _expiry(job.pk)[0] < timezone.now() + timedelta(seconds=6)
+    assert _until(job.pk) < timezone.now() + timedelta(seconds=6)
     lease.renew(force=True)
-    assert _expiry(job.pk)[0] > timezone.now() + timedelta(seconds=35)
+    assert _until(job.pk) > timezone.now() + timedelta(seconds=35)
 
 
 def test_an_expired_lease_taken_over_is_lost_and_not_released_by_its_old_owner() -> None:
