@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 from pydantic import BaseModel
 
@@ -56,8 +56,8 @@ from llm.services.validation import derived_confidence, validate_entities
 logger = logging.getLogger(__name__)
 
 CACHE_HIT_MESSAGE = "cache hit: same members and cluster type already summarised"
-#: Tasks per UPDATE statement when planning marks cache hits (Django ``bulk_update`` batches).
-PLAN_UPDATE_BATCH = 1000
+#: Tasks per UPDATE statement when planning marks cache hits.
+PLAN_UPDATE_BATCH = 2000
 LOCKED_MESSAGE = "kept: a curator set this summary's status; --force does not overwrite it"
 _STATUS_OF_VERDICT = {
     Verdict.ACCEPT: ValidationStatus.VALIDATED,
@@ -149,28 +149,39 @@ def _plan_tasks(job: GenerationJob, clusters: list[Cluster]) -> list[int]:
         pending = list(
             SummaryTask.objects.filter(job=job, state=TaskState.PENDING).select_related("cluster")
         )
-        # hits are marked in bulk (one UPDATE per PLAN_UPDATE_BATCH tasks, not one per hit)
-        hits: list[SummaryTask] = []
+        hits: dict[str, list[int]] = {CACHE_HIT_MESSAGE: [], LOCKED_MESSAGE: []}
         misses: list[int] = []
         for task in pending:
             summary = current.get(task.cluster.composition_hash)
             if summary is not None and summary.human_locked and job.force:
-                reason = LOCKED_MESSAGE
+                hits[LOCKED_MESSAGE].append(task.pk)
             elif summary is not None and not job.force:
-                reason = CACHE_HIT_MESSAGE
+                hits[CACHE_HIT_MESSAGE].append(task.pk)
             else:
                 misses.append(task.pk)
-                continue
-            task.state = TaskState.SKIPPED
-            task.summary_id = summary.pk
-            task.last_error = reason
-            task.finished_at = task.updated_at = now
-            hits.append(task)
-        SummaryTask.objects.bulk_update(
-            hits,
-            ["state", "summary", "last_error", "finished_at", "updated_at"],
-            batch_size=PLAN_UPDATE_BATCH,
+        # each task is linked to its cluster's current summary inside the UPDATE (a correlated
+        # subquery on the composition hash), so hits cost one statement per PLAN_UPDATE_BATCH
+        # tasks, not one per cached summary
+        cached_summary = Subquery(
+            ClusterSummary.objects.filter(
+                cluster_type=run.cluster_type,
+                is_current=True,
+                composition_hash=Subquery(
+                    Cluster.objects.filter(pk=OuterRef(OuterRef("cluster_id"))).values(
+                        "composition_hash"
+                    )[:1]
+                ),
+            ).values("pk")[:1]
         )
+        for reason, ids in hits.items():
+            for at in range(0, len(ids), PLAN_UPDATE_BATCH):
+                SummaryTask.objects.filter(pk__in=ids[at : at + PLAN_UPDATE_BATCH]).update(
+                    state=TaskState.SKIPPED,
+                    summary_id=cached_summary,
+                    last_error=reason,
+                    finished_at=now,
+                    updated_at=now,
+                )
         try:
             provider_check(job.provider)
         except ProviderNotConfigured as exc:
