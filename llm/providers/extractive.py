@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -43,6 +43,7 @@ from llm.services.validation import (
     PHENOTYPE_GENE_NAME_FIELDS,
     PHENOTYPE_TEXT_FIELDS,
     SIGNIFICANT_FDR,
+    checkable_dataset_symbols,
     confidence_from_fdrs,
     find_symbols,
     normalize_name,
@@ -373,6 +374,23 @@ def _texts(value: Any) -> list[str]:
     return [str(value)]
 
 
+class _EitherOf(Collection[str]):
+    """Membership in either of two collections, without copying the (dataset-sized) second."""
+
+    def __init__(self, first: Collection[str], second: Collection[str]) -> None:
+        self._first, self._second = first, second
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._first or item in self._second
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._first
+        yield from (s for s in self._second if s not in self._first)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 def _named_genes(
     text: str, members: Collection[str], known: Collection[str] | None, excluded: Collection[str]
 ) -> tuple[list[str], list[str]]:
@@ -383,7 +401,7 @@ def _named_genes(
     upper-case token of 3+ letters/digits (``[A-Z][A-Z0-9]{2,}``) that is not in
     :data:`ACRONYMS`, ``COMMON_WORD_SYMBOLS`` or ``excluded`` (words of the term names).
     """
-    vocabulary = set(members) | (set(known) if known is not None else set())
+    vocabulary = _EitherOf(members, known if known is not None else ())
     found = find_symbols(text, vocabulary)
     named_members = [s for s in found if s in members]
     others = [s for s in found if s not in members and s not in excluded]
@@ -465,8 +483,10 @@ def rule_based_verdict(
     ]
 
     # Genes.
-    known = None
-    if dataset_symbols is not None:
+    known: Collection[str] | None = None
+    if isinstance(dataset_symbols, frozenset):  # a run's shared set: filtered once per run
+        known = checkable_dataset_symbols(dataset_symbols)
+    elif dataset_symbols is not None:
         known = {
             s
             for s in dataset_symbols
@@ -575,9 +595,9 @@ class ExtractiveProvider:
             if issubclass(output_class, JudgeVerdict):
                 summary = parse_summary_block(request.user_prompt)
                 symbols = request.metadata.get("dataset_symbols")
-                obj = rule_based_verdict(
-                    data, summary, dataset_symbols=None if symbols is None else set(symbols)
-                )
+                if symbols is not None and not isinstance(symbols, frozenset):
+                    symbols = frozenset(symbols)
+                obj = rule_based_verdict(data, summary, dataset_symbols=symbols)
             elif issubclass(output_class, FunctionalSummary):
                 obj = build_functional_summary(data)
             elif issubclass(output_class, PhenotypeSummary):

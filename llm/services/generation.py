@@ -396,7 +396,9 @@ def judge_request(
         temperature=0.0,
         max_output_tokens=1024,
         custom_id=f"j{job.pk}-t{task.pk}-j{task.attempts}",
-        metadata={"dataset_symbols": sorted(ctx.dataset_symbols)},
+        # the run's shared frozenset, not a copy: for the extractive judge only (vendors' requests
+        # carry the prompts alone), and copying it per request cost O(dataset) per cluster
+        metadata={"dataset_symbols": ctx.dataset_symbols},
     )
 
 

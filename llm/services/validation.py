@@ -148,10 +148,11 @@ def _is_checkable(symbol: str) -> bool:
 
 
 @lru_cache(maxsize=8)
-def _checkable_dataset_symbols(dataset_symbols: frozenset[str]) -> frozenset[str]:
-    """The dataset's symbols minus the short and common-word ones, computed once per dataset
-    symbol set (contexts of one run share one frozenset, so every item after the first is a
-    cache hit found by identity)."""
+def checkable_dataset_symbols(dataset_symbols: frozenset[str]) -> frozenset[str]:
+    """The dataset's symbols minus those shorter than :data:`MIN_SYMBOL_LENGTH` and the
+    :data:`COMMON_WORD_SYMBOLS`, computed once per dataset symbol set (contexts of one run share
+    one frozenset, so every item after the first is a cache hit found by identity; at most 8
+    sets are kept)."""
     return frozenset(s for s in dataset_symbols if _is_checkable(s))
 
 
@@ -184,7 +185,7 @@ def _checkable(ctx: ClusterContext) -> _CheckableSymbols:
     if not isinstance(dataset_symbols, frozenset):
         dataset_symbols = frozenset(dataset_symbols)
     view = _CheckableSymbols(
-        _checkable_dataset_symbols(dataset_symbols),
+        checkable_dataset_symbols(dataset_symbols),
         frozenset(s for s in ctx.symbols if _is_checkable(s)),
     )
     quoted: set[str] = set()

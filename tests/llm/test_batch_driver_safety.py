@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -97,7 +98,7 @@ def test_a_driver_whose_lease_was_taken_stops_and_the_successor_finishes(
     real_process = batches._process_item
     successor: list[str] = []
 
-    def then_stall(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def then_stall(*args: Any, **kwargs: Any) -> int:
         sent = real_process(*args, **kwargs)
         if not successor:  # this driver now stalls past its lease, and another takes the job
             GenerationJob.objects.filter(pk=job.pk).update(
