@@ -117,7 +117,7 @@ def job_start(*, job_id: int) -> list[int]:
     job = GenerationJob.objects.select_related("run").get(pk=job_id)
     if job.status != JobStatus.PENDING:
         return []
-    clusters = [t.cluster for t in SummaryTask.objects.filter(job=job).select_related("cluster")]
+    clusters = list(Cluster.objects.filter(summarytask__job=job).only("id", "composition_hash"))
     return _plan_tasks(job, clusters)
 
 
@@ -146,19 +146,22 @@ def _plan_tasks(job: GenerationJob, clusters: list[Cluster]) -> list[int]:
                 composition_hash__in=[c.composition_hash for c in clusters],
             ).only("id", "composition_hash", "human_locked")
         }
-        pending = list(
-            SummaryTask.objects.filter(job=job, state=TaskState.PENDING).select_related("cluster")
+        # (task id, composition hash) pairs, streamed: no model instances, no member lists
+        pending = (
+            SummaryTask.objects.filter(job=job, state=TaskState.PENDING)
+            .values_list("pk", "cluster__composition_hash")
+            .iterator(chunk_size=2000)
         )
         hits: dict[str, list[int]] = {CACHE_HIT_MESSAGE: [], LOCKED_MESSAGE: []}
         misses: list[int] = []
-        for task in pending:
-            summary = current.get(task.cluster.composition_hash)
+        for task_id, composition_hash in pending:
+            summary = current.get(composition_hash)
             if summary is not None and summary.human_locked and job.force:
-                hits[LOCKED_MESSAGE].append(task.pk)
+                hits[LOCKED_MESSAGE].append(task_id)
             elif summary is not None and not job.force:
-                hits[CACHE_HIT_MESSAGE].append(task.pk)
+                hits[CACHE_HIT_MESSAGE].append(task_id)
             else:
-                misses.append(task.pk)
+                misses.append(task_id)
         # each task is linked to its cluster's current summary inside the UPDATE (a correlated
         # subquery on the composition hash), so hits cost one statement per PLAN_UPDATE_BATCH
         # tasks, not one per cached summary
