@@ -13,6 +13,7 @@ import pytest
 
 from llm.providers.emulators.anthropic import AnthropicEmulator
 from llm.providers.emulators.common import EmulatorServer
+from llm.providers.emulators.openai import OpenAIEmulator
 from tests.llm.provider_helpers import Harness, VendorProvider
 
 
@@ -46,3 +47,22 @@ def provider(harness: Harness, emulator: EmulatorServer) -> VendorProvider:
 def anthropic_emulator() -> Iterator[AnthropicEmulator]:
     with AnthropicEmulator() as emu:
         yield emu
+
+
+@pytest.fixture
+def emu(settings) -> Iterator[OpenAIEmulator]:
+    """An OpenAI emulator the app is pointed at, for the batch-mode tests (``llm_batch``, the
+    batch driver); BATCH_THRESHOLD high, so only an explicit operator request uses the batch
+    API."""
+    with OpenAIEmulator() as emulator:
+        settings.LLM_PROVIDER = "openai"
+        settings.LLM_MODEL = "gpt-4.1-mini"
+        settings.LLM_JUDGE_MODEL = ""
+        settings.LLM_BASE_URL = emulator.url
+        settings.LLM_TIMEOUT = 10.0
+        settings.LLM_RATE_LIMIT = "1000/second"
+        settings.LLM_BACKOFF_BASE = 0.05
+        settings.OPENAI_API_KEY = "test-key-not-secret"
+        settings.BATCH_API_ENABLED = True
+        settings.BATCH_THRESHOLD = 1000
+        yield emulator

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,45 +23,22 @@ from django.db import connection
 from django.utils import timezone
 
 from clustering.models import ClusteringRun
-from clustering.services import clustering_run_create, clustering_run_execute, dataset_import
 from llm.models import BatchItem, GenerationJob, JobStatus, LLMCall, ProviderBatch
 from llm.providers.emulators.openai import OpenAIEmulator
 from llm.providers.registry import batch_provider_get
 from llm.services import batches
 from llm.services.batch_admin import batch_job_create
 from llm.services.batches import DriverLease, job_batch_advance
-from tests.conftest import planted_rows
+from tests.llm.batch_helpers import planted_run, wait_final
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-PARAMS = {"k": 5, "min_cluster_size": 5}
 GROUPS = 4
 
 
 @pytest.fixture
-def emu(settings) -> Iterator[OpenAIEmulator]:
-    with OpenAIEmulator() as emulator:
-        settings.LLM_PROVIDER = "openai"
-        settings.LLM_MODEL = "gpt-4.1-mini"
-        settings.LLM_JUDGE_MODEL = ""
-        settings.LLM_BASE_URL = emulator.url
-        settings.LLM_TIMEOUT = 10.0
-        settings.LLM_RATE_LIMIT = "1000/second"
-        settings.OPENAI_API_KEY = "test-key-not-secret"
-        settings.BATCH_API_ENABLED = True
-        yield emulator
-
-
-@pytest.fixture
 def run(tmp_path: Path) -> ClusteringRun:
-    path = tmp_path / "four.csv"
-    rows = planted_rows(groups=GROUPS, size=12)
-    path.write_text(
-        "entity_id,symbol,term_id,term_name,category\n" + "\n".join(",".join(r) for r in rows)
-    )
-    dataset_import(path=path, slug="four", kind="functional")
-    created = clustering_run_create(dataset_slug="four", params=PARAMS)
-    done = clustering_run_execute(run_id=created.pk)
+    done = planted_run(tmp_path, "four", groups=GROUPS)
     assert done.clusters.count() == GROUPS
     return done
 
@@ -74,17 +50,6 @@ def _accepted(emu: OpenAIEmulator, tag: str | None = None) -> list[str]:
         for s in emu.batch_submissions()
         if s["accepted"] and (tag is None or s["tag"] == tag)
     ]
-
-
-def _finish(job: GenerationJob, timeout: float = 60.0) -> GenerationJob:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job_batch_advance(job_id=job.pk)
-        job.refresh_from_db()
-        if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job.pk} did not finish: {job.progress_message}")
 
 
 def test_a_driver_whose_lease_was_taken_stops_and_the_successor_finishes(
@@ -121,7 +86,7 @@ def test_a_driver_whose_lease_was_taken_stops_and_the_successor_finishes(
 
     monkeypatch.setattr(batches, "_process_item", real_process)
     DriverLease(job.pk, successor[0]).release()  # the successor's own step ends
-    job = _finish(job)
+    job = wait_final(job)
     assert (job.status, job.succeeded) == (JobStatus.SUCCEEDED, GROUPS)
     generation.refresh_from_db()
     assert "unknown custom_id" not in generation.error  # the first driver's result is known

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,6 @@ import pytest
 from django.core.management import call_command
 
 from clustering.models import ClusteringRun
-from clustering.services import clustering_run_create, clustering_run_execute, dataset_import
 from llm.models import (
     BatchItem,
     ClusterSummary,
@@ -24,47 +21,15 @@ from llm.models import (
     ValidationStatus,
 )
 from llm.providers.emulators.openai import OpenAIEmulator
-from llm.services.batches import job_batch_advance
-from tests.conftest import planted_rows
+from tests.llm.batch_helpers import planted_run, wait_final
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-PARAMS = {"k": 5, "min_cluster_size": 5}
-
-
-@pytest.fixture
-def emu(settings, monkeypatch) -> Iterator[OpenAIEmulator]:
-    """An OpenAI emulator the app is pointed at; BATCH_THRESHOLD high, so only an explicit
-    operator request uses the batch API."""
-    with OpenAIEmulator() as emulator:
-        settings.LLM_PROVIDER = "openai"
-        settings.LLM_MODEL = "gpt-4.1-mini"
-        settings.LLM_JUDGE_MODEL = ""
-        settings.LLM_BASE_URL = emulator.url
-        settings.LLM_TIMEOUT = 10.0
-        settings.LLM_RATE_LIMIT = "1000/second"
-        settings.LLM_BACKOFF_BASE = 0.05
-        settings.OPENAI_API_KEY = "test-key-not-secret"
-        settings.BATCH_API_ENABLED = True
-        settings.BATCH_THRESHOLD = 1000
-        yield emulator
-
-
-def _dataset(tmp_path: Path, slug: str, groups: int = 3) -> ClusteringRun:
-    path = tmp_path / f"{slug}.csv"
-    rows = planted_rows(groups=groups, size=12)
-    path.write_text(
-        "entity_id,symbol,term_id,term_name,category\n" + "\n".join(",".join(r) for r in rows)
-    )
-    dataset_import(path=path, slug=slug, kind="functional")
-    run = clustering_run_create(dataset_slug=slug, params=PARAMS)
-    return clustering_run_execute(run_id=run.pk)
 
 
 @pytest.fixture
 def three(tmp_path: Path) -> ClusteringRun:
     """A succeeded run of the dataset ``three``: three clusters, numbered 1-3."""
-    run = _dataset(tmp_path, "three")
+    run = planted_run(tmp_path, "three")
     assert run.status == "succeeded" and run.clusters.count() == 3
     return run
 
@@ -282,18 +247,6 @@ def test_fetch_and_cancel_refuse_unknown_ids(emu, three) -> None:
 # --- cancel -------------------------------------------------------------------------------------
 
 
-def _wait_final(job: GenerationJob, timeout: float = 60.0) -> GenerationJob:
-    """Play beat until the job is final (its clusters finish in realtime on the worker)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job_batch_advance(job_id=job.pk)
-        job.refresh_from_db()
-        if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job.pk} did not finish: {job.progress_message}")
-
-
 @pytest.mark.worker
 def test_cancel_stops_the_batch_and_retries_its_clusters_in_realtime(
     celery_worker, emu, three
@@ -312,7 +265,7 @@ def test_cancel_stops_the_batch_and_retries_its_clusters_in_realtime(
     assert f"cancelled batch {batch.pk} {batch.display_name}: the provider was asked" in out
     assert "3 of its 3 item(s) retried in realtime, 0 answered before the cancellation" in out
 
-    job = _wait_final(GenerationJob.objects.get(scope="clusters"))
+    job = wait_final(GenerationJob.objects.get(scope="clusters"))
     assert (job.succeeded, job.failed) == (3, 0)
     realtime = LLMCall.objects.filter(job=job, batch__isnull=True)
     assert realtime.filter(kind="generate", status="success").count() == 3
@@ -344,6 +297,6 @@ def test_cancel_of_a_batch_not_yet_submitted_never_reaches_the_provider(
     batch.refresh_from_db()
     assert batch.state == ProviderBatch.State.COLLECTED
     assert _accepted(emu) == []
-    job = _wait_final(GenerationJob.objects.get(scope="clusters"))
+    job = wait_final(GenerationJob.objects.get(scope="clusters"))
     assert (job.succeeded, job.failed) == (3, 0)
     assert _accepted(emu) == []
