@@ -483,15 +483,8 @@ def rule_based_verdict(
     ]
 
     # Genes.
-    known: Collection[str] | None = None
-    if isinstance(dataset_symbols, frozenset):  # a run's shared set: filtered once per run
-        known = checkable_dataset_symbols(dataset_symbols)
-    elif dataset_symbols is not None:
-        known = {
-            s
-            for s in dataset_symbols
-            if len(s) >= MIN_SYMBOL_LENGTH and s not in COMMON_WORD_SYMBOLS
-        }
+    # a run's shared frozenset is filtered once per run
+    known = None if dataset_symbols is None else checkable_dataset_symbols(dataset_symbols)
     fields = PHENOTYPE_TEXT_FIELDS if cluster_type == "phenotype" else FUNCTIONAL_TEXT_FIELDS
     non_members: list[str] = []
     phenotype_genes: list[str] = []
@@ -595,8 +588,6 @@ class ExtractiveProvider:
             if issubclass(output_class, JudgeVerdict):
                 summary = parse_summary_block(request.user_prompt)
                 symbols = request.metadata.get("dataset_symbols")
-                if symbols is not None and not isinstance(symbols, frozenset):
-                    symbols = frozenset(symbols)
                 obj = rule_based_verdict(data, summary, dataset_symbols=symbols)
             elif issubclass(output_class, FunctionalSummary):
                 obj = build_functional_summary(data)

@@ -147,12 +147,18 @@ def _is_checkable(symbol: str) -> bool:
     return len(symbol) >= MIN_SYMBOL_LENGTH and symbol not in COMMON_WORD_SYMBOLS
 
 
-@lru_cache(maxsize=8)
-def checkable_dataset_symbols(dataset_symbols: frozenset[str]) -> frozenset[str]:
+def checkable_dataset_symbols(dataset_symbols: Collection[str]) -> frozenset[str]:
     """The dataset's symbols minus those shorter than :data:`MIN_SYMBOL_LENGTH` and the
-    :data:`COMMON_WORD_SYMBOLS`, computed once per dataset symbol set (contexts of one run share
-    one frozenset, so every item after the first is a cache hit found by identity; at most 8
-    sets are kept)."""
+    :data:`COMMON_WORD_SYMBOLS`, computed once per dataset symbol set when it is a frozenset
+    (contexts of one run share one, so every item after the first is a cache hit found by
+    identity; at most 8 sets are kept). Any other collection is frozen first (O(its size))."""
+    if not isinstance(dataset_symbols, frozenset):
+        dataset_symbols = frozenset(dataset_symbols)
+    return _filtered_dataset_symbols(dataset_symbols)
+
+
+@lru_cache(maxsize=8)
+def _filtered_dataset_symbols(dataset_symbols: frozenset[str]) -> frozenset[str]:
     return frozenset(s for s in dataset_symbols if _is_checkable(s))
 
 
@@ -181,11 +187,8 @@ class _CheckableSymbols(Collection[str]):
 
 
 def _checkable(ctx: ClusterContext) -> _CheckableSymbols:
-    dataset_symbols = ctx.dataset_symbols
-    if not isinstance(dataset_symbols, frozenset):
-        dataset_symbols = frozenset(dataset_symbols)
     view = _CheckableSymbols(
-        checkable_dataset_symbols(dataset_symbols),
+        checkable_dataset_symbols(ctx.dataset_symbols),
         frozenset(s for s in ctx.symbols if _is_checkable(s)),
     )
     quoted: set[str] = set()

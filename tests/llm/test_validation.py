@@ -275,9 +275,9 @@ def test_checkable_symbols_follow_the_documented_rule(
 
 def test_the_dataset_filter_runs_once_per_symbol_set() -> None:
     base = functional_ctx()
-    validation.checkable_dataset_symbols.cache_clear()
+    validation._filtered_dataset_symbols.cache_clear()
     for number in range(5):
         ctx = dataclasses.replace(base, cluster_number=number)
         assert validate_entities(ctx, functional()) == []
-    info = validation.checkable_dataset_symbols.cache_info()
+    info = validation._filtered_dataset_symbols.cache_info()
     assert (info.misses, info.hits) == (1, 4)
