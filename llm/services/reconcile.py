@@ -168,6 +168,15 @@ def _llm_workers_busy(now: datetime, cutoff: datetime) -> bool:
     )
 
 
+def _fail_unfinished_tasks(job: GenerationJob, error: str, now: datetime) -> int:
+    """Fail every unfinished task of ``job`` with ``error``; returns how many."""
+    return (
+        SummaryTask.objects.filter(job=job)
+        .exclude(state__in=TERMINAL_STATES)
+        .update(state=TaskState.FAILED, last_error=error, lease_until=None, finished_at=now)
+    )
+
+
 def _times(n: int) -> str:
     return "once" if n == 1 else f"{n} times"
 
@@ -198,11 +207,7 @@ def _expire_jobs(now: datetime, report: ReconcileReport) -> None:
                 f"{TIME_LIMIT_MESSAGE} (LLM_JOB_TIME_LIMIT, deadline "
                 f"{job.deadline.isoformat(timespec='seconds')}); failed by the reconciler"
             )
-            failed = (
-                SummaryTask.objects.filter(job=job)
-                .exclude(state__in=TERMINAL_STATES)
-                .update(state=TaskState.FAILED, last_error=error, lease_until=None, finished_at=now)
-            )
+            failed = _fail_unfinished_tasks(job, error, now)
             report.tasks_timed_out += failed
             report.jobs_timed_out += 1
             if job.status == JobStatus.PENDING:
@@ -328,9 +333,7 @@ def _fail_pending_job(job: GenerationJob, now: datetime, limit: int) -> None:
         f"message was re-sent {_times(job.redrives)} by the reconciler "
         f"(RECONCILE_MAX_REDRIVES {limit}); is a worker consuming the llm queue?"
     )
-    SummaryTask.objects.filter(job=job).exclude(state__in=TERMINAL_STATES).update(
-        state=TaskState.FAILED, last_error=why, lease_until=None, finished_at=now
-    )
+    _fail_unfinished_tasks(job, why, now)
     GenerationJob.objects.filter(pk=job.pk).update(
         status=JobStatus.FAILED, finished_at=now, message=why
     )
