@@ -87,6 +87,10 @@ class ClusteringRun(models.Model):
     n_edges = models.PositiveIntegerField(null=True, blank=True)
     unclustered = models.JSONField(default=list, blank=True)  # [[entity_id, symbol], ...]
     timings = models.JSONField(default=dict, blank=True)  # step -> wall seconds
+    # run-level modularity null model and stability settings (clustering.domain.pipeline)
+    quality = models.JSONField(default=dict, blank=True)
+    # how each category's evidence was selected (clustering.domain.evidence)
+    evidence_method = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
     # times the reconciler re-sent the run's pipeline after it stalled (RECONCILE_MAX_REDRIVES)
@@ -104,7 +108,15 @@ class ClusteringRun(models.Model):
 
 
 class Cluster(models.Model):
-    """A cluster of a run. ``members`` is a list of {"id", "symbol"} sorted by id."""
+    """A cluster of a run. ``members`` is a list of {"id", "symbol"} sorted by id.
+
+    Quality (clustering.domain.stability / quality): ``stability`` the mean best-match Jaccard
+    over subsamples (Hennig; None when not measured), ``modularity_z`` the z-score of its
+    modularity contribution against degree-preserving rewirings, ``specificity`` the Dice
+    coefficient of its best shown evidence term (``specificity_term``), ``derived_confidence``
+    high / medium / low from both; ``signature_members`` [{"id", "symbol", "strength"}] by
+    within-cluster weighted degree; ``traits`` the inheritance and syndromicity figures.
+    """
 
     run = models.ForeignKey(ClusteringRun, on_delete=models.CASCADE, related_name="clusters")
     number = models.PositiveIntegerField()
@@ -112,6 +124,13 @@ class Cluster(models.Model):
     members = models.JSONField(default=list)
     composition_hash = models.CharField(max_length=64, db_index=True)
     quality = models.JSONField(default=dict, blank=True)
+    stability = models.FloatField(null=True, blank=True)
+    modularity_z = models.FloatField(null=True, blank=True)
+    specificity = models.FloatField(null=True, blank=True)
+    specificity_term = models.CharField(max_length=128, blank=True)
+    derived_confidence = models.CharField(max_length=16, blank=True)
+    signature_members = models.JSONField(default=list, blank=True)
+    traits = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["run", "number"]
@@ -128,8 +147,19 @@ class Cluster(models.Model):
         return [m["symbol"] for m in self.members]
 
 
+class TermDirection(models.TextChoices):
+    """Over- or under-represented in the cluster."""
+
+    ENRICHED = "enriched", "enriched"
+    DEPLETED = "depleted", "depleted"
+
+
 class TermEnrichment(models.Model):
-    """A significantly over-represented term of a cluster (one-sided hypergeometric, BH FDR)."""
+    """A significantly over- or under-represented term of a cluster (one-sided hypergeometric
+    test of its ``direction``, BH FDR). ``evidence_rank`` is set on the non-redundant terms
+    shown as the cluster's evidence (1 = first, per category and direction), null on the terms
+    hidden as redundant (``hidden_by`` names the shown term that stands for them);
+    ``represents`` counts the significant terms a shown term stands for, itself included."""
 
     cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="terms")
     category = models.CharField(max_length=64)
@@ -142,10 +172,21 @@ class TermEnrichment(models.Model):
     fold_enrichment = models.FloatField()
     overlap_members = models.JSONField(default=list)  # symbols
     ancestor_ids = models.JSONField(default=list)  # significant ancestors in this cluster
+    direction = models.CharField(
+        max_length=16, choices=TermDirection.choices, default=TermDirection.ENRICHED
+    )
+    elim_p_value = models.FloatField(null=True, blank=True)
+    evidence_rank = models.PositiveIntegerField(null=True, blank=True)
+    represents = models.PositiveIntegerField(default=1)
+    hidden_by = models.CharField(max_length=128, blank=True)
+    branches = models.JSONField(default=list, blank=True)  # top-level ontology branch names
 
     class Meta:
-        ordering = ["cluster", "p_value", "term_id"]
-        indexes = [models.Index(fields=["cluster", "fdr"])]
+        ordering = ["cluster", "direction", "p_value", "term_id"]
+        indexes = [
+            models.Index(fields=["cluster", "fdr"]),
+            models.Index(fields=["cluster", "direction", "evidence_rank"]),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.term_id} (FDR {self.fdr:.2g})"
+        return f"{self.term_id} ({self.direction}, FDR {self.fdr:.2g})"

@@ -1,4 +1,4 @@
-"""Reads: clusters of a run and their display terms."""
+"""Reads: clusters of a run and their evidence terms."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ from collections import defaultdict
 
 from django.db.models import QuerySet
 
-from clustering.domain.enrichment import DisplayTerm, display_terms_select
-
-from .models import Cluster, ClusteringRun, TermEnrichment
+from .models import Cluster, ClusteringRun, TermDirection, TermEnrichment
 
 
 def cluster_list(*, run: ClusteringRun) -> QuerySet[Cluster]:
@@ -16,20 +14,30 @@ def cluster_list(*, run: ClusteringRun) -> QuerySet[Cluster]:
     return Cluster.objects.filter(run=run).order_by("number")
 
 
+def evidence_terms(
+    *, cluster: Cluster, direction: str = TermDirection.ENRICHED
+) -> QuerySet[TermEnrichment]:
+    """The cluster's shown (non-redundant) terms of one direction, in evidence order: by rank
+    within each category, categories interleaved (rank 1 of every category first)."""
+    return TermEnrichment.objects.filter(
+        cluster=cluster, direction=direction, evidence_rank__isnull=False
+    ).order_by("evidence_rank", "fdr", "category", "term_id")
+
+
 def cluster_display_terms(
-    *, clusters: list[Cluster], limit: int = 3
+    *, clusters: list[Cluster], limit: int = 3, direction: str = TermDirection.ENRICHED
 ) -> dict[int, list[TermEnrichment]]:
-    """Cluster id -> up to ``limit`` non-redundant terms (a parent is pruned when a more specific
-    descendant is listed), by FDR ascending. One query for all clusters."""
-    by_cluster: dict[int, list[TermEnrichment]] = defaultdict(list)
-    for term in TermEnrichment.objects.filter(cluster__in=clusters).order_by("cluster_id", "fdr"):
-        by_cluster[term.cluster_id].append(term)
-    chosen: dict[int, list[TermEnrichment]] = {}
-    for cluster in clusters:
-        terms = by_cluster.get(cluster.pk, [])
-        lookup = {t.term_id: t for t in terms}
-        ids = display_terms_select(
-            [DisplayTerm(t.term_id, t.fdr, frozenset(t.ancestor_ids)) for t in terms], limit=limit
-        )
-        chosen[cluster.pk] = [lookup[i] for i in ids]
-    return chosen
+    """Cluster id -> its first ``limit`` evidence terms of ``direction`` (see
+    :func:`evidence_terms`): the non-redundant, specific terms chosen at clustering time, not
+    the lowest FDRs. One query for all clusters."""
+    chosen: dict[int, list[TermEnrichment]] = defaultdict(list)
+    rows = TermEnrichment.objects.filter(
+        cluster__in=clusters,
+        direction=direction,
+        evidence_rank__isnull=False,
+        evidence_rank__lte=limit,
+    ).order_by("cluster_id", "evidence_rank", "fdr", "category", "term_id")
+    for term in rows:
+        if len(chosen[term.cluster_id]) < limit:
+            chosen[term.cluster_id].append(term)
+    return {c.pk: chosen.get(c.pk, []) for c in clusters}

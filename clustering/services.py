@@ -18,7 +18,13 @@ from django.utils import timezone
 from clustering.datasets.registry import BUILTIN_DATASETS
 from clustering.domain.annotations import AnnotationTable, annotation_table_build
 from clustering.domain.params import CLUSTER_TYPES, ClusteringParams, InvalidParameters
-from clustering.domain.pipeline import ClusteringResult, cluster_table, library_versions
+from clustering.domain.pipeline import (
+    TOTAL_STEPS,
+    ClusteringResult,
+    ClusterResult,
+    cluster_table,
+    library_versions,
+)
 
 from .models import (
     Cluster,
@@ -325,6 +331,17 @@ def _progress_writer(run_id: int, extra: ProgressCallback | None) -> ProgressCal
 
 
 def _store_result(run: ClusteringRun, result: ClusteringResult) -> None:
+    def signature(c: ClusterResult) -> list[dict[str, Any]]:
+        position = {index: i for i, index in enumerate(c.member_indices)}
+        return [
+            {
+                "id": c.member_ids[position[index]],
+                "symbol": c.member_symbols[position[index]],
+                "strength": round(strength, 4),
+            }
+            for index, strength in c.signature
+        ]
+
     clusters = Cluster.objects.bulk_create(
         Cluster(
             run=run,
@@ -335,6 +352,13 @@ def _store_result(run: ClusteringRun, result: ClusteringResult) -> None:
             ],
             composition_hash=c.composition_hash,
             quality=c.quality,
+            stability=c.stability,
+            modularity_z=c.modularity_z,
+            specificity=c.specificity,
+            specificity_term=c.specificity_term,
+            derived_confidence=c.derived_confidence,
+            signature_members=signature(c),
+            traits=c.traits,
         )
         for c in result.clusters
     )
@@ -352,6 +376,12 @@ def _store_result(run: ClusteringRun, result: ClusteringResult) -> None:
                 fold_enrichment=t.fold_enrichment,
                 overlap_members=t.overlap_members,
                 ancestor_ids=t.ancestor_ids,
+                direction=t.direction,
+                elim_p_value=t.elim_p_value,
+                evidence_rank=t.evidence_rank,
+                represents=t.represents,
+                hidden_by=t.hidden_by,
+                branches=list(t.branches),
             )
             for row, c in zip(clusters, result.clusters, strict=True)
             for t in c.enrichment
@@ -387,7 +417,8 @@ def clustering_run_execute(
     started = time.perf_counter()
     try:
         params = ClusteringParams.from_dict(run.params)
-        write(0, 6, f"Loading dataset {run.dataset.slug}")
+        steps = TOTAL_STEPS + 1
+        write(0, steps, f"Loading dataset {run.dataset.slug}")
         t0 = time.perf_counter()
         table = dataset_table_load(dataset=run.dataset)
         load_seconds = time.perf_counter() - t0
@@ -413,7 +444,9 @@ def clustering_run_execute(
             locked.unclustered = [list(pair) for pair in result.unclustered]
             locked.library_versions = library_versions()
             locked.timings = timings
-            locked.progress_current = locked.progress_total = 6
+            locked.quality = result.quality
+            locked.evidence_method = result.evidence_method
+            locked.progress_current = locked.progress_total = steps
             locked.progress_message = (
                 f"Done: {len(result.clusters)} clusters, {len(result.unclustered)} unclustered"
             )

@@ -3,8 +3,10 @@
 Source: Enrichr gene-set libraries (Ma'ayan Lab) shipped inside the ``pyenrichr`` package:
 ``GO_Biological_Process_2023`` (Gene Ontology, CC BY 4.0, geneontology.org) and
 ``WikiPathway_2023_Human`` (WikiPathways, CC0). KEGG is deliberately not used (its licence does not
-allow free redistribution). Genes are matched by HGNC symbol. No GO DAG ships with the libraries;
-GO redundancy is judged by overlap inclusion (see ``AnnotationTable.inclusion_categories``).
+allow free redistribution). Genes are matched by HGNC symbol. No GO DAG ships with the libraries
+and they are not propagated, so size or inclusion says nothing about ancestry: redundant terms
+are found by the similarity of their members (``clustering.domain.evidence``, jaccard). The genes'
+modes of inheritance and syndromicity come from their HPO annotations (supplementary traits).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from clustering.domain.annotations import AnnotationTable, annotation_table_build
 
-from .hpo import hpo_ndd_genes
+from .hpo import hpo_ndd_genes, hpo_ndd_traits
 
 LIBRARIES = {
     "GO_Biological_Process_2023": "GO:BP",
@@ -80,8 +82,8 @@ def go_ndd_rows() -> Iterator[tuple[str, str, str, str, str]]:
 
 
 def go_ndd_load() -> AnnotationTable:
-    """The go-ndd annotation table."""
-    return annotation_table_build(go_ndd_rows(), inclusion_categories=frozenset({"GO:BP"}))
+    """The go-ndd annotation table, with the HPO-derived traits of its genes."""
+    return annotation_table_build(go_ndd_rows(), traits=hpo_ndd_traits)
 
 
 def pyenrichr_version() -> str:

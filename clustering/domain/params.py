@@ -33,6 +33,12 @@ class ClusteringParams:
         max_term_fraction: ... and if fewer than this fraction of entities have it (0 < f <= 1).
         fdr_threshold: enrichment terms kept in the database have FDR below this (0 < q <= 1).
         algorithm: only "leiden" for now.
+        stability_repeats: subsamples for the per-cluster stability (0 = not measured, <= 100).
+        stability_fraction: share of entities in each subsample (0.5 <= f <= 0.95).
+        null_repeats: degree-preserving rewirings for the modularity z-scores (0 = none, or
+            2..200).
+        evidence_jaccard: Jaccard index at which the similarity filter hides a less significant
+            term (0 < j <= 1; see clustering.domain.evidence).
     """
 
     k: int = 15
@@ -43,6 +49,10 @@ class ClusteringParams:
     max_term_fraction: float = 0.5
     fdr_threshold: float = 0.05
     algorithm: str = "leiden"
+    stability_repeats: int = 10
+    stability_fraction: float = 0.8
+    null_repeats: int = 10
+    evidence_jaccard: float = 0.5
 
     def __post_init__(self) -> None:
         errors: dict[str, str] = {}
@@ -67,6 +77,22 @@ class ClusteringParams:
             errors["max_term_fraction"] = f"must be in (0, 1], got {self.max_term_fraction!r}"
         if not is_num(self.fdr_threshold) or not 0 < self.fdr_threshold <= 1:
             errors["fdr_threshold"] = f"must be in (0, 1], got {self.fdr_threshold!r}"
+        if not is_int(self.stability_repeats) or not 0 <= self.stability_repeats <= 100:
+            errors["stability_repeats"] = (
+                f"must be an integer from 0 to 100, got {self.stability_repeats!r}"
+            )
+        if not is_num(self.stability_fraction) or not 0.5 <= self.stability_fraction <= 0.95:
+            errors["stability_fraction"] = (
+                f"must be in [0.5, 0.95], got {self.stability_fraction!r}"
+            )
+        if not is_int(self.null_repeats) or not (
+            self.null_repeats == 0 or 2 <= self.null_repeats <= 200
+        ):
+            errors["null_repeats"] = (
+                f"must be 0 or an integer from 2 to 200, got {self.null_repeats!r}"
+            )
+        if not is_num(self.evidence_jaccard) or not 0 < self.evidence_jaccard <= 1:
+            errors["evidence_jaccard"] = f"must be in (0, 1], got {self.evidence_jaccard!r}"
         if self.algorithm != "leiden":
             errors["algorithm"] = f"only 'leiden' is supported, got {self.algorithm!r}"
         if errors:

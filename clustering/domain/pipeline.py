@@ -4,22 +4,35 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 import numpy as np
 
 from .annotations import AnnotationTable
-from .enrichment import TermEnrichmentResult, cluster_enrichment
+from .enrichment import (
+    DEPLETED,
+    ENRICHED,
+    TermEnrichmentResult,
+    cluster_enrichment,
+    significance_cutoff,
+)
+from .evidence import TermBits, evidence_method_for, evidence_select
 from .features import feature_matrix_build
 from .hashing import composition_hash
 from .leiden import leiden_partition
 from .params import ClusteringParams
+from .quality import EVIDENCE_FDR, Confidence, derived_confidence, specificity
 from .similarity import KnnGraph, knn_graph_build
+from .stability import modularity_null, signature_members, subsample_stability
+from .traits import cluster_traits
 
 #: progress(step_number, total_steps, message)
 ProgressCallback = Callable[[int, int, str], None]
-TOTAL_STEPS = 5
+TOTAL_STEPS = 7
+#: Signature members reported per cluster.
+SIGNATURE_SIZE = 10
 
 
 @dataclass(frozen=True)
@@ -34,7 +47,17 @@ class ClusterResult:
         quality: ``internal_edge_fraction`` (share of the members' edge weight that stays inside
             the cluster, 1 = perfectly separated), ``mean_internal_similarity`` (mean cosine
             similarity over the cluster's internal edges), ``internal_edges`` (count).
-        enrichment: significant terms, sorted by p-value.
+        enrichment: significant terms of both directions (enriched first, then depleted), each
+            sorted by p-value, with their evidence ranks (:mod:`clustering.domain.evidence`).
+        stability: mean best-match Jaccard over subsamples (0..1), None when not measured.
+        modularity_z: z-score of the cluster's modularity contribution against degree-preserving
+            rewirings (labels fixed), None when not measured.
+        specificity, specificity_term: best Dice coefficient of a shown enriched term and its id
+            (:mod:`clustering.domain.quality`).
+        derived_confidence: high / medium / low from stability and specificity.
+        signature: (entity index, within-cluster strength) of the most central members.
+        traits: inheritance and syndromicity figures (:func:`~.traits.cluster_traits`), {} when
+            the dataset has no supplementary data.
     """
 
     number: int
@@ -44,6 +67,13 @@ class ClusterResult:
     composition_hash: str
     quality: dict[str, float]
     enrichment: list[TermEnrichmentResult]
+    stability: float | None = None
+    modularity_z: float | None = None
+    specificity: float = 0.0
+    specificity_term: str = ""
+    derived_confidence: Confidence = "low"
+    signature: list[tuple[int, float]] = field(default_factory=list)
+    traits: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -51,7 +81,10 @@ class ClusteringResult:
     """Everything a clustering run produces.
 
     ``timings`` are wall seconds per step; ``unclustered`` lists (entity_id, symbol) of entities in
-    communities smaller than ``min_cluster_size`` (including isolated entities).
+    communities smaller than ``min_cluster_size`` (including isolated entities). ``quality``
+    holds the run's modularity null model (``modularity_z``, ``null_mean``, ``null_sd``,
+    ``null_repeats``) and the stability settings; ``evidence_method`` how evidence was selected
+    per category (:meth:`~.evidence.EvidenceMethod.to_dict`).
     """
 
     clusters: list[ClusterResult]
@@ -60,6 +93,8 @@ class ClusteringResult:
     n_features: int
     n_edges: int
     timings: dict[str, float] = field(default_factory=dict)
+    quality: dict[str, Any] = field(default_factory=dict)
+    evidence_method: dict[str, Any] = field(default_factory=dict)
 
 
 def library_versions() -> dict[str, str]:
@@ -90,6 +125,41 @@ def _cluster_quality(graph: KnnGraph, membership: np.ndarray, label: int) -> dic
     }
 
 
+def _cluster_terms(
+    table: AnnotationTable,
+    indices: list[int],
+    params: ClusteringParams,
+    term_sizes: np.ndarray,
+    bits: TermBits,
+    method: Any,
+) -> list[TermEnrichmentResult]:
+    """Enriched and depleted terms of one cluster with their evidence ranks."""
+    enriched = cluster_enrichment(
+        table,
+        indices,
+        min_term_size=params.min_term_size,
+        fdr_threshold=params.fdr_threshold,
+        term_sizes=term_sizes,
+        direction=ENRICHED,
+    )
+    depleted = cluster_enrichment(
+        table,
+        indices,
+        min_term_size=params.min_term_size,
+        fdr_threshold=params.fdr_threshold,
+        term_sizes=term_sizes,
+        direction=DEPLETED,
+    )
+    return evidence_select(
+        table,
+        indices,
+        enriched + depleted,
+        method=method,
+        cutoff=significance_cutoff(enriched),
+        bits=bits,
+    )
+
+
 def cluster_table(
     table: AnnotationTable,
     params: ClusteringParams,
@@ -97,10 +167,11 @@ def cluster_table(
     cluster_type: str,
     progress: ProgressCallback | None = None,
 ) -> ClusteringResult:
-    """Features -> cosine k-NN graph -> Leiden -> clusters -> enrichment per cluster.
+    """Features -> cosine k-NN graph -> Leiden -> clusters -> enrichment, depletion and evidence
+    per cluster -> subsample stability -> modularity null model.
 
-    Deterministic: the table is ordered by id and Leiden is seeded, so equal tables and parameters
-    give equal clusters and composition hashes.
+    Deterministic: the table is ordered by id and Leiden, the subsamples and the rewirings are
+    seeded, so equal tables and parameters give equal clusters, composition hashes and figures.
 
     Raises:
         NoFeaturesError: no term passes the feature filters.
@@ -129,7 +200,7 @@ def cluster_table(
     timings["leiden"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    report(3, "Enrichment")
+    report(3, "Enrichment, depletion and evidence selection")
     membership = np.asarray(partition.membership, dtype=np.int64)
     communities: dict[int, list[int]] = {}
     for index, label in enumerate(partition.membership):
@@ -138,6 +209,8 @@ def cluster_table(
     small = [m for m in communities.items() if len(m[1]) < params.min_cluster_size]
     big.sort(key=lambda item: (-len(item[1]), table.entity_ids[item[1][0]]))
     term_sizes = table.term_sizes()
+    bits = TermBits(table)
+    method = evidence_method_for(table, jaccard_threshold=params.evidence_jaccard)
     clusters: list[ClusterResult] = []
     for number, (label, indices) in enumerate(big, start=1):
         ids = [table.entity_ids[i] for i in indices]
@@ -149,25 +222,72 @@ def cluster_table(
                 member_symbols=[table.symbols[i] for i in indices],
                 composition_hash=composition_hash(ids, cluster_type),
                 quality=_cluster_quality(graph, membership, label),
-                enrichment=cluster_enrichment(
-                    table,
-                    indices,
-                    min_term_size=params.min_term_size,
-                    fdr_threshold=params.fdr_threshold,
-                    term_sizes=term_sizes,
-                ),
+                enrichment=_cluster_terms(table, indices, params, term_sizes, bits, method),
+                signature=signature_members(graph, indices, limit=SIGNATURE_SIZE),
+                traits=cluster_traits(table.traits, indices),
             )
         )
     unclustered = sorted(
         (table.entity_ids[i], table.symbols[i]) for _, indices in small for i in indices
     )
     timings["enrichment"] = time.perf_counter() - t0
-    report(4, f"{len(clusters)} clusters, {len(unclustered)} unclustered entities")
+
+    t0 = time.perf_counter()
+    report(4, f"Stability over {params.stability_repeats} subsamples")
+    stability = subsample_stability(
+        features.matrix,
+        [c.member_indices for c in clusters],
+        k=params.k,
+        resolution=params.resolution,
+        seed=params.seed,
+        repeats=params.stability_repeats,
+        fraction=params.stability_fraction,
+    )
+    timings["stability"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    report(5, f"Modularity null model ({params.null_repeats} rewirings)")
+    labels = [label for label, _ in big]
+    null = modularity_null(
+        graph, partition.membership, labels, repeats=params.null_repeats, seed=params.seed
+    )
+    timings["null_model"] = time.perf_counter() - t0
+
+    finished: list[ClusterResult] = []
+    for cluster, label, score in zip(clusters, labels, stability.scores, strict=True):
+        spec, spec_term = specificity(cluster.enrichment)
+        evidence_terms = sum(
+            1 for t in cluster.enrichment if t.direction == ENRICHED and t.fdr < EVIDENCE_FDR
+        )
+        finished.append(
+            replace(
+                cluster,
+                stability=score,
+                modularity_z=null.cluster_z.get(label),
+                specificity=spec,
+                specificity_term=spec_term,
+                derived_confidence=derived_confidence(
+                    stability=score, specificity_value=spec, evidence_terms=evidence_terms
+                ),
+            )
+        )
+    report(6, f"{len(finished)} clusters, {len(unclustered)} unclustered entities")
     return ClusteringResult(
-        clusters=clusters,
+        clusters=finished,
         unclustered=unclustered,
         modularity=partition.modularity,
         n_features=int(features.term_indices.size),
         n_edges=int(graph.edges.shape[0]),
         timings=timings,
+        quality={
+            "modularity_z": null.z,
+            "null_mean": null.null_mean,
+            "null_sd": null.null_sd,
+            "null_repeats": null.repeats,
+            "null_model": "degree-preserving rewiring (Maslov-Sneppen), labels fixed",
+            "stability_repeats": stability.repeats,
+            "stability_fraction": stability.fraction,
+            "stability_method": "Hennig subset bootstrap: mean best-match Jaccard",
+        },
+        evidence_method=method.to_dict(),
     )

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from clustering.domain.annotations import EmptyDatasetError, annotation_table_build
-from clustering.domain.enrichment import DisplayTerm, display_terms_select
 from clustering.domain.features import NoFeaturesError, feature_matrix_build
 from clustering.domain.hashing import composition_hash
 from clustering.domain.leiden import leiden_partition
@@ -129,18 +128,6 @@ def test_small_communities_are_reported_unclustered() -> None:
     assert len(clustered) + len(result.unclustered) == 39
 
 
-def test_display_selection_prunes_parents_of_listed_terms() -> None:
-    terms = [
-        DisplayTerm("HP:seizure", 1e-10, frozenset({"HP:root"})),
-        DisplayTerm("HP:focal", 1e-8, frozenset({"HP:seizure", "HP:root"})),
-        DisplayTerm("HP:root", 1e-12, frozenset()),
-        DisplayTerm("HP:other", 1e-9, frozenset()),
-        DisplayTerm("HP:third", 1e-3, frozenset()),
-    ]
-    assert display_terms_select(terms, limit=3) == ["HP:other", "HP:focal", "HP:third"]
-    assert display_terms_select(terms, limit=0) == []
-
-
 @pytest.mark.parametrize(
     ("field", "value"),
     [
@@ -153,6 +140,14 @@ def test_display_selection_prunes_parents_of_listed_terms() -> None:
         ("fdr_threshold", 0),
         ("algorithm", "louvain"),
         ("k", True),
+        ("stability_repeats", -1),
+        ("stability_repeats", 101),
+        ("stability_fraction", 0.3),
+        ("stability_fraction", 1.0),
+        ("null_repeats", 1),
+        ("null_repeats", 201),
+        ("evidence_jaccard", 0),
+        ("evidence_jaccard", 1.5),
     ],
 )
 def test_bad_parameters_name_the_field(field: str, value: object) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from clustering.domain.params import InvalidParameters
+from clustering.domain.pipeline import TOTAL_STEPS
 from clustering.models import Cluster, ClusteringRun, Dataset, DatasetAnnotation, RunStatus
 from clustering.services import (
     DatasetImportError,
@@ -38,7 +39,20 @@ def test_import_then_cluster(planted_csv: Path) -> None:
     assert run.modularity and run.modularity > 0.3
     assert {"numpy", "leidenalg", "igraph"} <= set(run.library_versions)
     assert run.timings["total"] > 0
-    assert run.progress_current == run.progress_total == 6
+    assert {"stability", "null_model", "enrichment"} <= set(run.timings)
+    assert run.progress_current == run.progress_total == TOTAL_STEPS + 1
+    # quality figures, evidence and the selection method are stored with the run
+    assert run.evidence_method["categories"] == {"CAT": "jaccard"}
+    assert run.quality["stability_repeats"] == 10 and run.quality["null_repeats"] == 10
+    for cluster in clusters:
+        assert cluster.stability is not None and 0 <= cluster.stability <= 1
+        assert cluster.derived_confidence in ("high", "medium", "low")
+        assert cluster.signature_members and len(cluster.signature_members) == 10
+        assert {"id", "symbol", "strength"} == set(cluster.signature_members[0])
+        shown = cluster.terms.filter(direction="enriched", evidence_rank__isnull=False)
+        assert shown.exists() and shown.filter(evidence_rank=1).count() == 1
+        hidden = cluster.terms.filter(direction="enriched", evidence_rank__isnull=True)
+        assert all(t.hidden_by and t.represents == 0 for t in hidden)
 
 
 def test_execute_is_idempotent_and_recovers_a_dead_worker(planted_csv: Path) -> None:

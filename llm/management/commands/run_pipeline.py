@@ -142,7 +142,9 @@ class Command(BaseCommand):
         table.add_column("task")
         table.add_column("status")
         table.add_column("verdict")
-        table.add_column("top terms (FDR)")
+        table.add_column("stability", justify="right")
+        table.add_column("confidence")
+        table.add_column("top evidence (FDR)")
         table.add_column("summary (first sentence) or reason")
         shown = cluster_display_terms(clusters=[t.cluster for t in tasks], limit=2)
         for t in tasks:
@@ -153,8 +155,17 @@ class Command(BaseCommand):
             else:
                 text, status, verdict = t.last_error[:160], "-", "-"
             terms = "; ".join(f"{x.term_name} ({x.fdr:.0e})" for x in shown[t.cluster.pk])
+            stability = t.cluster.stability
             table.add_row(
-                str(t.cluster.number), str(t.cluster.size), t.state, status, verdict, terms, text
+                str(t.cluster.number),
+                str(t.cluster.size),
+                t.state,
+                status,
+                verdict,
+                "-" if stability is None else f"{stability:.2f}",
+                t.cluster.derived_confidence or "-",
+                terms,
+                text,
             )
         console.print(table)
         console.print(
