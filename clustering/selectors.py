@@ -29,7 +29,8 @@ def cluster_display_terms(
 ) -> dict[int, list[TermEnrichment]]:
     """Cluster id -> its first ``limit`` evidence terms of ``direction`` (see
     :func:`evidence_terms`): the non-redundant, specific terms chosen at clustering time, not
-    the lowest FDRs. One query for all clusters."""
+    the lowest FDRs. A cluster stored before evidence selection existed (no ranked term) shows
+    its lowest-FDR terms instead. One query for all clusters, one more for such old clusters."""
     chosen: dict[int, list[TermEnrichment]] = defaultdict(list)
     rows = TermEnrichment.objects.filter(
         cluster__in=clusters,
@@ -40,4 +41,16 @@ def cluster_display_terms(
     for term in rows:
         if len(chosen[term.cluster_id]) < limit:
             chosen[term.cluster_id].append(term)
+    unranked = [c.pk for c in clusters if c.pk not in chosen]
+    if unranked:
+        ranked_somewhere = set(
+            TermEnrichment.objects.filter(
+                cluster_id__in=unranked, evidence_rank__isnull=False
+            ).values_list("cluster_id", flat=True)
+        )
+        old = [pk for pk in unranked if pk not in ranked_somewhere]
+        fallback = TermEnrichment.objects.filter(cluster_id__in=old, direction=direction)
+        for term in fallback.order_by("cluster_id", "fdr", "term_id"):
+            if len(chosen[term.cluster_id]) < limit:
+                chosen[term.cluster_id].append(term)
     return {c.pk: chosen.get(c.pk, []) for c in clusters}

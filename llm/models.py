@@ -25,6 +25,7 @@ class Verdict(models.TextChoices):
     """The judge's verdict."""
 
     ACCEPT = "accept", "accept"
+    ACCEPT_WITH_CORRECTIONS = "accept_with_corrections", "accept with corrections"
     LOW_CONFIDENCE = "low_confidence", "low confidence"
     REJECT = "reject", "reject"
 
@@ -35,7 +36,9 @@ class ClusterSummary(models.Model):
     ``content`` is the validated output object (FunctionalSummary or PhenotypeSummary as a dict);
     ``input_tokens``/``output_tokens``/``cost_usd`` add up every call that produced it (all
     generation attempts and judge calls). ``human_locked`` is set when a person chose the status:
-    reruns of the same composition never overwrite such a summary.
+    reruns of the same composition never overwrite such a summary. After an
+    ``accept_with_corrections`` verdict, ``content`` holds the corrected summary and
+    ``corrections`` what was changed.
     """
 
     composition_hash = models.CharField(max_length=64, db_index=True)
@@ -68,9 +71,13 @@ class ClusterSummary(models.Model):
         db_index=True,
     )
     validation_failures = models.JSONField(default=list, blank=True)
-    judge_verdict = models.CharField(max_length=16, choices=Verdict.choices, blank=True)
+    judge_verdict = models.CharField(max_length=32, choices=Verdict.choices, blank=True)
     judge_reasoning = models.TextField(blank=True)
+    # the verdict's booleans, rubric (0-2 per check), grounding_percent, hard_failures and, when
+    # the server's grounding bands changed it, the verdict the judge gave ("judged_verdict")
     judge_scores = models.JSONField(default=dict, blank=True)
+    # corrections the judge made and the server applied: [{"field", "before", "after"}]
+    corrections = models.JSONField(default=list, blank=True)
     judge_model = models.CharField(max_length=100, blank=True)
     judge_prompt_version = models.CharField(max_length=32, blank=True)
     validated_by = models.ForeignKey(

@@ -35,6 +35,7 @@ from llm.prompts.schemas import (
 )
 from llm.prompts.templates import parse_cluster_data, parse_summary_block
 from llm.providers.base import ProviderError, ProviderRequest, ProviderResult
+from llm.services.judging import GroundingBands, grounding_bands
 from llm.services.validation import (
     COMMON_WORD_SYMBOLS,
     FUNCTIONAL_TEXT_FIELDS,
@@ -100,6 +101,47 @@ _TOKEN = re.compile(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")
 _GENE_LIKE = re.compile(r"[A-Z][A-Z0-9]{2,}")
 
 
+#: Evidence terms covering less than this share of the members do not characterise a cluster
+#: in its first sentence (unless nothing covers more).
+MIN_THEME_COVERAGE = 0.1
+#: Depleted terms named in notably_absent at most.
+MAX_ABSENT = 3
+_BRANCH_PREFIXES = ("Abnormality of the ", "Abnormality of ", "Abnormal ")
+#: How the first sentence names the top-level HPO branches (HP:0000118 children, release
+#: 2025-11-24); other branch names are shortened by :data:`_BRANCH_PREFIXES`.
+BRANCH_ADJECTIVES = {
+    "Abnormal cellular phenotype": "cellular",
+    "Abnormality of blood and blood-forming tissues": "haematological",
+    "Abnormality of head or neck": "head and neck",
+    "Abnormality of limbs": "limb",
+    "Abnormality of metabolism/homeostasis": "metabolic",
+    "Abnormality of prenatal development or birth": "prenatal and birth",
+    "Abnormality of the breast": "breast",
+    "Abnormality of the cardiovascular system": "cardiovascular",
+    "Abnormality of the digestive system": "digestive",
+    "Abnormality of the ear": "ear",
+    "Abnormality of the endocrine system": "endocrine",
+    "Abnormality of the eye": "eye",
+    "Abnormality of the genitourinary system": "genitourinary",
+    "Abnormality of the immune system": "immune",
+    "Abnormality of the integument": "skin, hair and nail",
+    "Abnormality of the musculoskeletal system": "musculoskeletal",
+    "Abnormality of the nervous system": "neurological",
+    "Abnormality of the respiratory system": "respiratory",
+    "Abnormality of the thoracic cavity": "thoracic",
+    "Abnormality of the voice": "voice",
+    "Constitutional symptom": "constitutional",
+    "Growth abnormality": "growth",
+    "Neoplasm": "neoplastic",
+}
+_CALL_WORDS = {
+    "syndromic": "syndromic",
+    "non_syndromic": "predominantly neurodevelopmental (non-syndromic)",
+    "mixed": "mixed syndromic and neurodevelopmental",
+    "unclear": "",
+}
+
+
 @dataclass(frozen=True)
 class _Term:
     category: str
@@ -108,6 +150,12 @@ class _Term:
     fdr: float
     overlap: int
     term_size: int
+    fold: float = 0.0
+    coverage: float = 0.0
+    represents: int = 1
+    branches: tuple[str, ...] = ()
+    expected: float | None = None
+    order: int = 0
 
     @property
     def display_name(self) -> str:
@@ -119,14 +167,17 @@ class _Term:
         return self.name
 
 
-def _terms(data: Mapping[str, Any]) -> list[_Term]:
-    """All terms of a cluster_data dict, sorted by (FDR, category, term id)."""
+def _terms(data: Mapping[str, Any], key: str = "terms") -> list[_Term]:
+    """The terms of one block of a cluster_data dict (``terms``: enriched evidence,
+    ``depleted_terms``), in evidence order: by position within their category (the evidence
+    rank), categories interleaved, ties by FDR."""
     out: list[_Term] = []
-    terms = data.get("terms") or {}
+    terms = data.get(key) or {}
     if not isinstance(terms, Mapping):
-        raise ValueError("cluster_data 'terms' is not an object")
+        raise ValueError(f"cluster_data {key!r} is not an object")
     for category, rows in terms.items():
-        for row in rows or []:
+        for position, row in enumerate(rows or []):
+            expected = row.get("expected")
             out.append(
                 _Term(
                     category=str(category),
@@ -135,9 +186,15 @@ def _terms(data: Mapping[str, Any]) -> list[_Term]:
                     fdr=float(row.get("fdr", 1.0)),
                     overlap=int(row.get("overlap", 0)),
                     term_size=int(row.get("term_size", 0)),
+                    fold=float(row.get("fold_enrichment", 0.0) or 0.0),
+                    coverage=float(row.get("coverage", 0.0) or 0.0),
+                    represents=int(row.get("represents", 1) or 1),
+                    branches=tuple(str(b) for b in row.get("branches") or ()),
+                    expected=float(expected) if expected is not None else None,
+                    order=position,
                 )
             )
-    out.sort(key=lambda t: (t.fdr, t.category, t.term_id))
+    out.sort(key=lambda t: (t.order, t.fdr, t.category, t.term_id))
     return out
 
 
@@ -157,6 +214,10 @@ def _fmt_fdr(fdr: float) -> str:
     return f"{fdr:.1e}"
 
 
+def _pct(share: float) -> str:
+    return f"{round(100 * share)}%"
+
+
 def _join(items: list[str]) -> str:
     if len(items) <= 1:
         return "".join(items)
@@ -170,25 +231,81 @@ def _quote_list(items: list[str], limit: int = 5) -> str:
     return ", ".join(shown)
 
 
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:] if text[:2] != text[:2].upper() else text
+
+
+def _branch_label(branch: str) -> str:
+    """A readable organ-system label: "Abnormality of head or neck" -> "head and neck"."""
+    if branch in BRANCH_ADJECTIVES:
+        return BRANCH_ADJECTIVES[branch]
+    for prefix in _BRANCH_PREFIXES:
+        if branch.startswith(prefix) and len(branch) > len(prefix):
+            return branch[len(prefix) :]
+    return _lower_first(branch)
+
+
 def _mentions_member(name: str, members: Collection[str]) -> bool:
     return bool(find_symbols(name, members))
 
 
 class _Evidence:
-    """What the extractive summary is built from: the listed terms of one cluster_data dict."""
+    """What the extractive summary is built from: one cluster_data dict (prompt v2)."""
 
     def __init__(self, data: Mapping[str, Any], *, avoid_member_names: bool) -> None:
         self.size = int(data.get("size") or data.get("members_total") or 0)
         members = [str(m) for m in data.get("members") or []]
+        self.signature = [str(m) for m in data.get("signature_members") or []]
         terms = _terms(data)
+        depleted = _terms(data, "depleted_terms")
         if avoid_member_names:
             # Phenotype summaries must not name genes: drop any term whose name quotes a member.
             member_set = {m for m in members if len(m) >= MIN_SYMBOL_LENGTH}
             terms = [t for t in terms if not _mentions_member(t.name, member_set)]
+            depleted = [t for t in depleted if not _mentions_member(t.name, member_set)]
         self.terms = terms
+        self.depleted = [t for t in depleted if t.fdr < SIGNIFICANT_FDR]
         self.significant = [t for t in terms if t.fdr < SIGNIFICANT_FDR]
-        self.confidence: Confidence = confidence_from_fdrs(t.fdr for t in terms)
+        quality = data.get("quality") if isinstance(data.get("quality"), Mapping) else {}
+        self.quality: Mapping[str, Any] = quality or {}
+        derived = str(self.quality.get("derived_confidence", ""))
+        self.confidence: Confidence = (
+            cast(Confidence, derived)
+            if derived in CONFIDENCE_ORDER
+            else confidence_from_fdrs(t.fdr for t in terms)
+        )
         self.thin = len(self.significant) < MEDIUM_MIN_SIGNIFICANT
+        inheritance = data.get("inheritance")
+        self.inheritance: Mapping[str, Any] = (
+            inheritance if isinstance(inheritance, Mapping) else {}
+        )
+        counts = data.get("evidence_counts")
+        self.counts: Mapping[str, Any] = counts if isinstance(counts, Mapping) else {}
+        syndromicity = data.get("syndromicity")
+        self.syndromicity: Mapping[str, Any] = (
+            syndromicity if isinstance(syndromicity, Mapping) else {}
+        )
+
+    # -- selections ---------------------------------------------------------------------------
+
+    def characterising(self) -> list[_Term]:
+        """Significant evidence terms that cover at least :data:`MIN_THEME_COVERAGE` of the
+        members, in evidence order (all significant terms when none covers that much)."""
+        wide = [t for t in self.significant if t.coverage >= MIN_THEME_COVERAGE]
+        return wide or list(self.significant)
+
+    def groups(self, limit: int = 2, per_group: int = 3) -> list[tuple[str, list[_Term]]]:
+        """Up to ``limit`` (label, terms) groups of the characterising terms: by top-level HPO
+        branch where rows carry branches (a term counts under its first branch), else by
+        category; groups ordered by their best term, up to ``per_group`` terms each, no term
+        named twice."""
+        grouped: dict[str, list[_Term]] = {}
+        for term in self.characterising():
+            label = _branch_label(term.branches[0]) if term.branches else term.category
+            grouped.setdefault(label, [])
+            if len(grouped[label]) < per_group:
+                grouped[label].append(term)
+        return list(grouped.items())[:limit]
 
     def distinct_names(
         self, terms: Iterable[_Term], limit: int, *, verbatim: bool = False
@@ -208,7 +325,9 @@ class _Evidence:
         return names
 
     def themes(self, minimum: int, maximum: int) -> list[str]:
-        names = self.distinct_names(self.significant, maximum)
+        characterising = self.characterising()
+        rest = [t for t in self.significant if t not in characterising]
+        names = self.distinct_names([*characterising, *rest], maximum)
         for placeholder in THIN_DATA_THEMES:
             if len(names) >= minimum:
                 break
@@ -220,7 +339,7 @@ class _Evidence:
     def tags(self) -> list[str]:
         tags = ["extractive"]
         # Short term names make the best tags; then the most frequent informative words.
-        for name in self.distinct_names(self.significant, 50):
+        for name in self.distinct_names(self.characterising(), 50):
             tag = normalize_name(name)
             if len(tag.split()) <= 3 and tag not in tags:
                 tags.append(tag)
@@ -245,26 +364,114 @@ class _Evidence:
             tags.append(label)
         return tags
 
-    def term_phrase(self, term: _Term) -> str:
+    def supported_modes(self) -> list[Mapping[str, Any]]:
+        return [m for m in self.inheritance.get("modes") or [] if m.get("supported")]
+
+    @property
+    def call(self) -> str:
+        return str(self.syndromicity.get("call") or "unclear")
+
+    # -- phrases ------------------------------------------------------------------------------
+
+    def term_brief(self, term: _Term) -> str:
+        """``name (32% of members, 2.9-fold)``."""
+        if term.coverage:
+            return f"{term.display_name} ({_pct(term.coverage)} of members, {term.fold:.1f}-fold)"
+        return f"{term.display_name} (FDR {_fmt_fdr(term.fdr)}, {term.overlap}/{self.size})"
+
+    def character_sentence(self, kind: str) -> str:
+        """The first sentence: what the cluster is, from its strongest specific terms."""
+        groups = self.groups()
+        call = _CALL_WORDS.get(self.call, "") if kind == "phenotype" else ""
+        noun = f"{call} cluster" if call else "cluster"
+        parts = []
+        for label, terms in groups:
+            briefs = _join([self.term_brief(t) for t in terms])
+            parts.append(f"{label} features, led by {briefs}" if kind == "phenotype" else briefs)
+        if kind == "phenotype":
+            return f"A {noun} of {self.size} genes marked by {'; and '.join(parts)}."
+        return f"A {noun} of {self.size} genes centred on {'; and '.join(parts)}."
+
+    def counts_sentence(self) -> str:
+        """Real counts: shown (non-redundant) and significant terms per category."""
+        phrases = []
+        for category, counts in sorted(self.counts.items()):
+            if not isinstance(counts, Mapping):
+                continue
+            shown, significant = int(counts.get("shown", 0)), int(counts.get("significant", 0))
+            if significant:
+                phrases.append(
+                    f"{shown:,} non-redundant of {significant:,} significant {category} terms"
+                )
+        return f"Evidence: {_join(phrases)}." if phrases else ""
+
+    def inheritance_sentence(self) -> str:
+        modes = self.supported_modes()
+        if not modes:
+            return ""
+        phrases = []
+        for m in modes[:3]:
+            name = m.get("abbreviation") or str(m.get("name", m.get("mode", "")))
+            what = f"{name} in {_pct(float(m.get('share', 0)))} of annotated members"
+            if m.get("direction") == "enriched":
+                what += f" (enriched, FDR {_fmt_fdr(float(m.get('fdr_enriched', 1)))})"
+            elif m.get("direction") == "depleted":
+                what += " (below the dataset's share)"
+            phrases.append(what)
+        return f"Inheritance: {_join(phrases)}."
+
+    def syndromicity_sentence(self) -> str:
+        if not self.syndromicity:
+            return ""
+        share = float(self.syndromicity.get("ndd_predominant_share", 0.0))
+        base = float(self.syndromicity.get("dataset_ndd_predominant_share", 0.0))
         return (
-            f"{term.display_name} ({term.category}, FDR {_fmt_fdr(term.fdr)}, "
-            f"{term.overlap}/{self.size} members)"
+            f"{_pct(share)} of members have predominantly neurodevelopmental phenotypes "
+            f"(dataset {_pct(base)})."
         )
 
-    def counts_phrase(self) -> str:
-        per_category = Counter(t.category for t in self.significant)
-        return ", ".join(f"{n} {category}" for category, n in sorted(per_category.items()))
+    def depleted_sentence(self) -> str:
+        if not self.depleted:
+            return ""
+        briefs = []
+        for t in self.depleted[:3]:
+            if t.expected:
+                noun = "member" if t.overlap == 1 else "members"
+                briefs.append(f"{t.display_name} ({t.overlap} {noun}, {t.expected:.0f} expected)")
+            else:
+                briefs.append(t.display_name)
+        return f"Under-represented: {_join(briefs)}."
+
+    def quality_sentence(self) -> str:
+        stability = self.quality.get("stability")
+        specificity = self.quality.get("specificity")
+        bits = []
+        if isinstance(stability, int | float):
+            bits.append(f"stability {stability:.2f} ({self.quality.get('stability_band', '')})")
+        if isinstance(specificity, int | float):
+            bits.append(f"specificity {specificity:.2f}")
+        head = f"Derived confidence {self.confidence}"
+        return f"{head} ({', '.join(bits)})." if bits else f"{head}, from the FDRs."
+
+
+def _thin_text(ev: _Evidence, what: str) -> str:
+    return (
+        f"{EXTRACTIVE_LABEL} This cluster of {ev.size} members has thin enrichment: no "
+        f"{what} term reaches FDR < {SIGNIFICANT_FDR}, so it cannot be characterised from the "
+        "evidence table."
+    )
 
 
 def build_functional_summary(data: Mapping[str, Any]) -> FunctionalSummary:
-    """An extractive :class:`FunctionalSummary` from a cluster_data dict.
+    """An extractive :class:`FunctionalSummary` from a cluster_data dict (prompt v2).
 
-    Themes are the 3-5 lowest-FDR distinct significant term names, trailing ids dropped
-    (placeholders from
-    :data:`THIN_DATA_THEMES` when fewer exist), pathways up to 5 significant terms of
-    ``PATHWAY_CATEGORIES`` verbatim, tags ``extractive`` plus short term names and frequent
-    term-name words, confidence from :func:`~llm.services.validation.confidence_from_fdrs`,
-    clinical_relevance None (not assessable from the table).
+    The first sentence names the cluster's character: its strongest characterising evidence
+    terms (coverage >= 10% of members, in evidence order) grouped by category, with coverage and
+    fold enrichment; then the pathways, the most central members, inheritance, depleted terms
+    and the quality figures. Themes are the 3-5 first distinct characterising term names
+    (placeholders from :data:`THIN_DATA_THEMES` when fewer exist), pathways up to 5 significant
+    terms of ``PATHWAY_CATEGORIES`` verbatim, tags ``extractive`` plus short term names and
+    frequent term-name words, confidence the data's derived confidence, clinical_relevance None.
 
     Raises:
         ValueError: malformed cluster data.
@@ -276,24 +483,22 @@ def build_functional_summary(data: Mapping[str, Any]) -> FunctionalSummary:
         verbatim=True,
     )
     if not ev.significant:
-        text = (
-            f"{EXTRACTIVE_LABEL} This cluster of {ev.size} members has thin enrichment: no "
-            f"annotation term reaches FDR < {SIGNIFICANT_FDR}, so its shared function cannot be "
-            "characterised from the enrichment table."
-        )
+        text = _thin_text(ev, "annotation")
     else:
-        top = ev.significant[:3]
-        text = (
-            f"{EXTRACTIVE_LABEL} This cluster of {ev.size} members has "
-            f"{len(ev.significant)} listed enrichment terms with FDR < {SIGNIFICANT_FDR} "
-            f"({ev.counts_phrase()}). The strongest are "
-            f"{_join([ev.term_phrase(t) for t in top])}."
-        )
+        sentences = [
+            EXTRACTIVE_LABEL,
+            ev.character_sentence("functional"),
+            ev.counts_sentence(),
+        ]
         if pathways:
-            text += f" Enriched pathways: {'; '.join(pathways)}."
+            sentences.append(f"Pathways: {_join(pathways[:3])}.")
+        if ev.signature:
+            sentences.append(f"Most central members: {_join(ev.signature[:5])}.")
+        sentences += [ev.inheritance_sentence(), ev.depleted_sentence()]
         if ev.thin:
-            text += " The enrichment is thin, so this description is tentative."
-    text += f" Confidence {ev.confidence} is derived from the FDRs."
+            sentences.append("The enrichment is thin, so this description is tentative.")
+        text = " ".join(s for s in sentences if s)
+    text += f" {ev.quality_sentence()}"
     return FunctionalSummary(
         summary=text,
         key_themes=ev.themes(3, 5),
@@ -305,62 +510,64 @@ def build_functional_summary(data: Mapping[str, Any]) -> FunctionalSummary:
 
 
 def build_phenotype_summary(data: Mapping[str, Any]) -> PhenotypeSummary:
-    """An extractive :class:`PhenotypeSummary` from a cluster_data dict, naming no genes.
+    """An extractive :class:`PhenotypeSummary` from a cluster_data dict (prompt v2), naming no
+    genes.
 
-    Terms whose names quote a member symbol are left out. Themes are the 1-5 lowest-FDR distinct
-    significant term names; inheritance_patterns the significant terms named "... inheritance";
-    notably_absent and syndrome_hints are empty and syndromicity is "unclear" (an enrichment
-    table cannot show them); data_quality_note says so.
+    Terms whose names quote a member symbol are left out. The first sentence gives the
+    syndromicity call and the strongest characterising terms grouped by top-level HPO branch,
+    with coverage and fold enrichment; then inheritance, the NDD-predominant share, depleted
+    phenotypes and the quality figures. Themes are the 1-5 first characterising term names;
+    notably_absent the first depleted terms (exact names); inheritance_patterns the supported
+    modes; syndromicity the figures' call; syndrome_hints empty (an evidence table cannot name a
+    syndrome).
 
     Raises:
         ValueError: malformed cluster data.
     """
     ev = _Evidence(data, avoid_member_names=True)
-    inheritance = ev.distinct_names(
-        (t for t in ev.significant if normalize_name(t.display_name).endswith("inheritance")), 5
-    )
-    phenotypes = [
-        t for t in ev.significant if not normalize_name(t.display_name).endswith("inheritance")
-    ]
-    top_names = ev.distinct_names(phenotypes, 3)
-    if not phenotypes:
-        text = (
-            f"{EXTRACTIVE_LABEL} This cluster of {ev.size} members has thin enrichment: no "
-            f"phenotype term reaches FDR < {SIGNIFICANT_FDR}, so no clinical picture can be "
-            "drawn from the enrichment table."
-        )
+    if not ev.significant:
+        text = _thin_text(ev, "phenotype")
         pattern = "No significantly enriched phenotypes."
     else:
-        top = phenotypes[:3]
-        text = (
-            f"{EXTRACTIVE_LABEL} This cluster of {ev.size} members has "
-            f"{len(ev.significant)} listed phenotype terms with FDR < {SIGNIFICANT_FDR}. The most "
-            f"significant are {_join([ev.term_phrase(t) for t in top])}."
-        )
-        if inheritance:
-            text += f" Inheritance terms: {'; '.join(inheritance)}."
+        sentences = [
+            EXTRACTIVE_LABEL,
+            ev.character_sentence("phenotype"),
+            ev.counts_sentence(),
+            ev.inheritance_sentence(),
+            ev.syndromicity_sentence(),
+            ev.depleted_sentence(),
+        ]
         if ev.thin:
-            text += " The enrichment is thin, so this description is tentative."
-        pattern = f"Most enriched phenotypes: {_join(top_names)}."
-    text += f" Confidence {ev.confidence} is derived from the FDRs."
+            sentences.append("The enrichment is thin, so this description is tentative.")
+        text = " ".join(s for s in sentences if s)
+        labels = [label for label, _ in ev.groups()]
+        call = _CALL_WORDS.get(ev.call, "")
+        pattern = f"{(call or 'Phenotype').capitalize()} pattern with {_join(labels)} features."
+    text += f" {ev.quality_sentence()}"
     note = (
-        "Extractive baseline built only from the enrichment table, no language model; "
-        "syndromicity, syndrome hints and absent phenotypes are not assessed."
+        "Extractive baseline built only from the evidence table, no language model; syndrome "
+        "hints are not assessed."
     )
     if ev.thin:
         note += f" Fewer than {MEDIUM_MIN_SIGNIFICANT} significant terms: thin data."
-    themes = ev.distinct_names(phenotypes, 5) or [THIN_DATA_THEMES[0]]
-    return PhenotypeSummary(
-        summary=text,
-        key_phenotype_themes=themes,
-        notably_absent=[],
-        clinical_pattern=pattern,
-        syndrome_hints=[],
-        inheritance_patterns=inheritance,
-        syndromicity="unclear",
-        tags=ev.tags(),
-        confidence=ev.confidence,
-        data_quality_note=note,
+    band = str(ev.quality.get("stability_band", ""))
+    if band in ("weak", "dissolved"):
+        note += f" The cluster is unstable under subsampling ({band})."
+    themes = ev.distinct_names(ev.characterising(), 5) or [THIN_DATA_THEMES[0]]
+    modes = [str(m.get("mode")) for m in ev.supported_modes()]
+    return PhenotypeSummary.model_validate(
+        {
+            "summary": text,
+            "key_phenotype_themes": themes,
+            "notably_absent": ev.distinct_names(ev.depleted, MAX_ABSENT, verbatim=True),
+            "clinical_pattern": pattern,
+            "syndrome_hints": [],
+            "inheritance_patterns": modes,
+            "syndromicity": ev.call if ev.call in _CALL_WORDS else "unclear",
+            "tags": ev.tags(),
+            "confidence": ev.confidence,
+            "data_quality_note": note,
+        }
     )
 
 
@@ -435,126 +642,346 @@ def _is_derived(item: str, names: set[str], vocabulary: set[str]) -> bool | None
     return hits / len(words) >= GROUNDED_WORD_FRACTION
 
 
+#: Words that mark molecular-mechanism language in a phenotype summary (SysNDD's scrub list,
+#: without "gene": counting a cluster's genes is not a mechanism, and naming one is the gene
+#: check's business).
+MOLECULAR_WORDS = frozenset(
+    {
+        "protein", "proteins", "pathway", "pathways", "signaling", "signalling",
+        "transcription", "transcriptional", "chromatin", "histone", "methylation", "enzyme",
+        "enzymes", "receptor", "receptors", "kinase", "kinases", "mtor", "mapk", "dna", "rna",
+        "splicing", "ubiquitin", "regulates", "modulates", "mechanism", "mechanisms",
+    }
+)  # fmt: skip
+#: Distinct molecular words (outside term names) from which a phenotype summary counts as
+#: fundamentally molecular (hard failure); fewer are corrected by removing their sentences.
+MOLECULAR_SUMMARY_WORDS = 3
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
+def _molecular_words(text: str, term_vocabulary: set[str]) -> list[str]:
+    words = [w for w in _WORD.findall(text.casefold()) if w not in term_vocabulary]
+    return sorted({w for w in words if w in MOLECULAR_WORDS})
+
+
+def _without_molecular_sentences(text: str, term_vocabulary: set[str]) -> str:
+    kept = [s for s in _SENTENCE.split(text) if not _molecular_words(s, term_vocabulary)]
+    return " ".join(kept).strip()
+
+
+@dataclass
+class _Findings:
+    """What the rule-based judge found, check by check."""
+
+    hard: dict[str, list[str]]
+    soft: list[str]
+    corrections: dict[str, Any]
+    claims: int
+    grounded: int
+    confidence_gap: int
+    underived: list[str]
+    direction_problems: int
+    molecular: list[str]
+    supplementary_problems: int
+
+
+def _grade(findings: _Findings, *, phenotype: bool, bands: GroundingBands) -> dict[str, int]:
+    """The rubric as ``score_<check>`` fields of the verdict."""
+    percent = 100 * findings.grounded // findings.claims if findings.claims else 100
+    hard = findings.hard
+    return dict(
+        score_grounding=2 if percent >= bands.accept else 1 if percent >= bands.reject else 0,
+        score_fidelity=(
+            0
+            if {"invented_gene", "invented_pathway", "invented_phenotype"} & set(hard)
+            else 1
+            if findings.underived
+            else 2
+        ),
+        score_direction=(
+            0 if "direction_inversion" in hard else 1 if findings.direction_problems else 2
+        ),
+        score_clinical_language=(
+            2
+            if not phenotype
+            else 0
+            if "molecular_summary" in hard
+            else 1
+            if findings.molecular
+            else 2
+        ),
+        score_supplementary=max(0, 2 - findings.supplementary_problems),
+        score_confidence=max(0, 2 - findings.confidence_gap),
+    )
+
+
 def rule_based_verdict(
     data: Mapping[str, Any],
     summary: Mapping[str, Any],
     *,
     dataset_symbols: Collection[str] | None = None,
 ) -> JudgeVerdict:
-    """Judge ``summary`` against a cluster_data dict with fixed rules (no LLM).
+    """Judge ``summary`` against a cluster_data dict (prompt v2) with fixed rules (no LLM).
 
-    Checks, each naming its failures in ``reasoning``:
+    Claims are the themes, tags (label tags exempt), pathways and, for phenotype summaries, the
+    inheritance patterns, notably_absent items and syndromicity; ``grounding_percent`` is the
+    share of them grounded in the data. Checks:
 
-    * pathways: every entry matches (normalised, see
-      :func:`~llm.services.validation.normalize_name`) a listed term of ``PATHWAY_CATEGORIES``;
-    * genes: no non-member gene is named in the free-text fields (exact dataset symbols when
-      ``dataset_symbols`` is given, an upper-case-token heuristic otherwise); a phenotype summary
-      names no member genes outside ``syndrome_hints``. When the member list in the data is
-      truncated, an unknown symbol cannot be verified and counts as a soft failure;
-    * themes and tags (and phenotype inheritance patterns): each equals a term name or has at
-      least :data:`GROUNDED_WORD_FRACTION` of its content words (3+ letters, stopwords removed,
-      plural "s" stripped) among the term names' words; extractive label tags are exempt;
-    * confidence: the self-assessed level must not exceed the level derived from the listed FDRs
-      (:func:`~llm.services.validation.confidence_from_fdrs`) nor be two levels below it;
-    * thin data: fewer than 3 terms with FDR < 0.05, or placeholder themes.
+    * hard failures (reject): ``invented_pathway`` (a pathway not among the listed pathway
+      terms, normalised), ``invented_gene`` (a non-member gene named, exact dataset symbols when
+      ``dataset_symbols`` is given, an upper-case-token heuristic otherwise; or a phenotype
+      summary naming a member outside ``syndrome_hints``), ``invented_phenotype`` (a phenotype
+      theme sharing no content word with the enriched terms), ``direction_inversion`` (a
+      notably_absent item that is an enriched term, or a theme that is a depleted term and no
+      enriched one), ``molecular_summary`` (a phenotype summary whose text uses at least
+      :data:`MOLECULAR_SUMMARY_WORDS` distinct :data:`MOLECULAR_WORDS` outside term names);
+    * correctable (accept_with_corrections): tags not derived from the term names (dropped),
+      notably_absent items that are no depleted term (dropped), unsupported inheritance modes
+      (dropped), a syndromicity other than the figures' call (set to the call), one or two
+      molecular words in a phenotype summary (their sentences removed);
+    * soft (low_confidence): themes not derived from the term names (at least
+      :data:`GROUNDED_WORD_FRACTION` of their content words), confidence above the derived
+      confidence or two levels below it, thin data (fewer than 3 terms with FDR < 0.05 or
+      placeholder themes), genes that cannot be verified against a truncated member list.
 
-    Verdict: ``reject`` when a pathway or gene is ungrounded; otherwise ``low_confidence`` when
-    any soft check fails (confidence, thin data, underived themes/tags, unverifiable genes);
-    otherwise ``accept``.
+    The grounding bands are the server's (``llm.services.judging``: accept >= 80%, reject
+    < 50%; clusters of >= 300 members: 70% and 40%). Verdict: reject on a hard failure or
+    grounding below the reject band; accept_with_corrections when every problem is correctable;
+    low_confidence on any soft concern or grounding below the accept band; otherwise accept.
     """
     cluster_type = str(data.get("cluster_type", "functional"))
+    phenotype = cluster_type == "phenotype"
+    size = int(data.get("size") or data.get("members_total") or 0)
+    bands = grounding_bands(size)
     members = {str(m) for m in data.get("members") or []}
     truncated = int(data.get("members_total") or len(members)) > len(members)
     terms = _terms(data)
+    depleted = _terms(data, "depleted_terms")
     names = {normalize_name(t.name) for t in terms} | {
         normalize_name(t.display_name) for t in terms
     }
+    depleted_names = {normalize_name(t.name) for t in depleted} | {
+        normalize_name(t.display_name) for t in depleted
+    }
     vocabulary = {_stem(w) for t in terms for w in _content_words(t.name)}
-    term_words = {w for t in terms for w in _TOKEN.findall(f"{t.name} {t.term_id}")}
+    term_words = {w for t in terms + depleted for w in _TOKEN.findall(f"{t.name} {t.term_id}")}
     term_words |= {p for w in list(term_words) for p in w.split("-")}
+    term_vocabulary = {w.casefold() for w in term_words}
+
+    hard: dict[str, list[str]] = {}
+    soft: list[str] = []
+    corrections: dict[str, Any] = {}
+    claims = grounded = 0
+    direction_problems = supplementary_problems = 0
 
     # Pathways.
     valid_pathways: set[str] = set()
     for t in terms:
         if t.category in PATHWAY_CATEGORIES:
             valid_pathways |= pathway_keys(t.name, t.term_id)
-    bad_pathways = [
-        p for p in _texts(summary.get("pathways")) if normalize_name(p) not in valid_pathways
-    ]
+    for pathway in _texts(summary.get("pathways")):
+        claims += 1
+        if normalize_name(pathway) in valid_pathways:
+            grounded += 1
+        else:
+            hard.setdefault("invented_pathway", []).append(pathway)
 
     # Genes.
-    # a run's shared frozenset is filtered once per run
     known = None if dataset_symbols is None else checkable_dataset_symbols(dataset_symbols)
-    fields = PHENOTYPE_TEXT_FIELDS if cluster_type == "phenotype" else FUNCTIONAL_TEXT_FIELDS
+    fields = PHENOTYPE_TEXT_FIELDS if phenotype else FUNCTIONAL_TEXT_FIELDS
     non_members: list[str] = []
     phenotype_genes: list[str] = []
     for field_name in fields:
         for text in _texts(summary.get(field_name)):
             named, others = _named_genes(text, members, known, term_words)
             non_members.extend(s for s in others if s not in non_members)
-            if cluster_type == "phenotype" and field_name not in PHENOTYPE_GENE_NAME_FIELDS:
+            if phenotype and field_name not in PHENOTYPE_GENE_NAME_FIELDS:
                 phenotype_genes.extend(
                     s for s in named if s not in term_words and s not in phenotype_genes
                 )
-    unverifiable = non_members if truncated else []
-    ungrounded_genes = [] if truncated else non_members
+    if truncated and non_members:
+        soft.append(f"symbols not in the (truncated) member list: {_quote_list(non_members)}")
+    elif non_members:
+        hard.setdefault("invented_gene", []).extend(non_members)
+    if phenotype_genes:
+        hard.setdefault("invented_gene", []).extend(phenotype_genes)
 
-    # Themes and tags.
-    theme_field = "key_phenotype_themes" if cluster_type == "phenotype" else "key_themes"
+    # Themes.
+    theme_field = "key_phenotype_themes" if phenotype else "key_themes"
     themes = _texts(summary.get(theme_field))
     placeholder_themes = [t for t in themes if t in THIN_DATA_THEMES]
-    items = [t for t in themes if t not in THIN_DATA_THEMES]
-    items += [t for t in _texts(summary.get("tags")) if t not in EXTRACTIVE_LABEL_TAGS]
-    if cluster_type == "phenotype":
-        items += _texts(summary.get("inheritance_patterns"))
-    underived = [item for item in items if _is_derived(item, names, vocabulary) is False]
+    underived: list[str] = []
+    for theme in (t for t in themes if t not in THIN_DATA_THEMES):
+        claims += 1
+        if _is_derived(theme, names, vocabulary) is not False:
+            grounded += 1
+            continue
+        if normalize_name(theme) in depleted_names:
+            hard.setdefault("direction_inversion", []).append(theme)
+            direction_problems += 1
+        elif phenotype and not any(_stem(w) in vocabulary for w in _content_words(theme)):
+            hard.setdefault("invented_phenotype", []).append(theme)
+        else:
+            underived.append(theme)
+    if underived:
+        soft.append(f"themes not derived from the term names: {_quote_list(underived)}")
+
+    # Tags (correctable).
+    tags = _texts(summary.get("tags"))
+    bad_tags = [
+        t
+        for t in tags
+        if t not in EXTRACTIVE_LABEL_TAGS and _is_derived(t, names, vocabulary) is False
+    ]
+    claims += sum(1 for t in tags if t not in EXTRACTIVE_LABEL_TAGS)
+    grounded += sum(1 for t in tags if t not in EXTRACTIVE_LABEL_TAGS and t not in bad_tags)
+    if bad_tags:
+        kept = [t for t in tags if t not in bad_tags]
+        for name in (normalize_name(t.display_name) for t in terms):
+            if len(kept) >= 3:
+                break
+            if name and name not in kept and len(name.split()) <= 4:
+                kept.append(name)
+        if len(kept) >= 3:
+            corrections["corrected_tags"] = kept[:7]
+        else:
+            soft.append(f"tags not derived from the term names: {_quote_list(bad_tags)}")
+        underived.extend(bad_tags)
+
+    if phenotype:
+        # notably_absent: depleted terms only; an enriched term there is an inversion.
+        absent = _texts(summary.get("notably_absent"))
+        inverted = [a for a in absent if normalize_name(a) in names]
+        off = [a for a in absent if a not in inverted and normalize_name(a) not in depleted_names]
+        claims += len(absent)
+        grounded += len(absent) - len(inverted) - len(off)
+        if inverted:
+            hard.setdefault("direction_inversion", []).extend(inverted)
+            direction_problems += 1
+        if off:
+            direction_problems += 1
+            corrections["corrected_notably_absent"] = [a for a in absent if a not in off]
+        # inheritance: the supported modes only
+        inheritance = data.get("inheritance")
+        modes = inheritance.get("modes") if isinstance(inheritance, Mapping) else None
+        supported = [str(m.get("mode")) for m in modes or [] if m.get("supported")]
+        claimed = _texts(summary.get("inheritance_patterns"))
+        unsupported = [m for m in claimed if m not in supported]
+        claims += len(claimed)
+        grounded += len(claimed) - len(unsupported)
+        if unsupported:
+            supplementary_problems += 1
+            corrections["corrected_inheritance_patterns"] = [m for m in claimed if m in supported]
+        # syndromicity: the figures' call
+        block = data.get("syndromicity")
+        call = str(block.get("call", "")) if isinstance(block, Mapping) else ""
+        said = str(summary.get("syndromicity", ""))
+        if call and call != "unclear" and said != "unclear":
+            claims += 1
+            if said == call:
+                grounded += 1
+            else:
+                supplementary_problems += 1
+                corrections["corrected_syndromicity"] = call
+        # molecular language
+        text = str(summary.get("summary", ""))
+        molecular = _molecular_words(text, term_vocabulary)
+        if len(molecular) >= MOLECULAR_SUMMARY_WORDS:
+            hard.setdefault("molecular_summary", []).extend(molecular)
+        elif molecular:
+            fixed = _without_molecular_sentences(text, term_vocabulary)
+            if fixed:
+                corrections["corrected_summary"] = fixed
+            else:
+                soft.append(f"molecular language: {_quote_list(molecular)}")
+    else:
+        molecular = []
 
     # Confidence and thin data.
-    derived = confidence_from_fdrs(t.fdr for t in terms)
-    claimed = str(summary.get("confidence", ""))
-    if claimed in CONFIDENCE_ORDER:
-        gap = CONFIDENCE_ORDER.index(cast(Confidence, claimed)) - CONFIDENCE_ORDER.index(derived)
+    quality = data.get("quality") if isinstance(data.get("quality"), Mapping) else {}
+    derived_level = str((quality or {}).get("derived_confidence", ""))
+    derived: Confidence = (
+        cast(Confidence, derived_level)
+        if derived_level in CONFIDENCE_ORDER
+        else confidence_from_fdrs(t.fdr for t in terms)
+    )
+    claimed_confidence = str(summary.get("confidence", ""))
+    if claimed_confidence in CONFIDENCE_ORDER:
+        gap = CONFIDENCE_ORDER.index(cast(Confidence, claimed_confidence)) - CONFIDENCE_ORDER.index(
+            derived
+        )
         confidence_ok = 0 >= gap >= -1
+        confidence_gap = 0 if gap == 0 else 1 if confidence_ok else 2
     else:
-        confidence_ok = False
-    n_sig = sum(1 for t in terms if t.fdr < SIGNIFICANT_FDR)
-    thin = n_sig < MEDIUM_MIN_SIGNIFICANT or bool(placeholder_themes)
-
-    hard: list[str] = []
-    if bad_pathways:
-        hard.append(f"pathways not among the enriched pathway terms: {_quote_list(bad_pathways)}")
-    if ungrounded_genes:
-        hard.append(f"genes named that are not cluster members: {_quote_list(ungrounded_genes)}")
-    if phenotype_genes:
-        hard.append(f"a phenotype summary names genes: {_quote_list(phenotype_genes)}")
-    soft: list[str] = []
+        confidence_ok, confidence_gap = False, 2
     if not confidence_ok:
-        soft.append(f"confidence '{claimed}' does not match the enrichment-derived '{derived}'")
-    if underived:
-        soft.append(f"themes or tags not derived from the term names: {_quote_list(underived)}")
-    if unverifiable:
-        soft.append(f"symbols not in the (truncated) member list: {_quote_list(unverifiable)}")
-    if thin:
+        soft.append(
+            f"confidence '{claimed_confidence}' does not match the derived confidence '{derived}'"
+        )
+    n_sig = sum(1 for t in terms if t.fdr < SIGNIFICANT_FDR)
+    if n_sig < MEDIUM_MIN_SIGNIFICANT or placeholder_themes:
         soft.append(f"the enrichment is thin ({n_sig} terms with FDR < {SIGNIFICANT_FDR})")
 
-    verdict: Verdict = "reject" if hard else ("low_confidence" if soft else "accept")
+    findings = _Findings(
+        hard=hard,
+        soft=soft,
+        corrections=corrections,
+        claims=claims,
+        grounded=grounded,
+        confidence_gap=confidence_gap,
+        underived=underived,
+        direction_problems=direction_problems,
+        molecular=molecular,
+        supplementary_problems=supplementary_problems,
+    )
+    percent = 100 * grounded // claims if claims else 100
+    if hard or percent < bands.reject:
+        verdict: Verdict = "reject"
+    elif soft or (percent < bands.accept and not corrections):
+        verdict = "low_confidence"
+    elif corrections:
+        verdict = "accept_with_corrections"
+    else:
+        verdict = "accept"
+    if verdict != "accept_with_corrections":
+        corrections = {}
+
     sentences = [f"Rule-based grounding check (extractive judge, no LLM): {verdict}."]
+    sentences.append(f"{grounded} of {claims} claims grounded ({percent}%).")
     if hard:
-        sentences.append(f"Ungrounded: {'; '.join(hard)}.")
+        listed = "; ".join(f"{k.replace('_', ' ')}: {_quote_list(v)}" for k, v in hard.items())
+        sentences.append(f"Hard failures: {listed}.")
     if soft:
         sentences.append(f"Concerns: {'; '.join(soft)}.")
-    if not hard and not soft:
+    if corrections:
+        sentences.append(
+            "Corrected: "
+            + ", ".join(k.removeprefix("corrected_").replace("_", " ") for k in corrections)
+            + "."
+        )
+    if not hard and not soft and not corrections:
         sentences.append(
             "Every pathway is an enriched pathway term, every theme and tag derives from the term "
-            f"names, no non-member gene is named, and confidence '{claimed}' matches the data."
+            f"names, no non-member gene is named, and confidence '{claimed_confidence}' matches "
+            "the data."
         )
-    return JudgeVerdict(
-        is_factually_accurate=not bad_pathways and not ungrounded_genes,
-        is_grounded=not ungrounded_genes and not phenotype_genes and not underived,
-        pathways_valid=not bad_pathways,
-        confidence_appropriate=confidence_ok,
-        reasoning=" ".join(sentences),
-        verdict=verdict,
+    return JudgeVerdict.model_validate(
+        {
+            "is_factually_accurate": "invented_pathway" not in hard and "invented_gene" not in hard,
+            "is_grounded": not hard and not underived,
+            "pathways_valid": "invented_pathway" not in hard,
+            "confidence_appropriate": confidence_ok,
+            **_grade(findings, phenotype=phenotype, bands=bands),
+            "grounding_percent": percent,
+            "hard_failures": sorted(hard),
+            "reasoning": " ".join(sentences),
+            "verdict": verdict,
+            "corrections_made": [
+                f"{k.removeprefix('corrected_')} corrected by the rule-based judge"
+                for k in corrections
+            ],
+            **corrections,
+        }
     )
 
 

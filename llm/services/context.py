@@ -23,7 +23,8 @@ def _run_symbols(run_id: int) -> frozenset[str]:
 
 
 def cluster_context_build(*, cluster: Cluster) -> ClusterContext:
-    """Snapshot of a cluster for the LLM steps: members, terms by FDR, the dataset's symbols."""
+    """Snapshot of a cluster for the LLM steps: members, significant terms of both directions by
+    FDR (with their evidence ranks), quality figures, traits and the dataset's symbols."""
     terms = tuple(
         TermRow(
             category=t.category,
@@ -34,6 +35,10 @@ def cluster_context_build(*, cluster: Cluster) -> ClusterContext:
             overlap=t.overlap,
             term_size=t.term_size,
             fold_enrichment=t.fold_enrichment,
+            direction=t.direction,
+            evidence_rank=t.evidence_rank,
+            represents=t.represents,
+            branches=tuple(t.branches or ()),
         )
         for t in cluster.terms.order_by("fdr", "term_id")
     )
@@ -46,4 +51,11 @@ def cluster_context_build(*, cluster: Cluster) -> ClusterContext:
         terms=terms,
         dataset_symbols=_run_symbols(run.pk),
         dataset_slug=run.dataset.slug,
+        dataset_size=run.dataset.entity_count,
+        stability=cluster.stability,
+        modularity_z=cluster.modularity_z,
+        specificity=cluster.specificity,
+        derived_confidence=cluster.derived_confidence,
+        signature=tuple(m["symbol"] for m in cluster.signature_members or []),
+        traits=dict(cluster.traits or {}),
     )

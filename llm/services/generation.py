@@ -51,7 +51,15 @@ from llm.providers.registry import (
 )
 from llm.services.calls import provider_call
 from llm.services.context import cluster_context_build
-from llm.services.validation import derived_confidence, validate_entities
+from llm.services.judging import (
+    ACCEPT_WITH_CORRECTIONS,
+    LOW_CONFIDENCE,
+    REJECT,
+    corrections_apply,
+    corrections_note,
+    verdict_effective,
+)
+from llm.services.validation import derived_confidence, validate_summary
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +69,7 @@ PLAN_UPDATE_BATCH = 2000
 LOCKED_MESSAGE = "kept: a curator set this summary's status; --force does not overwrite it"
 _STATUS_OF_VERDICT = {
     Verdict.ACCEPT: ValidationStatus.VALIDATED,
+    Verdict.ACCEPT_WITH_CORRECTIONS: ValidationStatus.VALIDATED,
     Verdict.LOW_CONFIDENCE: ValidationStatus.PENDING,
     Verdict.REJECT: ValidationStatus.REJECTED,
 }
@@ -445,7 +454,7 @@ def on_generation(
             error=f"generation attempt {task.attempts}: {error_message}",
         )
         return NEXT_GENERATE
-    failures = validate_entities(ctx, parsed)
+    failures = validate_summary(ctx, parsed)
     task.draft = {"summary": parsed.model_dump(mode="json"), "failures": failures, "verdict": None}
     if failures:
         if call is not None:
@@ -469,7 +478,13 @@ def on_judgement(
     task: SummaryTask, ctx: ClusterContext, *, verdict: JudgeVerdict | None, error_message: str
 ) -> str:
     """Record the judge's verdict on the draft; returns a final task state, or generate after a
-    reject. A failed judge call stores the draft as pending with a reasoning saying so."""
+    reject. A failed judge call stores the draft as pending with a reasoning saying so.
+
+    The verdict acted on is :func:`~llm.services.judging.verdict_effective` (hard failures and
+    grounding bands); ``accept_with_corrections`` applies the corrections, validated again
+    (:func:`~llm.services.judging.corrections_apply`), and stores the corrected summary as
+    validated, or the uncorrected one as pending when a correction is refused.
+    """
     summary = draft_summary(task, ctx)
     if verdict is None:
         stored = _summary_store(
@@ -486,26 +501,46 @@ def on_judgement(
         )
         return _stored_outcome(task, stored)
     assert task.draft is not None
-    task.draft = {**task.draft, "verdict": verdict.model_dump(mode="json")}
-    if verdict.verdict != Verdict.REJECT:
+    effective, notes = verdict_effective(verdict, cluster_size=ctx.size)
+    task.draft = {
+        **task.draft,
+        "verdict": verdict.model_dump(mode="json"),
+        "effective_verdict": effective,
+    }
+    reasoning = verdict.reasoning
+    if notes:
+        reasoning += " Server: " + "; ".join(notes) + "."
+    if effective != REJECT:
+        applied: list[dict[str, Any]] = []
+        if effective == ACCEPT_WITH_CORRECTIONS:
+            outcome = corrections_apply(ctx, summary, verdict)
+            if outcome.refused:
+                effective = LOW_CONFIDENCE
+                reasoning += f" Server: {outcome.refused}"
+            else:
+                summary, applied = outcome.summary, outcome.applied
+                if applied:
+                    reasoning += f" Corrections applied: {corrections_note(applied)}."
         stored = _summary_store(
             task,
             ctx,
             summary,
-            status=_STATUS_OF_VERDICT[Verdict(verdict.verdict)],
+            status=_STATUS_OF_VERDICT[Verdict(effective)],
             verdict=verdict,
-            reasoning=verdict.reasoning,
+            reasoning=reasoning,
             failures=[],
+            effective_verdict=effective,
+            corrections=applied,
         )
         return _stored_outcome(task, stored)
     task.feedback = [
         *task.feedback,
-        f"The reviewer rejected the previous summary: {verdict.reasoning}",
+        f"The reviewer rejected the previous summary: {reasoning}",
     ]
     _save_progress(
         task,
         phase=NEXT_GENERATE,
-        error=f"attempt {task.attempts}: judge rejected: {verdict.reasoning}",
+        error=f"attempt {task.attempts}: judge rejected: {reasoning}",
     )
     return NEXT_GENERATE
 
@@ -520,7 +555,7 @@ def attempts_exhausted(task: SummaryTask, ctx: ClusterContext) -> str:
             error=f"no valid output after {task.attempts} attempts; {task.last_error}",
         )
         return TaskState.FAILED
-    verdict = JudgeVerdict.model_validate(task.draft["verdict"]) if task.draft["verdict"] else None
+    verdict = _stored_verdict(task.draft.get("verdict"))
     failures = list(task.draft.get("failures") or [])
     if verdict is not None:
         reasoning = verdict.reasoning
@@ -534,6 +569,7 @@ def attempts_exhausted(task: SummaryTask, ctx: ClusterContext) -> str:
         verdict=verdict,
         reasoning=reasoning,
         failures=failures,
+        effective_verdict=REJECT if verdict is not None else "",
     )
     if stored is None or stored.validation_status != ValidationStatus.REJECTED:
         return _stored_outcome(task, stored)
@@ -544,6 +580,17 @@ def attempts_exhausted(task: SummaryTask, ctx: ClusterContext) -> str:
         summary=stored,
     )
     return TaskState.REJECTED
+
+
+def _stored_verdict(raw: Any) -> JudgeVerdict | None:
+    """The judge verdict kept in a task's draft; None when absent or from an older judge prompt
+    whose fields no longer validate (the reasoning then comes from the task's last error)."""
+    if not raw:
+        return None
+    try:
+        return JudgeVerdict.model_validate(raw)
+    except ValueError:
+        return None
 
 
 def _stored_outcome(task: SummaryTask, stored: ClusterSummary | None) -> str:
@@ -567,6 +614,8 @@ def _summary_store(
     verdict: JudgeVerdict | None,
     reasoning: str,
     failures: list[str],
+    effective_verdict: str = "",
+    corrections: list[dict[str, Any]] | None = None,
 ) -> ClusterSummary | None:
     """Write the summary as the current one for its composition, with its audit event.
 
@@ -581,7 +630,22 @@ def _summary_store(
     content = summary.model_dump(mode="json")
     scores: dict[str, Any] = {}
     if verdict is not None:
-        scores = verdict.model_dump(mode="json", exclude={"reasoning", "verdict"})
+        scores = verdict.model_dump(
+            mode="json",
+            include={
+                "is_factually_accurate",
+                "is_grounded",
+                "pathways_valid",
+                "confidence_appropriate",
+                "grounding_percent",
+                "hard_failures",
+                "corrections_made",
+            },
+        )
+        scores["rubric"] = verdict.rubric
+        scores["rubric_total"] = verdict.rubric_total
+        if effective_verdict and effective_verdict != verdict.verdict:
+            scores["judged_verdict"] = verdict.verdict
     with transaction.atomic():
         current = (
             ClusterSummary.objects.select_for_update()
@@ -623,7 +687,8 @@ def _summary_store(
             cost_usd=totals["c"] or Decimal(0),
             validation_status=status,
             validation_failures=failures,
-            judge_verdict=verdict.verdict if verdict is not None else "",
+            judge_verdict=(effective_verdict or verdict.verdict) if verdict is not None else "",
+            corrections=list(corrections or []),
             judge_reasoning=reasoning,
             judge_scores=scores,
             judge_model=job.judge_model,
@@ -638,6 +703,16 @@ def _summary_store(
             to_status=status,
             note=reasoning[:2000],
         )
+        if corrections:
+            ValidationEvent.objects.create(
+                summary=stored,
+                source=ValidationEvent.Source.JUDGE,
+                from_status=status,
+                to_status=status,
+                note=(
+                    "Judge corrections applied and re-validated: " + corrections_note(corrections)
+                )[:2000],
+            )
     return stored
 
 

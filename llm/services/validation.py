@@ -44,6 +44,36 @@ COMMON_WORD_SYMBOLS = frozenset(
     }
 )  # fmt: skip
 
+#: Dataset symbols that are also clinical abbreviations or syndrome names. Written alone they
+#: are read as the clinical term ("PAH" pulmonary arterial hypertension, "DMD" Duchenne muscular
+#: dystrophy, "OTC deficiency"); they count as a gene mention only in a gene context: followed by
+#: one of :data:`GENE_CONTEXT_WORDS` ("DMD gene", "PAH variants") or joined to "-related" /
+#: "-associated" ("DMD-related").
+CLINICAL_ABBREVIATIONS = frozenset(
+    {
+        "ADA",  # adenosine deaminase deficiency
+        "AMN",  # adrenomyeloneuropathy
+        "ASL",  # argininosuccinic aciduria (argininosuccinate lyase deficiency)
+        "ATR",  # ATR-X and ATR-16 syndromes
+        "CBS",  # CBS deficiency (classic homocystinuria), Charles Bonnet syndrome
+        "DLD",  # developmental language disorder
+        "DMD",  # Duchenne muscular dystrophy
+        "GAN",  # giant axonal neuropathy
+        "OTC",  # ornithine transcarbamylase deficiency
+        "PAH",  # pulmonary arterial hypertension; PAH deficiency (phenylketonuria)
+        "PTS",  # PTPS deficiency; post-traumatic stress
+    }
+)
+#: Words after a clinical abbreviation that make it a gene mention.
+GENE_CONTEXT_WORDS = frozenset(
+    {
+        "gene", "genes", "variant", "variants", "mutation", "mutations", "protein", "proteins",
+        "locus", "loci", "allele", "alleles", "knockout", "expression", "transcript",
+    }
+)  # fmt: skip
+#: Hyphenated suffixes after a symbol that make it a gene mention ("DMD-related").
+GENE_CONTEXT_SUFFIXES = frozenset({"related", "associated", "linked", "mediated", "dependent"})
+
 #: Free-text fields scanned for gene symbols, per cluster type. Pathways are excluded: they are
 #: checked (stricter) against the pathway terms.
 FUNCTIONAL_TEXT_FIELDS = ("summary", "key_themes", "tags", "clinical_relevance")
@@ -97,17 +127,27 @@ def pathway_keys(name: str, term_id: str = "") -> set[str]:
 
 
 def find_symbols(text: str, symbols: Collection[str]) -> list[str]:
-    """Symbols from ``symbols`` named in ``text``, unique, in order of first appearance.
+    """Symbols from ``symbols`` named in ``text`` as genes, unique, in order of first appearance.
 
     Matching is case-sensitive on whole words: a word is a maximal run of letters and digits,
     optionally joined by hyphens. Inside a hyphenated word the longest hyphen-joined parts that
     are symbols win, left to right, so ``"NKX2-1"`` matches the symbol ``NKX2-1`` and
     ``"TP53-mediated"`` matches ``TP53``; ``"TP53s"`` or ``"xTP53"`` match nothing.
+
+    Two readings are not gene mentions:
+
+    * a symbol joined by a hyphen to a part of one or two characters that is not a symbol
+      itself, as in the syndrome names "ATR-X" or "ATR-16";
+    * a symbol in :data:`CLINICAL_ABBREVIATIONS` ("PAH", "DMD", "OTC" ...) unless a gene context
+      follows it: a word of :data:`GENE_CONTEXT_WORDS` ("DMD gene", "PAH variants") or a
+      hyphenated suffix of :data:`GENE_CONTEXT_SUFFIXES` ("DMD-related").
     """
     found: list[str] = []
     seen: set[str] = set()
-    for match in _TOKEN.finditer(text):
+    matches = list(_TOKEN.finditer(text))
+    for position, match in enumerate(matches):
         parts = match.group(0).split("-")
+        following = matches[position + 1].group(0).casefold() if position + 1 < len(matches) else ""
         i = 0
         while i < len(parts):
             hit = 0
@@ -115,14 +155,24 @@ def find_symbols(text: str, symbols: Collection[str]) -> list[str]:
                 if "-".join(parts[i:j]) in symbols:
                     hit = j
                     break
-            if hit:
-                symbol = "-".join(parts[i:hit])
-                if symbol not in seen:
-                    seen.add(symbol)
-                    found.append(symbol)
-                i = hit
-            else:
+            if not hit:
                 i += 1
+                continue
+            symbol = "-".join(parts[i:hit])
+            rest = parts[hit] if hit < len(parts) else ""
+            syndrome_suffix = 0 < len(rest) <= 2 and rest not in symbols
+            if symbol in CLINICAL_ABBREVIATIONS:
+                context = (rest.casefold() in GENE_CONTEXT_SUFFIXES) or (
+                    not rest and following in GENE_CONTEXT_WORDS
+                )
+                named = context
+            else:
+                named = not syndrome_suffix
+            if named and symbol not in seen:
+                seen.add(symbol)
+                found.append(symbol)
+            # the one- or two-character suffix belongs to the syndrome name ("ATR-X")
+            i = hit + 1 if syndrome_suffix else hit
     return found
 
 
@@ -226,8 +276,9 @@ def validate_entities(ctx: ClusterContext, summary: BaseModel | Mapping[str, Any
       ``syndrome_hints`` (syndromes are often named after a gene).
     * Pathways (functional only). Each entry of ``pathways`` must equal, after
       :func:`normalize_name` (casefold, collapsed whitespace, punctuation stripped at the ends),
-      the name of one of the cluster's terms whose category is in ``PATHWAY_CATEGORIES`` (the
-      name with its term id appended or removed also matches, see :func:`pathway_keys`).
+      the name of one of the cluster's enriched terms whose category is in
+      ``PATHWAY_CATEGORIES`` (the name with its term id appended or removed also matches, see
+      :func:`pathway_keys`).
 
     Returns:
         one human-readable sentence per failure, deterministic order (field order, then order of
@@ -268,7 +319,7 @@ def validate_entities(ctx: ClusterContext, summary: BaseModel | Mapping[str, Any
     if ctx.cluster_type == "functional":
         valid: set[str] = set()
         for term in ctx.terms:
-            if term.category in PATHWAY_CATEGORIES:
+            if term.category in PATHWAY_CATEGORIES and term.direction == "enriched":
                 valid |= pathway_keys(term.name, term.term_id)
         for pathway in _texts(data.get("pathways")):
             if normalize_name(pathway) not in valid:
@@ -279,8 +330,66 @@ def validate_entities(ctx: ClusterContext, summary: BaseModel | Mapping[str, Any
     return failures
 
 
+#: The syndromicity values that contradict each call (the opposite end); "mixed" and
+#: "unclear" never contradict, the judge corrects a near miss.
+_CONTRADICTS = {"syndromic": "non_syndromic", "non_syndromic": "syndromic"}
+
+
+def validate_supplementary(
+    ctx: ClusterContext, summary: BaseModel | Mapping[str, Any]
+) -> list[str]:
+    """Failures of a phenotype summary's inheritance, syndromicity and notably_absent fields
+    against the cluster's figures; empty when it passes (and for functional summaries).
+
+    Rules:
+
+    * every ``inheritance_patterns`` entry must be a mode the inheritance figures support
+      (``ClusterContext.supported_modes``: at least 25% of the annotated members, or enriched at
+      FDR < 0.05, and at least 2 members); with no inheritance data the list must be empty;
+    * ``syndromicity`` must not contradict the figures' call (``syndromic`` when at least half
+      of the members are NDD-predominant, or ``non_syndromic`` when fewer than a quarter are);
+    * no ``notably_absent`` entry may be the name of an enriched term of the cluster (calling
+      an over-represented phenotype absent inverts the direction).
+    """
+    if ctx.cluster_type != "phenotype":
+        return []
+    data = summary_as_dict(summary)
+    failures: list[str] = []
+    supported = ctx.supported_modes()
+    for mode in _texts(data.get("inheritance_patterns")):
+        if mode not in supported:
+            figures = ", ".join(supported) or "none (no mode is supported by the data)"
+            failures.append(
+                f"Inheritance mode {mode!r} is not supported by the inheritance figures of "
+                f"cluster {ctx.cluster_number}; supported modes: {figures}."
+            )
+    call = str(ctx.syndromicity.get("call", ""))
+    claimed = str(data.get("syndromicity", ""))
+    if call in _CONTRADICTS and claimed == _CONTRADICTS[call]:
+        share = float(ctx.syndromicity.get("isolated_share", 0.0))
+        failures.append(
+            f"Syndromicity {claimed!r} contradicts the data: {share:.0%} of the members with "
+            f"phenotype data are NDD-predominant, which the figures call {call!r}."
+        )
+    enriched = {normalize_name(t.name) for t in ctx.terms if t.direction == "enriched"}
+    for item in _texts(data.get("notably_absent")):
+        if normalize_name(item) in enriched:
+            failures.append(
+                f"{item!r} is listed as notably absent but is an enriched term of cluster "
+                f"{ctx.cluster_number}; notably_absent may only name depleted terms."
+            )
+    return failures
+
+
+def validate_summary(ctx: ClusterContext, summary: BaseModel | Mapping[str, Any]) -> list[str]:
+    """Every deterministic check of a summary: :func:`validate_entities` then
+    :func:`validate_supplementary`; one sentence per failure, empty when it passes."""
+    return validate_entities(ctx, summary) + validate_supplementary(ctx, summary)
+
+
 def confidence_from_fdrs(fdrs: Iterable[float]) -> Confidence:
-    """Confidence level implied by a cluster's term FDRs (any order, any categories).
+    """Confidence level implied by a cluster's term FDRs alone (any order, any categories); the
+    fallback of :func:`derived_confidence` for clusters stored without quality figures.
 
     Let ``n_sig`` be the number of FDRs < 0.05 and ``mean_top`` the arithmetic mean of the 10
     lowest FDRs (of all of them when fewer than 10):
@@ -288,9 +397,6 @@ def confidence_from_fdrs(fdrs: Iterable[float]) -> Confidence:
     * ``high``: ``n_sig >= 10`` and ``mean_top < 1e-4``;
     * ``medium``: otherwise ``n_sig >= 3`` and ``mean_top < 0.01``;
     * ``low``: everything else, including no terms at all.
-
-    The arithmetic mean is deliberately dominated by the weakest of the top terms: ten terms at
-    1e-12 and one at 1e-3 among the top ten is not "high".
     """
     values = sorted(float(f) for f in fdrs)
     n_sig = sum(1 for f in values if f < SIGNIFICANT_FDR)
@@ -306,8 +412,10 @@ def confidence_from_fdrs(fdrs: Iterable[float]) -> Confidence:
 
 
 def derived_confidence(ctx: ClusterContext) -> Confidence:
-    """Confidence computed from ``ctx``'s enrichment alone (all categories), independent of any
-    model's self-assessment; thresholds as in :func:`confidence_from_fdrs` (high: >= 10 terms
-    with FDR < 0.05 and mean FDR of the top 10 < 1e-4; medium: >= 3 significant and mean FDR of
-    the top 10 < 0.01; else low)."""
-    return confidence_from_fdrs(term.fdr for term in ctx.terms)
+    """The cluster's derived confidence, independent of any model's self-assessment: the level
+    computed at clustering time from stability and specificity (see
+    ``clustering.domain.quality``), or for a cluster stored without it, the level its enriched
+    FDRs imply (:func:`confidence_from_fdrs`)."""
+    if ctx.derived_confidence in ("high", "medium", "low"):
+        return ctx.derived_confidence  # type: ignore[return-value]
+    return confidence_from_fdrs(term.fdr for term in ctx.terms if term.direction == "enriched")

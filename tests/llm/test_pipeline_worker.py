@@ -90,7 +90,7 @@ def test_chain_and_chord_complete_with_totals(celery_worker, gemini, two_cluster
         assert summary.validation_status == ValidationStatus.VALIDATED
         assert summary.judge_verdict == "accept" and summary.judge_reasoning
         assert summary.provider == "gemini" and summary.model == "gemini-2.5-flash"
-        assert summary.prompt_version == "functional-v1"
+        assert summary.prompt_version == "functional-v2"
         assert summary.derived_confidence in ("high", "medium", "low")
         assert summary.input_tokens > 0 and summary.cost_usd > 0
         assert summary.events.get().to_status == ValidationStatus.VALIDATED
@@ -226,3 +226,20 @@ def test_task_delivered_twice_makes_one_summary_and_one_set_of_calls(
     assert ClusterSummary.objects.filter(is_current=True).count() == 1
     assert LLMCall.objects.filter(task=task).count() == 2  # one generate, one judge
     assert len(gemini.request_log()) == 2
+
+
+def test_phenotype_run_completes_with_verdicts(celery_worker, gemini, tmp_path: Path) -> None:
+    """The emulator's phenotype answers pass the product's own validation (no gene named, modes
+    and syndromicity from the figures), so every cluster is judged."""
+    rows = [(e, s, t, n, "HPO") for e, s, t, n, _ in planted_rows(groups=2, size=12)]
+    path = tmp_path / "phenotypes.csv"
+    path.write_text(
+        "entity_id,symbol,term_id,term_name,category\n" + "\n".join(",".join(r) for r in rows)
+    )
+    dataset_import(path=path, slug="pheno", kind="phenotype")
+    job = _run("pheno")
+    assert (job.total, job.succeeded, job.failed, job.rejected) == (2, 2, 0, 0)
+    for summary in ClusterSummary.objects.filter(is_current=True, cluster_type="phenotype"):
+        assert summary.judge_verdict == "accept" and summary.prompt_version == "phenotype-v2"
+        assert summary.attempts == 1 and summary.validation_failures == []
+    assert LLMCall.objects.filter(job=job, status="validation_failed").count() == 0

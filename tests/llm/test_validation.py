@@ -21,8 +21,10 @@ from llm.services.validation import (
     find_symbols,
     normalize_name,
     validate_entities,
+    validate_summary,
+    validate_supplementary,
 )
-from tests.llm.context_helpers import make_ctx, term
+from tests.llm.context_helpers import make_ctx, term, traits
 
 MEMBERS = ["SYNGAP1", "GRIN2B", "SHANK3", "NKX2-1", "PTEN"]
 NON_MEMBERS = {"TP53", "BRCA1", "SET", "AR", "MECP2"}
@@ -281,3 +283,97 @@ def test_the_dataset_filter_runs_once_per_symbol_set() -> None:
         assert validate_entities(ctx, functional()) == []
     info = validation._filtered_dataset_symbols.cache_info()
     assert (info.misses, info.hits) == (1, 4)
+
+
+# Clinical abbreviations and syndrome names that contain a symbol are not gene mentions.
+
+ABBREVIATION_SYMBOLS = {"PAH", "DMD", "OTC", "ASL", "ATR", "ATRX", "TP53", "KAT6A"}
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("Pulmonary arterial hypertension (PAH) is frequent.", []),
+        ("Duchenne muscular dystrophy (DMD) and OTC deficiency.", []),
+        ("Argininosuccinic aciduria (ASL deficiency).", []),
+        ("Resembles ATR-X syndrome and ATR-16.", []),
+        ("DMD gene deletions", ["DMD"]),
+        ("PAH variants cause phenylketonuria.", ["PAH"]),
+        ("a DMD-related dystrophinopathy", ["DMD"]),
+        ("ATRX and TP53-mediated arrest; KAT6A-related syndrome", ["ATRX", "TP53", "KAT6A"]),
+    ],
+)
+def test_clinical_abbreviations_and_syndrome_names_are_not_gene_mentions(
+    text: str, found: list[str]
+) -> None:
+    assert find_symbols(text, ABBREVIATION_SYMBOLS) == found
+
+
+def test_phenotype_summary_may_use_clinical_abbreviations_that_are_dataset_symbols() -> None:
+    ctx = make_ctx(
+        "phenotype",
+        ["ADNP", "CHD8"],
+        [term("HPO", "HP:1", "Intellectual disability", 1e-8)],
+        dataset_symbols={"PAH", "DMD", "OTC", "ASL", "ATR"},
+    )
+    text = "Intellectual disability; no PAH, DMD, OTC deficiency or ATR-X features."
+    assert validate_entities(ctx, phenotype(summary=text)) == []
+    assert validate_entities(ctx, phenotype(summary="Carriers of DMD variants.")) != []
+
+
+# Supplementary checks: inheritance, syndromicity and notably_absent against the figures.
+
+
+def supplementary_ctx() -> ClusterContext:
+    terms = [
+        term("HPO", "HP:0001249", "Intellectual disability", 1e-8),
+        term("HPO", "HP:0001626", "Abnormality of the cardiovascular system", 1e-3,
+             direction="depleted", overlap=0, fold=0.0),
+    ]  # fmt: skip
+    return make_ctx(
+        "phenotype",
+        ["ADNP", "CHD8", "ARID1B", "DYRK1A"],
+        terms,
+        traits=traits(supported=("autosomal_dominant",), call="non_syndromic", isolated_share=0.7),
+    )
+
+
+def test_supported_inheritance_and_consistent_syndromicity_pass() -> None:
+    summary = phenotype(
+        inheritance_patterns=["autosomal_dominant"],
+        syndromicity="non_syndromic",
+        notably_absent=["Abnormality of the cardiovascular system"],
+    )
+    assert validate_summary(supplementary_ctx(), summary) == []
+    # mixed and unclear never contradict the call: the judge corrects a near miss
+    assert validate_summary(supplementary_ctx(), phenotype(syndromicity="mixed")) == []
+
+
+def test_unsupported_mode_contradicting_syndromicity_and_inverted_absence_fail() -> None:
+    failures = validate_summary(
+        supplementary_ctx(),
+        phenotype(
+            inheritance_patterns=["autosomal_dominant", "x_linked"],
+            syndromicity="syndromic",
+            notably_absent=["Intellectual disability"],
+        ),
+    )
+    assert len(failures) == 3
+    assert "'x_linked' is not supported" in failures[0] and "autosomal_dominant" in failures[0]
+    assert "contradicts the data: 70%" in failures[1] and "'non_syndromic'" in failures[1]
+    assert "'Intellectual disability' is listed as notably absent" in failures[2]
+
+
+def test_without_inheritance_data_no_mode_is_supported() -> None:
+    failures = validate_summary(phenotype_ctx(), phenotype(inheritance_patterns=["sporadic"]))
+    assert failures and "none (no mode is supported by the data)" in failures[0]
+
+
+def test_supplementary_checks_do_not_apply_to_functional_summaries() -> None:
+    ctx = make_ctx("functional", ["AAA1"], [term("GO:BP", "GO:1", "Axon Guidance", 1e-5)])
+    assert validate_supplementary(ctx, {"inheritance_patterns": ["sporadic"]}) == []
+
+
+def test_derived_confidence_prefers_the_clusters_figure() -> None:
+    ctx = dataclasses.replace(fdr_ctx([1e-6] * 10), derived_confidence="low")
+    assert derived_confidence(ctx) == "low"  # stability/specificity win over the FDRs

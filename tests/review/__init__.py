@@ -62,8 +62,18 @@ def _cluster(run: ClusteringRun, number: int, symbols: list[str]) -> Cluster:
 
 
 def _terms(cluster: Cluster, rows: list[tuple[str, str, float, list[str]]]) -> None:
+    """Enriched terms; a term listed as another's ancestor is hidden behind its first
+    descendant (as the elim selection would when the descendant explains it), the rest are
+    ranked in the order given."""
+    explained = {a: term_id for term_id, _, _, ancestors in rows for a in reversed(ancestors)}
+    rank = 0
     for i, (term_id, name, fdr, ancestors) in enumerate(rows):
+        hidden = term_id in explained
+        rank += 0 if hidden else 1
         TermEnrichment.objects.create(
+            evidence_rank=None if hidden else rank,
+            represents=0 if hidden else 1 + sum(1 for v in explained.values() if v == term_id),
+            hidden_by=explained.get(term_id, ""),
             cluster=cluster,
             category="HPO" if term_id.startswith("HP:") else "GO",
             term_id=term_id,

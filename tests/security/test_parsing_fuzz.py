@@ -18,16 +18,24 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from llm.prompts.schemas import FunctionalSummary, JudgeVerdict, PhenotypeSummary
+from llm.prompts.schemas import (
+    FunctionalSummary,
+    HardFailure,
+    InheritanceMode,
+    JudgeVerdict,
+    PhenotypeSummary,
+    Verdict,
+)
 from llm.providers.base import ProviderError
 from llm.providers.parsing import parse_structured
+from tests.llm.verdicts import make_verdict
 
 pytestmark = pytest.mark.security
 
@@ -66,20 +74,37 @@ phenotype_summaries = st.builds(
     notably_absent=st.lists(field_text, max_size=4),
     clinical_pattern=field_text,
     syndrome_hints=st.lists(field_text, max_size=3),
-    inheritance_patterns=st.lists(field_text, max_size=3),
+    inheritance_patterns=st.lists(st.sampled_from(get_args(InheritanceMode)), max_size=3),
     syndromicity=st.sampled_from(["syndromic", "non_syndromic", "mixed", "unclear"]),
     tags=st.lists(field_text, min_size=3, max_size=7),
     confidence=confidence,
     data_quality_note=st.none() | field_text,
 )
+score = st.integers(min_value=0, max_value=2)
 judge_verdicts = st.builds(
     JudgeVerdict,
     is_factually_accurate=st.booleans(),
     is_grounded=st.booleans(),
     pathways_valid=st.booleans(),
     confidence_appropriate=st.booleans(),
+    score_grounding=score,
+    score_fidelity=score,
+    score_direction=score,
+    score_clinical_language=score,
+    score_supplementary=score,
+    score_confidence=score,
+    grounding_percent=st.integers(min_value=0, max_value=100),
+    hard_failures=st.lists(st.sampled_from(get_args(HardFailure)), max_size=2),
     reasoning=field_text,
-    verdict=st.sampled_from(["accept", "low_confidence", "reject"]),
+    verdict=st.sampled_from(get_args(Verdict)),
+    corrections_made=st.lists(field_text, max_size=2),
+    corrected_summary=st.none() | field_text,
+    corrected_tags=st.none() | st.lists(field_text, min_size=3, max_size=7),
+    corrected_notably_absent=st.none() | st.lists(field_text, max_size=3),
+    corrected_inheritance_patterns=st.none()
+    | st.lists(st.sampled_from(get_args(InheritanceMode)), max_size=2),
+    corrected_syndromicity=st.none()
+    | st.sampled_from(["syndromic", "non_syndromic", "mixed", "unclear"]),
 )
 valid_objects: st.SearchStrategy[BaseModel] = st.one_of(
     functional_summaries, phenotype_summaries, judge_verdicts
@@ -269,14 +294,7 @@ def test_non_text_fails_cleanly(value: Any) -> None:
     assert assert_clean_outcome(value, JudgeVerdict) is None
 
 
-VERDICT = JudgeVerdict(
-    is_factually_accurate=True,
-    is_grounded=True,
-    pathways_valid=True,
-    confidence_appropriate=True,
-    reasoning="Grounded in the terms; see ```json``` and é[",
-    verdict="accept",
-)
+VERDICT = make_verdict(reasoning="Grounded in the terms; see ```json``` and é[")
 
 
 @pytest.mark.parametrize(

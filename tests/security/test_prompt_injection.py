@@ -66,9 +66,13 @@ def hostile_dataset(tmp_path: Path) -> str:
         (e, renamed_symbols.get(e, s), t, renamed_terms.get(t, n), c)
         for e, s, t, n, c in planted_rows(groups=2, size=12)
     ]
-    # the renamed entities surely carry the renamed terms
-    rows += [("E00_00", INJECTED_SYMBOL, "T0_0", INJECTED_TERM, "CAT")]
-    rows += [("E01_00", HTML_SYMBOL, "T1_0", HTML_TERM, "CAT")]
+    # every member of each group carries its renamed term, so it is the group's most
+    # significant term and is shown as evidence (its near-duplicates are the ones hidden)
+    for entity, symbol, *_ in list(rows):
+        if entity.startswith("E00_"):
+            rows.append((entity, symbol, "T0_0", INJECTED_TERM, "CAT"))
+        if entity.startswith("E01_"):
+            rows.append((entity, symbol, "T1_0", HTML_TERM, "CAT"))
     path = tmp_path / "hostile.csv"
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)

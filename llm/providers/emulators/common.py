@@ -84,7 +84,9 @@ logger = logging.getLogger(__name__)
 #:          prompt; OpenAI a refusal, or with block_reason finish_reason content_filter;
 #:          Anthropic stop_reason refusal).
 #:   max_tokens: cut at the token budget (Gemini MAX_TOKENS; OpenAI length; Anthropic max_tokens).
-#:   verdict {verdict: accept|low_confidence|reject, reasoning}: judge requests only.
+#:   verdict {verdict: accept|accept_with_corrections|low_confidence|reject, reasoning,
+#:          corrections {corrected_field: value}, hard_failures [..], grounding_percent}: judge
+#:          requests only; the corrected_* fields of the answer are null unless given here.
 FAULT_KINDS = frozenset(
     {
         "latency",
@@ -104,7 +106,15 @@ FAULT_KINDS = frozenset(
 CONTENT_FAULT_KINDS = FAULT_KINDS - {"latency", "status", "timeout"}
 #: Which requests a fault applies to; judge requests have a schema with a "verdict" property.
 FAULT_TARGETS = frozenset({"generate", "judge", "any"})
-VERDICTS = ("accept", "low_confidence", "reject")
+VERDICTS = ("accept", "accept_with_corrections", "low_confidence", "reject")
+#: Rubric score and grounding percentage an emulated judge gives for each verdict.
+_VERDICT_SCORE = {"accept": 2, "accept_with_corrections": 2, "low_confidence": 1, "reject": 0}
+_VERDICT_GROUNDING = {
+    "accept": 95,
+    "accept_with_corrections": 85,
+    "low_confidence": 65,
+    "reject": 30,
+}
 
 #: Batch-endpoint fault kinds, applied to the next call of ``op`` (create | get | list | results
 #: | cancel | upload | download | any):
@@ -144,6 +154,9 @@ class PromptData:
         size: cluster size (entities); members_total: members before any prompt truncation.
         members: member symbols in prompt order.
         terms: ``{"category","term_id","name","fdr","overlap","term_size"}`` dicts sorted by FDR.
+        depleted_names: names of the depleted terms (prompt v2), in prompt order.
+        supported_modes: inheritance modes marked supported; syndromicity_call and
+            derived_confidence: the figures' call and level ("" when absent).
         summary: the decoded ``<summary>`` JSON of a judge prompt, or None.
     """
 
@@ -168,6 +181,27 @@ class PromptData:
             terms = [dict(row) for row in raw_terms if isinstance(row, Mapping) and row.get("name")]
         terms.sort(key=lambda row: as_float(row.get("fdr"), 1.0))
         self.terms = terms
+        depleted = cluster.get("depleted_terms") or {}
+        self.depleted_names: list[str] = _unique(
+            str(row.get("name"))
+            for rows in (depleted.values() if isinstance(depleted, Mapping) else [])
+            if isinstance(rows, list)
+            for row in rows
+            if isinstance(row, Mapping) and row.get("name")
+        )
+        inheritance = cluster.get("inheritance")
+        modes = inheritance.get("modes") if isinstance(inheritance, Mapping) else None
+        self.supported_modes: list[str] = [
+            str(m.get("mode")) for m in modes or [] if isinstance(m, Mapping) and m.get("supported")
+        ]
+        syndromicity = cluster.get("syndromicity")
+        self.syndromicity_call = (
+            str(syndromicity.get("call") or "") if isinstance(syndromicity, Mapping) else ""
+        )
+        quality = cluster.get("quality")
+        self.derived_confidence = (
+            str(quality.get("derived_confidence") or "") if isinstance(quality, Mapping) else ""
+        )
         self.summary = summary if isinstance(summary, Mapping) else None
 
     @classmethod
@@ -321,11 +355,18 @@ def is_judge_schema(schema: Mapping[str, Any] | None) -> bool:
 class AnswerBuilder:
     """Builds a schema-valid answer object from a schema and the prompt's cluster data.
 
+    Phenotype answers name no member gene (the product's phenotype rule), fill
+    ``inheritance_patterns`` with the supported modes, ``notably_absent`` with depleted terms and
+    ``syndromicity`` with the figures' call, so they pass the product's own validation.
+
     Args:
         data: facts parsed from the prompt.
         judge: True for judge requests (schema with a "verdict" property).
-        verdict: judge verdict to give (accept | low_confidence | reject).
+        verdict: judge verdict to give (see :data:`VERDICTS`).
         reasoning: judge reasoning to give instead of the default 2-3 sentences.
+        corrections: ``corrected_*`` field -> value for the judge answer (others are null).
+        hard_failures: the judge's hard failures (default none).
+        grounding_percent: the judge's grounding percentage (default by verdict).
     """
 
     def __init__(
@@ -335,11 +376,17 @@ class AnswerBuilder:
         judge: bool = False,
         verdict: str = "accept",
         reasoning: str | None = None,
+        corrections: Mapping[str, Any] | None = None,
+        hard_failures: Sequence[str] | None = None,
+        grounding_percent: int | None = None,
     ) -> None:
         self.data = data
         self.judge = judge
         self.verdict = verdict
         self.reasoning = reasoning
+        self.corrections = dict(corrections or {})
+        self.hard_failures = list(hard_failures or [])
+        self.grounding_percent = grounding_percent
 
     # -- public --------------------------------------------------------------------------------
 
@@ -357,7 +404,7 @@ class AnswerBuilder:
                 "This cluster groups entities that share annotations. No enrichment data was "
                 "provided with the request, so no specific terms are named."
             )
-        members = data.members[:5]
+        members = data.members[:5] if data.cluster_type != "phenotype" else []
         names = data.term_names
         size = data.size or len(data.members)
         noun = "phenotype" if data.cluster_type == "phenotype" else "functional"
@@ -468,10 +515,41 @@ class AnswerBuilder:
         for key in keys:
             if depth + 1 >= _MAX_DEPTH and key not in required:
                 continue
+            special = self._special(str(key))
+            if special is not _UNCHANGED:
+                result[key] = special
+                continue
             result[key] = self._fill(
                 properties[key], root, name=str(key), index=index, depth=depth + 1
             )
         return result
+
+    def _special(self, key: str) -> Any:
+        """Fields whose value comes from the data or the verdict, not from the schema walk."""
+        data = self.data
+        if self.judge:
+            if key.startswith("corrected_"):
+                return self.corrections.get(key)
+            if key == "corrections_made":
+                return [f"{k.removeprefix('corrected_')} corrected" for k in self.corrections]
+            if key == "hard_failures":
+                return list(self.hard_failures)
+            if key.startswith("score_"):
+                return _VERDICT_SCORE.get(self.verdict, 2)
+            if key == "grounding_percent":
+                if self.grounding_percent is not None:
+                    return self.grounding_percent
+                return _VERDICT_GROUNDING.get(self.verdict, 95)
+            return _UNCHANGED
+        if key == "inheritance_patterns":
+            return list(data.supported_modes)
+        if key == "notably_absent":
+            return data.depleted_names[:3]
+        if key == "syndrome_hints":
+            return []
+        if key == "syndromicity" and data.syndromicity_call:
+            return data.syndromicity_call
+        return _UNCHANGED
 
     def _array(
         self, schema: Mapping[str, Any], root: Mapping[str, Any], *, name: str, depth: int
@@ -556,6 +634,8 @@ class AnswerBuilder:
     def _confidence_word(self) -> str:
         if self.judge:
             return {"accept": "high", "low_confidence": "medium"}.get(self.verdict, "low")
+        if self.data.derived_confidence in ("high", "medium", "low"):
+            return self.data.derived_confidence
         if not self.data.terms:
             return "low"
         fdr = as_float(self.data.terms[0].get("fdr"), 1.0)
@@ -814,6 +894,16 @@ def normalise_fault(raw: Mapping[str, Any]) -> dict[str, Any]:
         if verdict not in VERDICTS:
             raise ValueError(f"unknown verdict {verdict!r}; expected one of {list(VERDICTS)}")
         fault["verdict"] = verdict
+        corrections = fault.get("corrections") or {}
+        if not isinstance(corrections, Mapping) or not all(
+            str(k).startswith("corrected_") for k in corrections
+        ):
+            raise ValueError("verdict corrections must map corrected_* fields to values")
+        fault["corrections"] = dict(corrections)
+        failures = fault.get("hard_failures") or []
+        if not isinstance(failures, list):
+            raise ValueError("verdict hard_failures must be a list")
+        fault["hard_failures"] = [str(f) for f in failures]
     return fault
 
 
@@ -881,9 +971,18 @@ def compose_answer(
 
     data = PromptData.from_prompt(user_text + "\n" + system_text)
     judge = is_judge_schema(schema)
-    verdict = str(fault.get("verdict", "accept")) if fault and kind == "verdict" else "accept"
-    reasoning = fault.get("reasoning") if fault and kind == "verdict" else None
-    builder = AnswerBuilder(data, judge=judge, verdict=verdict, reasoning=reasoning)
+    verdict_fault = fault if fault and kind == "verdict" else {}
+    verdict = str(verdict_fault.get("verdict", "accept"))
+    percent = verdict_fault.get("grounding_percent")
+    builder = AnswerBuilder(
+        data,
+        judge=judge,
+        verdict=verdict,
+        reasoning=verdict_fault.get("reasoning"),
+        corrections=verdict_fault.get("corrections"),
+        hard_failures=verdict_fault.get("hard_failures"),
+        grounding_percent=as_int(percent, 0) if percent is not None else None,
+    )
     answer = builder.build(schema)
     if fault and isinstance(answer, dict) and kind in ("hallucinated_gene", "hallucinated_pathway"):
         _inject(answer, schema or {}, fault)
