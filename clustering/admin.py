@@ -19,6 +19,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from clustering.domain.params import InvalidParameters
+from clustering.domain.stability import stability_band
 from clustering.services import UnknownDatasetError
 from llm.models import GenerationJob, JobStatus
 from llm.services.pipeline import ActiveRunConflict, pipeline_cancel, pipeline_rerun
@@ -313,23 +314,100 @@ class ClusteringRunAdmin(ActionsOnlyAdmin):
             )
 
 
+def cluster_quality_html(cluster: Cluster) -> SafeString:
+    """Derived confidence, stability, specificity, modularity z, signature members, inheritance
+    and syndromicity of a cluster, as one small table."""
+    muted = "color:#59636e"
+    stability = (
+        f"{cluster.stability:.2f} ({stability_band(cluster.stability)})"
+        if cluster.stability is not None
+        else "not measured"
+    )
+    traits = cluster.traits or {}
+    modes = [
+        f"{m.get('abbreviation') or m.get('name')} {m.get('share', 0):.0%}"
+        + (f" ({m['direction']})" if m.get("direction") else "")
+        for m in (traits.get("inheritance") or {}).get("modes", [])
+        if m.get("supported")
+    ]
+    syndromicity = traits.get("syndromicity") or {}
+    rows = [
+        ("derived confidence", cluster.derived_confidence or "-"),
+        ("stability (subsample Jaccard)", stability),
+        (
+            "specificity (Dice of the best term)",
+            f"{cluster.specificity:.2f} ({cluster.specificity_term})"
+            if cluster.specificity is not None
+            else "-",
+        ),
+        (
+            "modularity z (rewired graphs)",
+            f"{cluster.modularity_z:.1f}" if cluster.modularity_z is not None else "-",
+        ),
+        (
+            "signature members",
+            ", ".join(m["symbol"] for m in (cluster.signature_members or [])[:10]) or "-",
+        ),
+        ("inheritance (supported modes)", ", ".join(modes) or "-"),
+        (
+            "syndromicity",
+            f"{syndromicity.get('call', '-')}: {syndromicity.get('isolated_share', 0):.0%} "
+            f"NDD-predominant (dataset {syndromicity.get('dataset_isolated_share', 0):.0%})"
+            if syndromicity
+            else "-",
+        ),
+    ]
+    return format_html(
+        '<table class="cluster-quality" style="border:0">{}</table>',
+        format_html_join(
+            "",
+            '<tr><td style="padding:2px 12px 2px 0;{}">{}</td><td>{}</td></tr>',
+            ((muted, label, value) for label, value in rows),
+        ),
+    )
+
+
 class TermEnrichmentInline(admin.TabularInline):
     model = TermEnrichment
-    fields = ("category", "term_id", "term_name", "overlap", "term_size", "fdr", "fold_enrichment")
+    fields = (
+        "direction",
+        "evidence_rank",
+        "category",
+        "term_id",
+        "term_name",
+        "overlap",
+        "term_size",
+        "fdr",
+        "fold_enrichment",
+        "represents",
+        "hidden_by",
+    )
     readonly_fields = fields
     extra = 0
     max_num = 0
     can_delete = False
-    ordering = ("fdr",)
+    ordering = ("direction", "evidence_rank", "fdr")
 
 
 @admin.register(Cluster)
 class ClusterAdmin(ReadOnlyAdmin):
-    list_display = ("id", "run", "number", "size", "composition_hash")
-    list_filter = ("run__dataset", "run__cluster_type")
+    list_display = (
+        "id",
+        "run",
+        "number",
+        "size",
+        "derived_confidence",
+        "stability",
+        "composition_hash",
+    )
+    list_filter = ("run__dataset", "run__cluster_type", "derived_confidence")
     search_fields = ("composition_hash", "members__icontains")
-    readonly_fields = ("member_list", "acknowledgement")
+    readonly_fields = ("quality_display", "member_list", "acknowledgement")
     inlines = [TermEnrichmentInline]
+
+    @admin.display(description="quality")
+    def quality_display(self, obj: Cluster) -> SafeString:
+        return cluster_quality_html(obj)
 
     @admin.display(description="member symbols")
     def member_list(self, obj: Cluster) -> SafeString:

@@ -68,14 +68,26 @@ class DatasetBriefSerializer(serializers.ModelSerializer):
 
 
 class TermEnrichmentSerializer(serializers.ModelSerializer):
-    """An over-represented term of a cluster: one-sided hypergeometric p-value, Benjamini-Hochberg
-    FDR within the cluster, fold enrichment (k/n)/(K/N), overlapping member symbols."""
+    """A significantly over- (``direction`` enriched) or under-represented (depleted) term of a
+    cluster: one-sided hypergeometric p-value of its direction, Benjamini-Hochberg FDR within the
+    cluster and direction, fold enrichment (k/n)/(K/N), coverage k/n, overlapping member symbols.
+    ``evidence_rank`` is its rank among the cluster's non-redundant evidence of its category and
+    direction (null when hidden as redundant; ``hidden_by`` then names the shown term that stands
+    for it); ``represents`` counts the significant terms a shown term stands for."""
 
     overlap_members = serializers.ListField(child=serializers.CharField(), read_only=True)
     ancestor_ids = serializers.ListField(
         child=serializers.CharField(),
         read_only=True,
-        help_text="Significant ancestor terms of this term in the same cluster.",
+        help_text="Significant ancestor terms of this term in the same cluster (HPO DAG).",
+    )
+    branches = serializers.ListField(
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="Top-level ontology branches of the term (HPO); empty without a DAG.",
+    )
+    coverage = serializers.SerializerMethodField(
+        help_text="Share of the cluster's members annotated to the term (0..1)."
     )
 
     class Meta:
@@ -84,23 +96,44 @@ class TermEnrichmentSerializer(serializers.ModelSerializer):
             "category",
             "term_id",
             "term_name",
+            "direction",
             "overlap",
             "term_size",
+            "coverage",
             "p_value",
             "fdr",
             "fold_enrichment",
+            "elim_p_value",
+            "evidence_rank",
+            "represents",
+            "hidden_by",
+            "branches",
             "overlap_members",
             "ancestor_ids",
         ]
         read_only_fields = fields
 
+    def get_coverage(self, term: TermEnrichment) -> float:
+        size = term.cluster.size  # the prefetch sets the parent on each term
+        return round(term.overlap / size, 4) if size else 0.0
+
 
 class TermBriefSerializer(serializers.ModelSerializer):
-    """A display term (non-redundant top term) of a cluster."""
+    """An evidence term (non-redundant, in evidence order) of a cluster."""
 
     class Meta:
         model = TermEnrichment
-        fields = ["category", "term_id", "term_name", "overlap", "fdr"]
+        fields = [
+            "category",
+            "term_id",
+            "term_name",
+            "direction",
+            "overlap",
+            "fdr",
+            "fold_enrichment",
+            "evidence_rank",
+            "represents",
+        ]
         read_only_fields = fields
 
 
@@ -174,6 +207,8 @@ class ClusteringRunSerializer(serializers.ModelSerializer):
             "cluster_count",
             "unclustered_count",
             "modularity",
+            "quality",
+            "evidence_method",
             "n_features",
             "n_edges",
             "library_versions",
@@ -289,6 +324,8 @@ class ClusterListSerializer(serializers.ModelSerializer):
             "cluster_type",
             "composition_hash",
             "member_symbols",
+            "stability",
+            "derived_confidence",
             "top_terms",
             "summary",
         ]
@@ -322,6 +359,19 @@ class ClusterDetailSerializer(ClusterListSerializer):
     dataset = serializers.SerializerMethodField()
     members = MemberSerializer(many=True, read_only=True)
     terms = TermEnrichmentSerializer(many=True, read_only=True)
+    evidence = serializers.SerializerMethodField(
+        help_text="The shown enriched terms in evidence order (what the prompts and the judge "
+        "see), categories interleaved by rank."
+    )
+    depleted = serializers.SerializerMethodField(
+        help_text="The shown depleted terms in evidence order."
+    )
+    signature_members = serializers.ListField(
+        child=serializers.DictField(), read_only=True, help_text="[{id, symbol, strength}]"
+    )
+    traits = serializers.DictField(
+        read_only=True, help_text="Mode-of-inheritance and syndromicity figures ({} when none)."
+    )
 
     class Meta(ClusterListSerializer.Meta):
         fields = [
@@ -330,9 +380,29 @@ class ClusterDetailSerializer(ClusterListSerializer):
             "dataset",
             "members",
             "quality",
+            "modularity_z",
+            "specificity",
+            "specificity_term",
+            "signature_members",
+            "traits",
+            "evidence",
+            "depleted",
             "terms",
         ]
         read_only_fields = fields
+
+    def _shown(self, cluster: Cluster, direction: str) -> list[dict[str, Any]]:
+        rows = [t for t in cluster.terms.all() if t.direction == direction and t.evidence_rank]
+        rows.sort(key=lambda t: (t.evidence_rank or 0, t.fdr, t.category, t.term_id))
+        return list(TermEnrichmentSerializer(rows, many=True, context=self.context).data)
+
+    @extend_schema_field(TermEnrichmentSerializer(many=True))
+    def get_evidence(self, cluster: Cluster) -> list[dict[str, Any]]:
+        return self._shown(cluster, "enriched")
+
+    @extend_schema_field(TermEnrichmentSerializer(many=True))
+    def get_depleted(self, cluster: Cluster) -> list[dict[str, Any]]:
+        return self._shown(cluster, "depleted")
 
     @extend_schema_field(DatasetSerializer)
     def get_dataset(self, cluster: Cluster) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from clustering.datasets.hpo import HPO_NOTICE
+from clustering.domain.stability import stability_band
 from clustering.figures import STATUS_ORDER, ClusterMark, cluster_bars_svg
 from clustering.selectors import cluster_display_terms, cluster_list
 from llm.models import ClusterSummary, GenerationJob, ValidationStatus
@@ -132,6 +133,8 @@ class ClusterCard:
     members: list[str] = field(default_factory=list)
     members_more: int = 0
     admin_url: str = ""
+    stability: str = "not measured"
+    depleted: list[str] = field(default_factory=list)
 
 
 def _status_of(summary: ClusterSummary | None) -> str:
@@ -144,6 +147,7 @@ def _card(
     terms: list[Any],
     *,
     staff: bool,
+    depleted: list[Any] | None = None,
 ) -> ClusterCard:
     status = _status_of(summary)
     show_text = summary is not None and (staff or status == ValidationStatus.VALIDATED)
@@ -155,6 +159,12 @@ def _card(
         show_text=show_text,
         members=symbols[:MEMBERS_SHOWN],
         members_more=max(0, len(symbols) - MEMBERS_SHOWN),
+        stability=(
+            f"{cluster.stability:.2f} ({stability_band(cluster.stability)})"
+            if cluster.stability is not None
+            else "not measured"
+        ),
+        depleted=[t.term_name for t in depleted or []],
         terms=[
             TermRow(
                 term_id=t.term_id,
@@ -269,8 +279,15 @@ def run_report(request: HttpRequest, run_id: int) -> HttpResponse:
         for c in clusters
     ]
     terms = cluster_display_terms(clusters=page_clusters, limit=TERMS_SHOWN)
+    depleted = cluster_display_terms(clusters=page_clusters, limit=2, direction="depleted")
     cards = [
-        _card(c, summaries.get(c.composition_hash), terms.get(c.pk, []), staff=staff)
+        _card(
+            c,
+            summaries.get(c.composition_hash),
+            terms.get(c.pk, []),
+            staff=staff,
+            depleted=depleted.get(c.pk, []),
+        )
         for c in page_clusters
     ]
     dataset = run.dataset

@@ -27,7 +27,13 @@ from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 from django.views.decorators.http import require_POST
 
-from clustering.admin import ActionsOnlyAdmin, ReadOnlyAdmin, acknowledgement_html, badge
+from clustering.admin import (
+    ActionsOnlyAdmin,
+    ReadOnlyAdmin,
+    acknowledgement_html,
+    badge,
+    cluster_quality_html,
+)
 from clustering.models import Cluster, Dataset, TermEnrichment
 from clustering.views import dataset_acknowledgement
 
@@ -65,6 +71,12 @@ CONTENT_FIELDS: tuple[tuple[str, str], ...] = (
 )
 
 _MUTED = "color:#59636e"
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    """A correction's value as one line: lists joined, long text cut."""
+    text = value if isinstance(value, str) else ", ".join(str(v) for v in value or []) or "-"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def status_badge_html(obj: ClusterSummary) -> SafeString:
@@ -222,9 +234,19 @@ class ClusterSummaryAdmin(ActionsOnlyAdmin):
         ("Summary", {"fields": ("content_display", "confidence_display")}),
         (
             "Cluster",
-            {"fields": ("cluster_ref", "dataset", "acknowledgement", "member_list", "top_terms")},
+            {
+                "fields": (
+                    "cluster_ref",
+                    "dataset",
+                    "acknowledgement",
+                    "cluster_quality",
+                    "member_list",
+                    "top_terms",
+                    "depleted_terms",
+                )
+            },
         ),
-        ("Judge", {"fields": ("judge_display",)}),
+        ("Judge", {"fields": ("judge_display", "corrections_display")}),
         (
             "Provenance",
             {
@@ -358,21 +380,22 @@ class ClusterSummaryAdmin(ActionsOnlyAdmin):
             .first()
         )
 
-    @admin.display(description=f"top {DETAIL_TERMS} enrichment terms (by FDR)")
-    def top_terms(self, obj: ClusterSummary) -> SafeString:
-        cluster = self._cluster_for(obj)
-        if cluster is None:
-            return format_html('<span style="{}">{}</span>', _MUTED, "no cluster left")
-        terms = TermEnrichment.objects.filter(cluster=cluster).order_by("fdr", "term_id")[
-            :DETAIL_TERMS
-        ]
+    def _term_table(self, cluster: Cluster, direction: str) -> SafeString:
+        terms = TermEnrichment.objects.filter(
+            cluster=cluster, direction=direction, evidence_rank__isnull=False
+        ).order_by("evidence_rank", "fdr", "category", "term_id")[:DETAIL_TERMS]
+        if not terms:  # a cluster stored before evidence selection: lowest FDRs
+            terms = TermEnrichment.objects.filter(cluster=cluster, direction=direction).order_by(
+                "fdr", "term_id"
+            )[:DETAIL_TERMS]
         cell = "padding:3px 10px 3px 0;border-bottom:1px solid rgba(128,128,128,.2)"
         rows = format_html_join(
             "",
             '<tr class="term-row"><td style="{0}">{1}</td><td style="{0}"><code>{2}</code></td>'
-            '<td style="{0}">{3}</td><td style="{0};text-align:right">{4}/{5}</td>'
-            '<td style="{0};text-align:right">{6}</td><td style="{0};text-align:right">{7}</td>'
-            '<td style="{0};text-align:right">{8}</td></tr>',
+            '<td style="{0}">{3}</td><td style="{0};text-align:right">{4}/{5} ({6})</td>'
+            '<td style="{0};text-align:right">{7}</td><td style="{0};text-align:right">{8}</td>'
+            '<td style="{0};text-align:right">{9}</td><td style="{0};text-align:right">{10}</td>'
+            "</tr>",
             (
                 (
                     cell,
@@ -381,23 +404,65 @@ class ClusterSummaryAdmin(ActionsOnlyAdmin):
                     t.term_name,
                     t.overlap,
                     cluster.size,
+                    f"{t.overlap / cluster.size:.0%}" if cluster.size else "-",
                     t.term_size,
                     f"{t.fdr:.2g}",
                     f"{t.fold_enrichment:.1f}",
+                    t.represents or "-",
                 )
                 for t in terms
             ),
         )
         if not rows:
-            return format_html('<span style="{}">{}</span>', _MUTED, "no term at FDR < 0.05")
+            return format_html(
+                '<span style="{}">{}</span>', _MUTED, f"no {direction} term at FDR < 0.05"
+            )
         head = (
             "<tr><th>category</th><th>term</th><th>name</th><th>in cluster</th>"
-            "<th>in dataset</th><th>FDR</th><th>fold</th></tr>"
+            "<th>in dataset</th><th>FDR</th><th>fold</th><th>stands for</th></tr>"
         )
         return format_html(
-            '<table class="enrichment-terms" style="border-collapse:collapse">{}{}</table>',
+            '<table class="enrichment-terms {}" style="border-collapse:collapse">{}{}</table>',
+            direction,
             SafeString(head),
             rows,
+        )
+
+    @admin.display(description=f"evidence: first {DETAIL_TERMS} non-redundant enriched terms")
+    def top_terms(self, obj: ClusterSummary) -> SafeString:
+        cluster = self._cluster_for(obj)
+        if cluster is None:
+            return format_html('<span style="{}">{}</span>', _MUTED, "no cluster left")
+        return self._term_table(cluster, "enriched")
+
+    @admin.display(description="depleted terms (under-represented)")
+    def depleted_terms(self, obj: ClusterSummary) -> SafeString:
+        cluster = self._cluster_for(obj)
+        if cluster is None:
+            return format_html('<span style="{}">{}</span>', _MUTED, "no cluster left")
+        return self._term_table(cluster, "depleted")
+
+    @admin.display(description="cluster quality")
+    def cluster_quality(self, obj: ClusterSummary) -> SafeString:
+        cluster = self._cluster_for(obj)
+        if cluster is None:
+            return format_html('<span style="{}">{}</span>', _MUTED, "no cluster left")
+        return cluster_quality_html(cluster)
+
+    @admin.display(description="judge corrections applied")
+    def corrections_display(self, obj: ClusterSummary) -> SafeString:
+        if not obj.corrections:
+            return format_html('<span style="{}">{}</span>', _MUTED, "none")
+        return format_html(
+            '<ul class="corrections">{}</ul>',
+            format_html_join(
+                "",
+                "<li><b>{}</b>: <s>{}</s> &rarr; {}</li>",
+                (
+                    (c.get("field", ""), _short(c.get("before")), _short(c.get("after")))
+                    for c in obj.corrections
+                ),
+            ),
         )
 
     @admin.display(description="data source")
@@ -417,8 +482,16 @@ class ClusterSummaryAdmin(ActionsOnlyAdmin):
                     "yes" if value is True else "no" if value is False else str(value),
                 )
                 for key, value in scores.items()
+                if key != "rubric"
             ),
         )
+        rubric = scores.get("rubric")
+        if isinstance(rubric, dict):
+            score_rows = format_html(
+                "{}<tr><td>rubric</td><td>{}</td></tr>",
+                score_rows,
+                ", ".join(f"{k.replace('_', ' ')} {v}/2" for k, v in rubric.items()),
+            )
         failures = obj.validation_failures or []
         return format_html(
             '<div style="max-width:60em">{} <span style="{}">{} {}</span>'

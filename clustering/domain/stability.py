@@ -34,6 +34,27 @@ from scipy import sparse
 from .leiden import leiden_partition
 from .similarity import KnnGraph, knn_graph_build, knn_graph_from_similarity
 
+#: Hennig's reading of a mean best-match Jaccard index, highest band first (floor, label);
+#: at or below 0.5 a cluster is "dissolved".
+STABILITY_BANDS = (
+    (0.85, "highly stable"),
+    (0.75, "stable"),
+    (0.6, "pattern, membership doubtful"),
+    (0.5, "weak"),
+)
+
+
+def stability_band(value: float | None) -> str:
+    """The band of :data:`STABILITY_BANDS` a stability figure falls in ("weak" needs more than
+    0.5), "dissolved" below, "not measured" for None."""
+    if value is None:
+        return "not measured"
+    for floor, label in STABILITY_BANDS:
+        if value > floor or (value == floor and floor != 0.5):
+            return label
+    return "dissolved"
+
+
 #: Above this many entities the subsample graphs are rebuilt from the features instead of from
 #: one dense similarity matrix (N x N float64 = 8 N^2 bytes: 200 MiB at 5,000).
 DENSE_SIMILARITY_LIMIT = 5000

@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from clustering.domain.stability import stability_band
 from llm.context import PATHWAY_CATEGORIES, ClusterContext, TermRow
 
 #: Prompt version per cluster type, recorded on each generated summary.
@@ -93,21 +94,6 @@ def _term_row(ctx: ClusterContext, t: TermRow, *, depleted: bool) -> dict[str, A
     return row
 
 
-def _stability_band(value: float | None) -> str:
-    """Hennig's reading of a mean best-match Jaccard index."""
-    if value is None:
-        return "not measured"
-    if value >= 0.85:
-        return "highly stable"
-    if value >= 0.75:
-        return "stable"
-    if value >= 0.6:
-        return "pattern, membership doubtful"
-    if value > 0.5:
-        return "weak"
-    return "dissolved"
-
-
 def _inheritance_block(ctx: ClusterContext) -> dict[str, Any] | None:
     data = ctx.inheritance
     if not data:
@@ -150,7 +136,7 @@ def _quality_block(ctx: ClusterContext) -> dict[str, Any]:
     return {
         "derived_confidence": ctx.derived_confidence or "not computed",
         "stability": None if ctx.stability is None else round(ctx.stability, 2),
-        "stability_band": _stability_band(ctx.stability),
+        "stability_band": stability_band(ctx.stability),
         "specificity": None if ctx.specificity is None else round(ctx.specificity, 2),
     }
 

@@ -136,3 +136,40 @@ def test_unknown_cluster_is_404() -> None:
     response = client_for(None).get("/api/clusters/987654/")
     assert response.status_code == 404
     assert_error_shape(response.json(), code="not_found")
+
+
+def test_a_clustered_run_serves_its_evidence_depletion_and_quality(tmp_path) -> None:
+    from clustering.services import clustering_run_create, clustering_run_execute, dataset_import
+    from tests.conftest import planted_rows
+
+    rows = planted_rows(groups=3, size=12)
+    path = tmp_path / "planted.csv"
+    path.write_text(
+        "entity_id,symbol,term_id,term_name,category\n" + "\n".join(",".join(r) for r in rows)
+    )
+    dataset_import(path=path, slug="planted-api", kind="functional")
+    run = clustering_run_create(dataset_slug="planted-api", params={"k": 5, "min_cluster_size": 5})
+    run = clustering_run_execute(run_id=run.pk)
+    client = client_for(make_user("plain"))
+    body = client.get(f"/api/runs/{run.pk}/").json()
+    assert body["evidence_method"]["categories"] == {"CAT": "jaccard"}
+    assert body["quality"]["stability_repeats"] == 10
+    listing = client.get(f"/api/runs/{run.pk}/clusters/").json()["results"]
+    assert all(row["derived_confidence"] in ("high", "medium", "low") for row in listing)
+    assert all(0 <= row["stability"] <= 1 for row in listing)
+    first = listing[0]
+    assert [t["evidence_rank"] for t in first["top_terms"]] == sorted(
+        t["evidence_rank"] for t in first["top_terms"]
+    )
+    detail = client.get(f"/api/clusters/{first['id']}/").json()
+    cluster = Cluster.objects.get(pk=first["id"])
+    shown = cluster.terms.filter(direction="enriched", evidence_rank__isnull=False)
+    assert [t["term_id"] for t in detail["evidence"]] == [
+        t.term_id for t in shown.order_by("evidence_rank", "fdr")
+    ]
+    assert all(t["represents"] >= 1 and t["hidden_by"] == "" for t in detail["evidence"])
+    hidden = [t for t in detail["terms"] if t["evidence_rank"] is None]
+    assert all(t["hidden_by"] and t["represents"] == 0 for t in hidden)
+    assert all(0 < t["coverage"] <= 1 for t in detail["evidence"])
+    assert {t["direction"] for t in detail["depleted"]} <= {"depleted"}
+    assert len(detail["signature_members"]) == 10 and detail["specificity"] > 0

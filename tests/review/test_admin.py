@@ -127,8 +127,11 @@ def test_detail_shows_content_members_terms_judge_audit_and_licence(
     assert summary.summary_text in html
     assert "Dravet syndrome" in html and "Early-onset epileptic encephalopathy." in html
     assert "SYNGAP1" in html and "14 members" in html
-    assert "Focal-onset seizure" in html and "1e-20" in html
-    assert html.count('class="term-row"') == 4
+    # the evidence: "Seizure" (FDR 1e-20) is hidden behind its descendants
+    assert "Focal-onset seizure" in html and "3e-18" in html and "1e-20" not in html
+    assert html.count('class="term-row"') == 3
+    assert 'class="cluster-quality"' in html and "derived confidence" in html
+    assert "Depleted terms" in html and "Judge corrections applied" in html
     assert "Judge reasoning for cluster 1" in html
     assert "is grounded" in html and "judge-v1" in html
     assert HPO_LICENCE in html

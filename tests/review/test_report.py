@@ -85,6 +85,7 @@ def test_cards_show_non_redundant_terms_with_fdr_and_capped_members(
     assert "HP:0001250" not in card
     assert "Focal-onset seizure" in card and "FDR 3e-18" in card
     assert "Global developmental delay" in card and "FDR 2e-09" in card
+    assert 'class="small quality"' in card and "Derived confidence" in card
     assert "SCN1A" in card and "14 members" in card
     big = _card(html, 4)
     assert big.count('<span class="gene">') == 40 and "+15 more" in big
