@@ -4,6 +4,7 @@ process, and the worker path (enqueue, then follow progress from the database)."
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from io import StringIO
@@ -42,6 +43,19 @@ def test_embedded_default_runs_the_main_job_and_reruns_from_cache(tmp_path: Path
     assert "failed 0" in totals and "skipped 0" in totals
     assert "[Extractive summary, no LLM]" in first.stdout
     assert "Human Phenotype Ontology" in first.stdout and "2025-11-24" in first.stdout
+    # the first sentence differs between clusters and names the cluster's own first evidence
+    with sqlite3.connect(tmp_path / "demo.sqlite3") as db:
+        rows = db.execute(
+            "SELECT s.summary_text, t.term_name FROM llm_clustersummary s "
+            "JOIN clustering_termenrichment t ON t.cluster_id = s.cluster_id "
+            "WHERE t.direction = 'enriched' AND t.evidence_rank = 1"
+        ).fetchall()
+    first_sentences = [text.split(". ")[0] for text, _ in rows]
+    assert len(first_sentences) >= n and len(set(first_sentences)) == len(first_sentences)
+    named = sum(
+        1 for sentence, (_, term) in zip(first_sentences, rows, strict=True) if term in sentence
+    )
+    assert named >= 0.8 * len(rows), (named, len(rows))
     second = _manage(["run_pipeline", "--dataset", "hpo-ndd"], env)
     assert second.returncode == 0, second.stderr
     assert f"skipped {n}" in second.stdout and "succeeded 0" in second.stdout
