@@ -42,6 +42,9 @@ BADGE_COLOURS: dict[str, tuple[str, str, str]] = {
     "run-succeeded": ("#1a7f37", "#ffffff", "#1a7f37"),
     "run-failed": ("#cf222e", "#ffffff", "#cf222e"),
     "run-cancelled": ("#6e7781", "#ffffff", "#6e7781"),
+    "confidence-high": ("#dafbe1", "#116329", "#4ac26b"),
+    "confidence-medium": ("#fff8c5", "#7d4e00", "#d4a72c"),
+    "confidence-low": ("#ffebe9", "#a40e26", "#ff8182"),
 }
 
 

@@ -15,14 +15,18 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
 from django.contrib.admin.utils import unquote
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db import connections
-from django.db.models import Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 from django.views.decorators.http import require_POST
@@ -34,7 +38,9 @@ from clustering.admin import (
     badge,
     cluster_quality_html,
 )
+from clustering.domain.stability import stability_band
 from clustering.models import Cluster, Dataset, TermEnrichment
+from clustering.selectors import cluster_display_terms
 from clustering.views import dataset_acknowledgement
 
 from .models import (
@@ -191,22 +197,70 @@ class ValidationEventInline(admin.TabularInline):
         return False
 
 
+#: The extractive label, shown as a chip on the list instead of repeated in every excerpt.
+_EXTRACTIVE_PREFIX = "[Extractive summary, no LLM] "
+#: Evidence terms prefetched per listed summary (the list shows 2, the quick view all).
+QUICK_VIEW_TERMS = 5
+QUICK_VIEW_MEMBERS = 40
+
+
+class ReviewActionForm(ActionForm):
+    """The admin's action bar with a note that goes into every audit entry of a bulk action."""
+
+    note = forms.CharField(
+        required=False,
+        max_length=2000,
+        label="Note",
+        widget=forms.TextInput(attrs={"size": 40, "placeholder": "note for the audit trail"}),
+    )
+
+
+class SummaryChangeList(ChangeList):
+    """The review list; after the page is chosen, each summary on it gets its cluster's first
+    evidence terms (``_evidence``) with one query for the whole page."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        summaries = list(self.result_list)
+        clusters = [s.cluster for s in summaries if s.cluster is not None]
+        terms = cluster_display_terms(clusters=clusters, limit=QUICK_VIEW_TERMS)
+        for summary in summaries:
+            summary._evidence = terms.get(summary.cluster_id, []) if summary.cluster_id else []
+
+
+def _first_sentence(summary: ClusterSummary) -> tuple[str, bool]:
+    """(the summary's distinctive first sentence, whether it is an extractive summary)."""
+    text = summary.summary_text or str((summary.content or {}).get("summary", ""))
+    extractive = text.startswith(_EXTRACTIVE_PREFIX)
+    text = text.removeprefix(_EXTRACTIVE_PREFIX)
+    first = text.split(". ")[0].strip()
+    if not first:
+        themes = (summary.content or {}).get("key_themes") or (summary.content or {}).get(
+            "key_phenotype_themes"
+        )
+        first = "; ".join(str(t) for t in themes or [])
+    return first, extractive
+
+
 @admin.register(ClusterSummary)
 class ClusterSummaryAdmin(ActionsOnlyAdmin):
     """Summaries for review; statuses change only through the actions and the review form."""
 
     list_display = (
         "id",
-        "status",
-        "verdict",
-        "excerpt",
-        "cluster_type",
-        "dataset",
         "cluster_short",
-        "model",
-        "generated_at",
+        "excerpt",
+        "evidence",
+        "quality",
+        "review_state",
+        "review",
     )
-    list_display_links = ("id", "excerpt")
+    list_display_links = ("id",)
+    action_form = ReviewActionForm
+
+    class Media:
+        css = {"all": ("llm/review.css",)}
+
     list_filter = (
         "validation_status",
         "judge_verdict",
@@ -279,12 +333,146 @@ class ClusterSummaryAdmin(ActionsOnlyAdmin):
     def verdict(self, obj: ClusterSummary) -> SafeString:
         return verdict_badge_html(obj)
 
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return SummaryChangeList
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ClusterSummary]:
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("dataset", "cluster", "cluster__run", "validated_by")
+            .prefetch_related(
+                Prefetch(
+                    "events",
+                    queryset=ValidationEvent.objects.select_related("user").order_by("id"),
+                )
+            )
+        )
+
     @admin.display(description="summary")
     def excerpt(self, obj: ClusterSummary) -> SafeString:
-        text = obj.summary_text or str((obj.content or {}).get("summary", ""))
+        first, extractive = _first_sentence(obj)
         return format_html(
-            '<span style="display:inline-block;min-width:14em;max-width:30em">{}</span>',
-            Truncator(text).chars(100) or "(empty)",
+            '<a class="excerpt" href="{}" style="display:inline-block">{}</a>'
+            '<div class="provenance" style="{}">{}{} · {}</div>',
+            reverse("admin:llm_clustersummary_change", args=[obj.pk]),
+            Truncator(first).chars(220) or "(empty)",
+            _MUTED,
+            obj.model,
+            " (extractive, no LLM)" if extractive else "",
+            obj.generated_at.strftime("%Y-%m-%d"),
+        )
+
+    @admin.display(description="evidence")
+    def evidence(self, obj: ClusterSummary) -> SafeString:
+        terms = getattr(obj, "_evidence", [])[:2]
+        if not terms:
+            return format_html('<span style="{}">-</span>', _MUTED)
+        return format_html_join(
+            "",
+            '<div class="evidence-term" style="white-space:nowrap;max-width:22em;overflow:hidden;'
+            'text-overflow:ellipsis" title="{0}">{0} <span style="{1}">{2}</span></div>',
+            ((t.term_name, _MUTED, f"FDR {t.fdr:.0e}") for t in terms),
+        )
+
+    @admin.display(description="confidence · stability", ordering="cluster__stability")
+    def quality(self, obj: ClusterSummary) -> SafeString:
+        cluster = obj.cluster
+        level = obj.derived_confidence or (cluster.derived_confidence if cluster else "")
+        stability = cluster.stability if cluster is not None else None
+        return format_html(
+            '{} <span style="{}" title="{}">{}</span>',
+            badge(f"confidence-{level or 'none'}", level or "-", data_role="confidence"),
+            _MUTED,
+            stability_band(stability),
+            "-" if stability is None else f"{stability:.2f}",
+        )
+
+    @admin.display(description="status · judge", ordering="validation_status")
+    def review_state(self, obj: ClusterSummary) -> SafeString:
+        return format_html(
+            '<div style="white-space:nowrap">{}</div><div style="margin-top:3px">{}</div>',
+            status_badge_html(obj),
+            verdict_badge_html(obj),
+        )
+
+    @admin.display(description="model · date", ordering="generated_at")
+    def model_and_date(self, obj: ClusterSummary) -> SafeString:
+        return format_html(
+            '{}<div style="{}">{}</div>', obj.model, _MUTED, obj.generated_at.strftime("%Y-%m-%d")
+        )
+
+    @admin.display(description="review")
+    def review(self, obj: ClusterSummary) -> SafeString:
+        """The row's one-click review buttons (pending rows) and its quick view."""
+        return format_html("{}{}", self.review_buttons(obj), self.quick_view(obj))
+
+    def review_buttons(self, obj: ClusterSummary) -> SafeString:
+        """One-click validate / reject for pending rows: submit buttons of the list's own form
+        (it carries the CSRF token) aimed at the review URL, which records an audit event."""
+        if obj.validation_status != ValidationStatus.PENDING:
+            return SafeString("")
+        target = reverse("admin:llm_clustersummary_review", args=[obj.pk]) + "?next=list"
+        return format_html(
+            '<button type="submit" class="button review-validate" formaction="{0}" '
+            'name="decision" value="validated" data-summary-id="{1}">Validate</button> '
+            '<button type="submit" class="button review-reject" formaction="{0}" '
+            'name="decision" value="rejected" data-summary-id="{1}">Reject</button><br>',
+            target,
+            obj.pk,
+        )
+
+    def quick_view(self, obj: ClusterSummary) -> SafeString:
+        """Members, evidence, the judge's reasoning and the audit trail, in a collapsible
+        block of the row (no page change)."""
+        members = obj.members or []
+        shown = members[:QUICK_VIEW_MEMBERS]
+        more = len(members) - len(shown)
+        terms = getattr(obj, "_evidence", [])
+        events = list(obj.events.all())
+        return format_html(
+            '<details class="quick-view" data-summary-id="{}"><summary>view</summary>'
+            '<div class="quick-view-body" style="max-width:40em;white-space:normal">'
+            "<div><b>Members</b> ({}): {}{}</div>"
+            "<div><b>Evidence</b><ol>{}</ol></div>"
+            '<div><b>Judge</b> {}: <span class="judge-reasoning">{}</span></div>'
+            '<div><b>Audit trail</b><ul class="audit">{}</ul></div></div></details>',
+            obj.pk,
+            len(members),
+            ", ".join(str(m) for m in shown),
+            f" and {more} more" if more > 0 else "",
+            format_html_join(
+                "",
+                "<li>{} <span style='{}'>({}/{} members, FDR {})</span></li>",
+                (
+                    (
+                        t.term_name,
+                        _MUTED,
+                        t.overlap,
+                        obj.cluster.size if obj.cluster else "?",
+                        f"{t.fdr:.1e}",
+                    )
+                    for t in terms
+                ),
+            )
+            or SafeString("<li>none</li>"),
+            obj.get_judge_verdict_display() or "no verdict",
+            Truncator(obj.judge_reasoning or "").chars(600) or "-",
+            format_html_join(
+                "",
+                "<li>{} · {} · {} &rarr; {}{}</li>",
+                (
+                    (
+                        e.created_at.strftime("%Y-%m-%d %H:%M"),
+                        e.user.get_username() if e.user else e.source,
+                        e.from_status or "-",
+                        e.to_status,
+                        format_html(": {}", Truncator(e.note).chars(200)) if e.note else "",
+                    )
+                    for e in events
+                ),
+            )
+            or SafeString("<li>none</li>"),
         )
 
     @admin.display(description="cluster")
@@ -307,11 +495,14 @@ class ClusterSummaryAdmin(ActionsOnlyAdmin):
         if cluster is None:
             return format_html('<span style="{}">{}</span>', _MUTED, "deleted")
         return format_html(
-            '<a href="{}" title="{} members">run&nbsp;{}&nbsp;#{}</a>',
+            '<a href="{}" style="white-space:nowrap">#{} · {} genes</a>'
+            '<div style="{};white-space:nowrap">run {} · {}</div>',
             reverse("reports:run", args=[cluster.run_id]) + f"#cluster-{cluster.number}",
-            cluster.size,
-            cluster.run_id,
             cluster.number,
+            cluster.size,
+            _MUTED,
+            cluster.run_id,
+            obj.dataset.slug if obj.dataset else obj.cluster_type,
         )
 
     @admin.display(description="lock")
@@ -601,18 +792,33 @@ class ClusterSummaryAdmin(ActionsOnlyAdmin):
                 self.message_user(request, "Choose a review decision.", messages.ERROR)
         except ReviewError as exc:
             self.message_user(request, f"Not changed: {exc.message}", messages.ERROR)
+        if request.GET.get("next") == "list":
+            back = request.META.get("HTTP_REFERER", "")
+            if not url_has_allowed_host_and_scheme(
+                back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+            ) or not back.split("?")[0].endswith(reverse("admin:llm_clustersummary_changelist")):
+                back = reverse("admin:llm_clustersummary_changelist")
+            return HttpResponseRedirect(back)
         return HttpResponseRedirect(reverse("admin:llm_clustersummary_change", args=[summary.pk]))
 
     def _set_status(
         self, request: HttpRequest, queryset: QuerySet[ClusterSummary], status: str
     ) -> None:
         ids = list(queryset.order_by("id").values_list("pk", flat=True))
-        for summary_id in ids:
-            summary_status_set(summary_id=summary_id, status=status, user=request.user)
+        note = request.POST.get("note", "").strip()
+        try:
+            for summary_id in ids:
+                summary_status_set(
+                    summary_id=summary_id, status=status, user=request.user, note=note
+                )
+        except ReviewError as exc:
+            self.message_user(request, f"Not changed: {exc.message}", messages.ERROR)
+            return
+        noted = f' with the note "{Truncator(note).chars(60)}"' if note else ""
         self.message_user(
             request,
             f"{len(ids)} summar{'y' if len(ids) == 1 else 'ies'} set to {status} by "
-            f"{request.user.get_username()}; locked against reruns.",
+            f"{request.user.get_username()}{noted}; locked against reruns.",
             messages.SUCCESS,
         )
 

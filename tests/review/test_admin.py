@@ -389,3 +389,102 @@ def test_cluster_and_dataset_pages_show_the_hpo_acknowledgement(
         reverse("admin:clustering_dataset_change", args=[data.go.pk])
     ).content.decode()
     assert "hpo-acknowledgement" not in html and "CC BY 4.0" in html
+
+
+# --- review desk triage: distinctive rows, one-click review, notes, quick view -----------
+
+
+def _row(html: str, summary_id: int) -> str:
+    """The list row of a summary."""
+    marker = f'value="{summary_id}"'
+    start = html.rindex("<tr", 0, html.index(marker))
+    return html[start : html.index("</tr>", start)]
+
+
+def test_rows_tell_summaries_apart(staff_client: Client, data: ReviewData) -> None:
+    html = staff_client.get(reverse(CHANGELIST)).content.decode()
+    first = _row(html, data.summaries["validated"].pk)
+    # the first sentence, the cluster's number and size, evidence, confidence, model and date
+    assert "Validated clinical picture: early-onset seizures with developmental delay" in first
+    assert "#1" in first and "14 genes" in first
+    assert "Focal-onset seizure" in first and "Global developmental delay" in first
+    assert "Seizure <" not in first  # hidden behind its descendants
+    assert 'data-role="confidence"' in first
+    assert data.summaries["validated"].generated_at.strftime("%Y-%m-%d") in first
+    # only pending rows offer one-click review
+    assert "review-validate" not in first
+    pending = _row(html, data.summaries["pending"].pk)
+    assert "review-validate" in pending and "review-reject" in pending
+    assert 'formaction="/admin/llm/clustersummary/' in pending
+    # the quick view: members, evidence, judge reasoning and audit trail in the row
+    assert '<details class="quick-view"' in first
+    assert "SCN1A" in first and "Judge reasoning for cluster 1" in first
+    assert 'name="note"' in html  # the bulk actions' note
+
+
+def test_one_click_validate_is_a_csrf_protected_audited_post(
+    data: ReviewData, curator: User
+) -> None:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(curator)
+    listing = client.get(reverse(CHANGELIST))
+    token = listing.cookies["csrftoken"].value
+    summary = data.summaries["pending"]
+    url = reverse("admin:llm_clustersummary_review", args=[summary.pk]) + "?next=list"
+    refused = client.post(url, {"decision": "validated"})
+    assert refused.status_code == 403
+    summary.refresh_from_db()
+    assert summary.validation_status == "pending"
+    done = client.post(
+        url,
+        {"decision": "validated", "csrfmiddlewaretoken": token},
+        HTTP_REFERER="http://testserver" + reverse(CHANGELIST) + "?validation_status=pending",
+    )
+    assert done.status_code == 302
+    assert done["Location"].endswith(reverse(CHANGELIST) + "?validation_status=pending")
+    summary.refresh_from_db()
+    assert (summary.validation_status, summary.human_locked) == ("validated", True)
+    event = summary.events.order_by("id").last()
+    assert event is not None and event.user == curator and event.to_status == "validated"
+    # an outside referrer is never followed
+    other = data.summaries["validated"]
+    away = client.post(
+        reverse("admin:llm_clustersummary_review", args=[other.pk]) + "?next=list",
+        {"decision": "pending", "csrfmiddlewaretoken": token},
+        HTTP_REFERER="https://evil.example/admin/llm/clustersummary/",
+    )
+    assert away["Location"] == reverse(CHANGELIST)
+
+
+def test_bulk_actions_write_the_note_into_every_audit_entry(
+    staff_client: Client, data: ReviewData
+) -> None:
+    ids = [data.summaries["pending"].pk, data.summaries["validated"].pk]
+    response = staff_client.post(
+        reverse(CHANGELIST),
+        {
+            "action": "reject",
+            "_selected_action": [str(i) for i in ids],
+            "index": "0",
+            "note": "Checked against OMIM: not a coherent entity.",
+        },
+        follow=True,
+    )
+    assert "with the note &quot;Checked against OMIM" in response.content.decode()
+    for summary_id in ids:
+        event = ValidationEvent.objects.filter(summary_id=summary_id).order_by("id").last()
+        assert event is not None and event.to_status == "rejected"
+        assert event.note == "Checked against OMIM: not a coherent entity."
+
+
+def test_list_queries_do_not_grow_with_rows(staff_client: Client, data: ReviewData) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as one:
+        response = staff_client.get(reverse(CHANGELIST), {"validation_status": "pending"})
+    assert len(response.context["cl"].result_list) == 1
+    with CaptureQueriesContext(connection) as all_rows:
+        response = staff_client.get(reverse(CHANGELIST))
+    assert len(response.context["cl"].result_list) >= 4
+    assert len(all_rows) <= len(one), [q["sql"][:80] for q in all_rows.captured_queries]

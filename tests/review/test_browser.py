@@ -125,3 +125,71 @@ def _validate_and_check(page: Any, base: str, data: ReviewData) -> None:
     assert summary.validation_status == "validated" and summary.human_locked
     event = ValidationEvent.objects.filter(summary=summary).latest("id")
     assert event.user is not None and event.user.username == "curator"
+
+
+TRIAGE_SCREENSHOT = Path(os.environ.get("TRIAGE_SCREENSHOT", "/tmp/clustersum_review_list.png"))
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_curator_triages_from_the_list_with_quick_view_and_one_click_review(
+    live_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    data = review_data_build()
+    staff_user_create("curator")
+    with browser_page() as page:
+        page.set_viewport_size({"width": 1440, "height": 900})
+        _triage(page, live_server.url, data)
+
+
+def _triage(page: Any, base: str, data: ReviewData) -> None:
+    from llm.models import ClusterSummary
+
+    page.goto(f"{base}/admin/login/?next=/admin/llm/clustersummary/")
+    page.fill("#id_username", "curator")
+    page.fill("#id_password", PASSWORD)
+    page.click('input[type="submit"]')
+    page.wait_for_url("**/admin/llm/clustersummary/")
+
+    validated, pending = data.summaries["validated"], data.summaries["pending"]
+    row = page.locator("#result_list tr", has=page.locator(f'input[value="{validated.pk}"]'))
+    # each row tells its summary apart: first sentence, evidence, confidence, size, date
+    assert "Validated clinical picture" in row.locator("a.excerpt").inner_text()
+    assert "Focal-onset seizure" in row.locator(".evidence-term").first.inner_text()
+    assert row.locator('[data-role="confidence"]').is_visible()
+    assert "14 genes" in row.inner_text()
+    # the table fits a 1440 px screen without horizontal scrolling
+    overflow = page.evaluate(
+        "(() => { const r = document.querySelector('#changelist .results');"
+        " return r.scrollWidth - r.clientWidth; })()"
+    )
+    page.screenshot(path=str(TRIAGE_SCREENSHOT), full_page=True)
+    assert overflow <= 0, overflow
+
+    # the quick view opens in place with members, evidence, reasoning and audit trail
+    quick = row.locator("details.quick-view")
+    assert not quick.locator(".quick-view-body").is_visible()
+    quick.locator("summary").click()
+    body = quick.locator(".quick-view-body")
+    assert body.is_visible()
+    text = body.inner_text()
+    assert "SCN1A" in text and "Focal-onset seizure" in text
+    assert "Judge reasoning for cluster 1" in text and "validated" in text
+    page.screenshot(path=str(TRIAGE_SCREENSHOT), full_page=True)
+    assert TRIAGE_SCREENSHOT.stat().st_size > 20_000
+
+    # one click validates the pending row, with the CSRF token of the list's form
+    pending_row = page.locator("#result_list tr", has=page.locator(f'input[value="{pending.pk}"]'))
+    pending_row.locator("button.review-validate").click()
+    page.wait_for_selector(".messagelist .success")
+    assert f"Summary {pending.pk} is now validated" in page.inner_text(".messagelist")
+    assert page.url.startswith(f"{base}/admin/llm/clustersummary/")
+    pending_row = page.locator("#result_list tr", has=page.locator(f'input[value="{pending.pk}"]'))
+    assert pending_row.locator("button.review-validate").count() == 0
+    assert "status-validated" in (
+        pending_row.locator('[data-role="status"]').get_attribute("class") or ""
+    )
+    refreshed = ClusterSummary.objects.get(pk=pending.pk)
+    assert refreshed.validation_status == "validated" and refreshed.human_locked
+    assert refreshed.events.order_by("id").last().user.username == "curator"  # type: ignore[union-attr]

@@ -113,8 +113,11 @@ def test_anonymous_readers_see_only_validated_text(client: Client, data: ReviewD
     assert s["pending"].summary_text not in html
     assert s["rejected"].summary_text not in html
     assert "Judge reasoning for cluster 2" not in html
-    assert html.count("Summary awaiting review.") == 2
-    assert "awaiting review" in _card(html, 2) and "awaiting review" in _card(html, 3)
+    assert html.count("Summary awaiting review.") == 1
+    assert "awaiting review" in _card(html, 2)
+    # a rejected summary is never described as awaiting review
+    assert "awaiting review" not in _card(html, 3)
+    assert "Summary rejected in review; not shown." in _card(html, 3)
     # badges, terms and members are still shown; no admin links, no token figures
     assert f'id="summary-{s["pending"].pk}-status"' in html
     assert "Microcephaly" in _card(html, 2)
@@ -241,3 +244,25 @@ def test_run_status_badge_for_a_running_run(staff_client: Client, data: ReviewDa
     data.run.save()
     html = _report(staff_client, data.run)
     assert 'class="badge run-running"' in html and "Leiden clustering" in html
+
+
+@DB
+def test_cancelled_runs_are_labelled_cancelled_and_cards_show_the_date(
+    staff_client: Client, data: ReviewData
+) -> None:
+    from clustering.models import ClusteringRun, RunStatus
+    from llm.models import GenerationJob, JobStatus
+
+    cancelled = ClusteringRun.objects.create(
+        dataset=data.hpo, cluster_type="phenotype", status=RunStatus.CANCELLED
+    )
+    GenerationJob.objects.create(
+        run=cancelled, provider="extractive", model="extractive-v1", judge_model="x",
+        status=JobStatus.FAILED, message="clustering run did not succeed: cancelled",
+    )  # fmt: skip
+    text = staff_client.get(reverse("reports:index")).content.decode()
+    row = text[text.index(f'data-run-id="{cancelled.pk}"') :].split("</tr>")[0]
+    assert "cancelled" in row and "job failed" not in row
+    card = _card(_report(staff_client, data.run), 1)
+    generated = data.summaries["validated"].generated_at.strftime("%Y-%m-%d")
+    assert f"generated {generated}" in card and 'class="generated"' in card
