@@ -1,8 +1,9 @@
 """Shared fixtures.
 
-The suite runs on whatever DATABASE_URL / REDIS_URL say (README: `make test` points them at the
-local PostgreSQL and Redis). Tests that need a real Celery worker use the ``celery_worker``
-fixture, which starts one in this process against the configured Redis broker.
+The suite runs on PostgreSQL and Redis only (README: `make test` points DATABASE_URL and
+REDIS_URL at the local services; ``pytest_sessionstart`` refuses anything else).
+Tests that need a real Celery worker use the ``celery_worker`` fixture, which starts one in
+this process against the configured Redis broker.
 """
 
 from __future__ import annotations
@@ -99,3 +100,22 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"database: {settings.DATABASES['default']['ENGINE']}",
         f"redis: {'set' if os.environ.get('REDIS_URL') else 'unset (eager Celery)'}",
     ]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuse to run on anything but PostgreSQL and Redis.
+
+    Lease, lock and constraint tests pass vacuously on SQLite (``select_for_update`` is a no-op
+    there), and the integration tests need a broker; a suite that silently ran on the embedded
+    default would prove nothing. ``make test`` sets both URLs.
+
+    Raises:
+        pytest.UsageError: ``DATABASE_URL`` is not PostgreSQL or ``REDIS_URL`` is unset.
+    """
+    engine = settings.DATABASES["default"]["ENGINE"]
+    if "postgresql" not in engine:
+        raise pytest.UsageError(
+            f"the test suite needs PostgreSQL, DATABASE_URL gives {engine}: run `make test`"
+        )
+    if not os.environ.get("REDIS_URL"):
+        raise pytest.UsageError("the test suite needs Redis, REDIS_URL is unset: run `make test`")
