@@ -11,9 +11,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from typing import Any
 
 from celery import Celery
+from celery.signals import beat_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -22,3 +25,20 @@ app = Celery("clustersum")
 
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@beat_init.connect
+def _maintenance_schedules_follow_settings(sender: Any = None, **kwargs: Any) -> None:
+    """On every beat start, before the scheduler reads its rows: register the maintenance
+    schedules or bring their intervals back to ``BATCH_POLL_INTERVAL`` and
+    ``RECONCILE_INTERVAL_SECONDS`` (the settings own the interval, the admin owns ``enabled``).
+    A database error is logged, not raised: the scheduler reports it itself."""
+    from llm.services.maintenance import maintenance_schedules_ensure
+
+    log = logging.getLogger("clustersum.beat")
+    try:
+        for row, state in maintenance_schedules_ensure():
+            if state != "unchanged":
+                log.info("maintenance schedule %r %s: %s", row.name, state, row.interval)
+    except Exception as exc:  # beat must still start; its scheduler reports the database
+        log.warning("maintenance schedules not checked at beat start: %s", exc)

@@ -133,7 +133,7 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # The reconciler (beat, every RECONCILE_INTERVAL_SECONDS) re-drives work stalled longer than
 # RECONCILE_STALL_SECONDS; a row re-driven RECONCILE_MAX_REDRIVES times that stalls again fails
 # with the reason.
-RECONCILE_INTERVAL_SECONDS = env_int("RECONCILE_INTERVAL_SECONDS", 60, minimum=5)
+RECONCILE_INTERVAL_SECONDS = env_int("RECONCILE_INTERVAL_SECONDS", 60, minimum=1)
 RECONCILE_STALL_SECONDS = env_int("RECONCILE_STALL_SECONDS", 300, minimum=1)
 RECONCILE_MAX_REDRIVES = env_int("RECONCILE_MAX_REDRIVES", 5, minimum=1)
 if "RECONCILE_MAX_DELIVERIES" in os.environ:  # renamed: counted claims and re-drives together

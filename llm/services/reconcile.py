@@ -423,10 +423,10 @@ def _finalize_finished_jobs(report: ReconcileReport) -> None:
 # --- the beat schedule ------------------------------------------------------------------------
 
 
-def reconcile_schedule_ensure(*, using: str = "default") -> tuple[PeriodicTask, bool]:
-    """Register the reconciler's beat schedule (every ``RECONCILE_INTERVAL_SECONDS``, 60 s),
-    idempotently: an existing row is left as it is, so changes made in the admin (a different
-    interval, disabled) survive ``migrate``. Returns the row and whether it was created.
+def reconcile_schedule_ensure(*, using: str = "default") -> tuple[PeriodicTask, str]:
+    """Register the reconciler's beat schedule (every ``RECONCILE_INTERVAL_SECONDS``, 60 s), or
+    bring its interval back to that setting; a row disabled in the admin stays disabled.
+    Returns ``(row, state)`` as ``llm.services.maintenance.interval_task_ensure``.
 
     The task goes to the ``default`` queue, so a backlog of provider calls on the ``llm`` queue
     cannot delay it, and a message older than two intervals expires instead of piling up while
@@ -440,7 +440,8 @@ def reconcile_schedule_ensure(*, using: str = "default") -> tuple[PeriodicTask, 
         every=int(getattr(settings, "RECONCILE_INTERVAL_SECONDS", DEFAULT_INTERVAL_SECONDS)),
         description=(
             "Re-drives stalled clustering runs, summary tasks and generation jobs and ends "
-            "jobs past their deadline (llm/services/reconcile.py)."
+            "jobs past their deadline (llm/services/reconcile.py). The interval follows "
+            "RECONCILE_INTERVAL_SECONDS on every start; enable or disable it here."
         ),
         using=using,
     )

@@ -38,7 +38,6 @@ from urllib.parse import quote
 import pytest
 import redis
 from django.db import connection
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from kombu import pools as kombu_pools
 
 from clustering.models import Cluster, ClusteringRun
@@ -461,8 +460,9 @@ class Drill:
     def env(self, **overrides: Any) -> dict[str, str]:
         """Environment of a worker or beat: the test database, the private Redis, Gemini at
         the emulator, a rate limit that never binds, short task leases (CELERY_TASK_TIME_LIMIT,
-        which is also the summary task lease) and a short reconcile threshold; ``overrides``
-        win (values are turned into strings)."""
+        which is also the summary task lease), a short reconcile threshold and a reconciler
+        every 2 s (beat applies the interval settings to its rows on start); ``overrides`` win
+        (values are turned into strings)."""
         env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
         env.update(
             DJANGO_SETTINGS_MODULE="config.settings",
@@ -481,7 +481,7 @@ class Drill:
             LLM_JOB_TIME_LIMIT="600",
             CELERY_TASK_TIME_LIMIT="8",
             RECONCILE_STALL_SECONDS="2",
-            RECONCILE_INTERVAL_SECONDS="5",
+            RECONCILE_INTERVAL_SECONDS="2",
             RECONCILE_MAX_REDRIVES="5",
             BATCH_API_ENABLED="false",
             PYTHONUNBUFFERED="1",
@@ -550,22 +550,6 @@ def final_job(run_id: int) -> GenerationJob | None:
 
 def unfinished_tasks(job: GenerationJob) -> int:
     return SummaryTask.objects.filter(job=job).exclude(state__in=TERMINAL_STATES).count()
-
-
-def set_beat_intervals(every_by_task: Mapping[str, int]) -> None:
-    """Give the beat rows of the named tasks (registered after ``migrate``) a short interval,
-    in seconds, before beat starts. Fails when a task has no beat row."""
-    for task_name, every in every_by_task.items():
-        rows = list(PeriodicTask.objects.filter(task=task_name))
-        assert rows, f"no beat schedule is registered for {task_name}"
-        interval, _ = IntervalSchedule.objects.get_or_create(
-            every=every, period=IntervalSchedule.SECONDS
-        )
-        for row in rows:
-            row.interval = interval
-            row.expire_seconds = max(2, 2 * every)
-            row.enabled = True
-            row.save()
 
 
 def assert_one_current_summary_per_cluster(job: GenerationJob) -> list[Cluster]:

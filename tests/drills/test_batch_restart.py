@@ -2,9 +2,10 @@
 
 Twelve planted clusters in batch mode (``BATCH_THRESHOLD=1``) against the Gemini emulator, which
 plays the provider and so keeps its batches across our restarts. A worker, ``celery beat`` with
-the database scheduler (``llm.poll_batches`` every second and the reconciler every 2 s, from the
-beat rows registered after ``migrate``) and the private Redis. Two restarts of all of them
-(SIGKILL worker and beat, Redis started empty):
+the database scheduler (``llm.poll_batches`` every second and the reconciler every 2 s: the
+``BATCH_POLL_INTERVAL`` and ``RECONCILE_INTERVAL_SECONDS`` that beat applies to its rows on
+start) and the private Redis. Two restarts of all of them (SIGKILL worker and beat, Redis started
+empty):
 
 1. while the generation batch is open at the provider and being polled. Only a ``default``-queue
    worker comes back (the poller's queue; the ``llm`` workers are late), so what the poller sends
@@ -42,7 +43,6 @@ from llm.models import (
     TaskState,
 )
 from llm.services.pipeline import pipeline_start
-from llm.services.reconcile import RECONCILE_TASK
 from tests.drills.conftest import (
     GROUPS,
     PARAMS,
@@ -51,13 +51,11 @@ from tests.drills.conftest import (
     final_job,
     import_drill_dataset,
     job_of,
-    set_beat_intervals,
     wait_for,
 )
 
 pytestmark = [pytest.mark.drill, pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
-POLL_TASK = "llm.poll_batches"
 FALLBACKS = 3  # generation items the provider fails (HTTP 503): redone in realtime
 OPEN = (ProviderBatch.State.SUBMITTED, ProviderBatch.State.RUNNING)
 
@@ -95,7 +93,6 @@ def test_restarting_every_process_resumes_polling_and_never_resubmits(drill: Dri
     slug = import_drill_dataset(drill.tmp)
     emulator = drill.emulator
     emulator.configure_batches(polls=10_000)  # batches stay open until the drill lets them go
-    set_beat_intervals({POLL_TASK: 1, RECONCILE_TASK: 2})
     env = drill.env(
         BATCH_API_ENABLED="true",
         BATCH_THRESHOLD="1",

@@ -27,7 +27,6 @@ import pytest
 
 from llm.models import TERMINAL_STATES, JobStatus, LLMCall, SummaryTask, TaskState
 from llm.services.pipeline import pipeline_start
-from llm.services.reconcile import RECONCILE_TASK
 from tests.drills.conftest import (
     GROUPS,
     PARAMS,
@@ -38,7 +37,6 @@ from tests.drills.conftest import (
     final_job,
     import_drill_dataset,
     job_of,
-    set_beat_intervals,
     wait_for,
 )
 
@@ -68,7 +66,6 @@ class RateLimiterOutageBug(AssertionError):
 def _start(drill: Drill) -> tuple[Proc, Proc, int]:
     slug = import_drill_dataset(drill.tmp)
     drill.emulator.configure(latency=LATENCY)
-    set_beat_intervals({RECONCILE_TASK: 2})
     env = drill.env(CELERY_TASK_TIME_LIMIT="10", RECONCILE_STALL_SECONDS="2")
     worker = drill.procs.worker(env, concurrency=CONCURRENCY, wait=False)
     beat = drill.procs.beat(env, wait=False)

@@ -1,5 +1,6 @@
 """`python manage.py setup_maintenance`: register the maintenance beat schedules (the reconciler
-and the batch poller; also done after every `migrate`) and print them."""
+and the batch poller; also done after every `migrate` and on every beat start), bring their
+intervals back to the settings, and print them."""
 
 from __future__ import annotations
 
@@ -14,7 +15,12 @@ class Command(BaseCommand):
     help = "Register the beat schedules of llm.reconcile and llm.poll_batches."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        for task, created in maintenance_schedules_ensure():
-            verb = "registered" if created else "already registered"
+        verbs = {
+            "registered": "registered",
+            "updated": "interval updated from the settings",
+            "unchanged": "already registered",
+        }
+        for task, state in maintenance_schedules_ensure():
+            verb = verbs[state]
             state = "enabled" if task.enabled else "disabled (enable it in the admin)"
             self.stdout.write(f"{verb}: {task.name!r} -> {task.task}, {task.interval}, {state}")
