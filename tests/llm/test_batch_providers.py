@@ -21,7 +21,7 @@ from llm.providers.anthropic import AnthropicProvider
 from llm.providers.base import ProviderError, ProviderRequest
 from llm.providers.batch import BatchItemResult, BatchStatus
 from llm.providers.emulators.anthropic import AnthropicEmulator
-from llm.providers.emulators.common import EmulatorControl, EmulatorServer
+from llm.providers.emulators.common import EmulatorControl, EmulatorServer, prompt_tokens_of
 from llm.providers.emulators.gemini import GeminiEmulator
 from llm.providers.emulators.openai import OpenAIEmulator
 from llm.providers.gemini import GeminiProvider
@@ -145,7 +145,12 @@ def test_submit_poll_and_results_matched_by_custom_id(
         assert item.error is None and item.result is not None
         assert isinstance(item.result.parsed, JudgeOut if index % 2 else SummaryOut)
         assert f"GENE{index}A" in item.result.raw_text  # its own cluster, not a neighbour's
-        assert item.result.input_tokens > 0 and item.result.output_tokens > 0
+        request = next(r for r in requests if r.custom_id == item.custom_id)
+        # the emulator's usage is exact: (len(user) + len(system)) // 4 in, len(answer) // 4 out
+        assert item.result.input_tokens == prompt_tokens_of(
+            request.user_prompt, request.system_prompt
+        )
+        assert item.result.output_tokens == len(item.result.raw_text) // 4
     tags = [entry["tag"] for entry in accepted(emulator)]
     assert tags == ["" if harness.name == "anthropic" else "job-1-generate-r0-c0"]
 

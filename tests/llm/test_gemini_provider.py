@@ -65,7 +65,9 @@ def test_valid_answer_is_parsed_and_grounded(
     assert "ARID1A" in result.parsed.summary
     assert all(tag == tag.lower() for tag in result.parsed.tags)
     assert result.parsed.confidence == "high"
-    assert result.input_tokens > 0 and result.output_tokens > 0
+    # the emulator's usage is exact: (len(user) + len(system)) // 4 in, len(answer) // 4 out
+    assert result.input_tokens == emulator.request_log()[-1]["prompt_tokens"]
+    assert result.output_tokens == len(result.raw_text) // 4
     assert result.model_version == MODEL
     assert result.finish_reason == "STOP"
     assert 0 < result.latency_seconds < 5
@@ -208,7 +210,8 @@ def test_truncated_json_is_validation_failed(
     assert error.kind == "validation_failed"
     assert error.transient is False
     assert error.raw_text and not error.raw_text.rstrip().endswith("}")
-    assert error.input_tokens > 0 and error.output_tokens > 0
+    assert error.input_tokens == emulator.request_log()[-1]["prompt_tokens"]
+    assert error.output_tokens == len(error.raw_text) // 4
 
 
 def test_max_tokens_is_classified_with_tokens(
@@ -219,7 +222,8 @@ def test_max_tokens_is_classified_with_tokens(
     assert error.kind == "validation_failed"
     assert error.transient is False
     assert "max tokens" in error.message
-    assert error.output_tokens == 300 and error.input_tokens > 0
+    assert error.output_tokens == 300
+    assert error.input_tokens == emulator.request_log()[-1]["prompt_tokens"]
 
 
 def test_small_token_budget_truncates_like_gemini(provider: GeminiProvider) -> None:

@@ -154,6 +154,11 @@ def test_four_verdicts_corrections_applied_and_audited(vendor: EmulatorServer, t
     )
     judge_calls = [e for e in vendor.request_log() if e["target"] == "judge"]
     assert len(judge_calls) == 5
+    # the judge's reasons reach the regeneration prompt, as the provider received it
+    generations = [e for e in vendor.request_log() if e["target"] == "generate"]
+    assert len(generations) == 5
+    assert "Theme 'cardiac rhythm' has no term behind it." in generations[-1]["user"]
+    assert not any("cardiac rhythm" in e["user"] + e["system"] for e in generations[:-1])
 
 
 def test_a_hard_failure_rejects_whatever_verdict_came_with_it(gemini, tmp_path) -> None:

@@ -49,7 +49,9 @@ def test_valid_answer_is_parsed_with_usage(
     assert result.parsed.model_dump() == json.loads(result.raw_text)
     assert set(result.parsed.pathways) <= PATHWAY_NAMES and result.parsed.pathways
     assert "ARID1A" in result.parsed.summary
-    assert result.input_tokens > 0 and result.output_tokens > 0
+    # the emulator's usage is exact: (len(user) + len(system)) // 4 in, len(answer) // 4 out
+    assert result.input_tokens == emulator.request_log()[-1]["prompt_tokens"]
+    assert result.output_tokens == len(result.raw_text) // 4
     assert result.model_version == MODEL
     assert result.finish_reason == "stop"
     assert 0 < result.latency_seconds < 5
@@ -113,7 +115,8 @@ def test_truncated_json_is_validation_failed(
     emulator.add_fault("truncated")
     error = failure_of(provider, make_request())
     assert (error.kind, error.transient) == ("validation_failed", False)
-    assert error.raw_text and error.input_tokens > 0 and error.output_tokens > 0
+    assert error.raw_text and error.output_tokens == len(error.raw_text) // 4
+    assert error.input_tokens == emulator.request_log()[-1]["prompt_tokens"]
 
 
 def test_length_stop_is_validation_failed(

@@ -250,6 +250,7 @@ class AnthropicEmulator(EmulatorServer):
                 request,
                 model="",
                 schema_of=self._schema_of,
+                prompt_of=message_texts,
                 answer=self._answer,
             )
         denied = self.check_key(request)

@@ -941,6 +941,12 @@ class Answer:
     block_reason: str = ""
 
 
+def prompt_tokens_of(user_text: str, system_text: str) -> int:
+    """The emulators' prompt token count: ``(len(user) + len(system)) // 4``, at least 1 (the
+    usage every answer reports, exact, so tests can assert it)."""
+    return max(1, (len(user_text) + len(system_text)) // 4)
+
+
 def compose_answer(
     *,
     user_text: str,
@@ -961,7 +967,7 @@ def compose_answer(
             ``max_tokens * 4`` characters is cut, as the vendors do.
         fault: a normalised fault (see :data:`FAULT_KINDS`); non-content kinds are ignored.
     """
-    prompt_tokens = max(1, (len(user_text) + len(system_text)) // 4)
+    prompt_tokens = prompt_tokens_of(user_text, system_text)
     kind = str(fault["kind"]) if fault else ""
     if kind == "empty":
         return Answer("empty", "", None, prompt_tokens, 0, kind)
@@ -1658,8 +1664,9 @@ class EmulatorServer:
         Each entry: ``seq``, ``monotonic`` and ``wall`` (arrival, seconds), ``method``, ``path``,
         ``model``, ``target`` (generate | judge | None for unreadable bodies), ``status`` (HTTP
         status answered; None while in flight), ``fault`` (kind applied or None),
-        ``finish_reason``, ``duration`` (seconds until answered). Batch and file calls are in
-        :meth:`api_log` instead.
+        ``finish_reason``, ``duration`` (seconds until answered), and for readable bodies the
+        prompt received: ``user``, ``system`` and ``prompt_tokens`` (the usage answered).
+        Batch and file calls are in :meth:`api_log` instead.
         """
         with self._lock:
             entries = [dict(entry) for entry in self._log]
@@ -1848,6 +1855,7 @@ class EmulatorServer:
         *,
         model: str,
         schema_of: Callable[[Mapping[str, Any]], Mapping[str, Any] | None],
+        prompt_of: Callable[[Mapping[str, Any]], tuple[str, str]],
         answer: Callable[[Mapping[str, Any], Mapping[str, Any] | None], tuple[Any, str | None]],
     ) -> Reply:
         """The shared realtime flow: log, parse, authenticate, rate-limit, apply the next
@@ -1857,6 +1865,8 @@ class EmulatorServer:
             request: the HTTP request (body: the vendor's generation request JSON).
             model: the model named by the path or body.
             schema_of: body -> output schema (tells judge requests from generate requests).
+            prompt_of: body -> (user text, system text), logged with the request (``user``,
+                ``system``) with the prompt token count the answer reports (``prompt_tokens``).
             answer: (body, fault or None) -> (response JSON, finish reason for the log).
         """
         entry = self._record(
@@ -1881,8 +1891,11 @@ class EmulatorServer:
             self._finish(entry, 400)
             return self.error_reply(400, f"Invalid JSON payload received. {error}")
         target = schema_target(schema_of(body))
+        user_text, system_text = prompt_of(body)
         with self._lock:
             entry["target"] = target
+            entry["user"], entry["system"] = user_text, system_text
+            entry["prompt_tokens"] = prompt_tokens_of(user_text, system_text)
             if not entry["model"]:
                 entry["model"] = str(body.get("model") or "")
 

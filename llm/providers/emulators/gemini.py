@@ -345,6 +345,7 @@ class GeminiEmulator(EmulatorServer):
                     request,
                     model=model,
                     schema_of=lambda body: response_schema_of(body)[0],
+                    prompt_of=prompt_text_of,
                     answer=lambda body, fault: self._answer(body, model, fault),
                 )
             return self._guarded(request, "create", lambda: self._create(request, model))

@@ -314,6 +314,7 @@ class OpenAIEmulator(EmulatorServer):
                 request,
                 model="",
                 schema_of=lambda body: chat_schema(body)[0],
+                prompt_of=chat_texts,
                 answer=self._answer,
             )
         denied = self.check_key(request)
