@@ -29,6 +29,7 @@ from llm.providers.emulators.gemini import GeminiEmulator
 from llm.services.generation import job_plan
 from llm.services.pipeline import pipeline_start
 from llm.tasks import summarise_cluster
+from tests.api import client_for, make_user
 from tests.conftest import planted_rows
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -99,6 +100,8 @@ def test_chain_and_chord_complete_with_totals(celery_worker, gemini, two_cluster
     assert calls.filter(kind="judge", status="success").count() == 2
     assert len(gemini.request_log()) == 4
     assert job.input_tokens == sum(c.input_tokens for c in calls)
+    # exact: the emulator's usage is (len(user) + len(system)) // 4 per request it received
+    assert job.input_tokens == sum(e["prompt_tokens"] for e in gemini.request_log())
     assert job.progress_message.startswith("Done")
     # a rerun of the same compositions is served from the cache: no call at all
     again = _run(two_clusters)
@@ -108,6 +111,51 @@ def test_chain_and_chord_complete_with_totals(celery_worker, gemini, two_cluster
     forced = _run(two_clusters, force=True)
     assert forced.succeeded == 2 and len(gemini.request_log()) == 8
     assert ClusterSummary.objects.filter(is_current=False).count() == 2
+
+
+def _wait_job(job_id: int, timeout: float = 60.0) -> GenerationJob:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = GenerationJob.objects.get(pk=job_id)
+        if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish in {timeout} s")
+
+
+def test_curator_regenerate_runs_end_to_end(celery_worker, gemini, two_clusters) -> None:
+    """A curator's regenerate over the API, executed by the worker: one forced generation and
+    judgement of that cluster only, the new summary current, the old one kept as history with
+    its human lock lifted and audited, the call paid for on the new job."""
+    first = _run(two_clusters)
+    old = ClusterSummary.objects.filter(is_current=True).order_by("cluster__number").first()
+    assert old is not None and first.status == JobStatus.SUCCEEDED
+    ClusterSummary.objects.filter(pk=old.pk).update(human_locked=True)
+    other = ClusterSummary.objects.exclude(cluster=old.cluster).get(is_current=True)
+    curator = make_user("staff", "curator")
+    received = len(gemini.request_log())
+
+    response = client_for(curator).post(f"/api/summaries/{old.pk}/regenerate/", {}, format="json")
+    assert response.status_code == 202, response.json()
+    job = _wait_job(response.json()["id"])
+
+    assert job.status == JobStatus.SUCCEEDED and (job.total, job.succeeded) == (1, 1)
+    assert job.requested_by == curator and job.force
+    log = gemini.request_log()[received:]
+    assert [e["target"] for e in log] == ["generate", "judge"]
+    member = old.cluster.members[0]["symbol"]
+    assert member in log[0]["user"]
+    new = ClusterSummary.objects.get(cluster=old.cluster, is_current=True)
+    assert new.pk != old.pk and new.composition_hash == old.composition_hash
+    assert new.judge_verdict == "accept" and new.provider == "gemini"
+    old.refresh_from_db()
+    assert not old.is_current and not old.human_locked
+    assert old.events.filter(user=curator, note__contains="lock lifted").count() == 1
+    calls = LLMCall.objects.filter(job=job)
+    assert sorted(calls.values_list("kind", flat=True)) == ["generate", "judge"]
+    assert job.input_tokens == sum(e["prompt_tokens"] for e in log) and job.cost_usd > 0
+    # the other cluster was not touched
+    assert ClusterSummary.objects.exclude(cluster=old.cluster).get(is_current=True) == other
 
 
 def test_reject_then_regenerate_then_accept(celery_worker, gemini, two_clusters) -> None:
