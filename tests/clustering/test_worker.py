@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from django.db import transaction
 
 from clustering.models import ClusteringRun, RunStatus
 from clustering.services import clustering_run_create
 from clustering.tasks import cluster_run
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.worker
 
 
 def _wait(run_id: int, timeout: float = 120.0) -> ClusteringRun:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def final() -> ClusteringRun | None:
         run = ClusteringRun.objects.get(pk=run_id)
-        if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
-            return run
-        time.sleep(0.2)
-    raise AssertionError(f"run {run_id} did not finish in {timeout} s")
+        return run if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED) else None
+
+    return wait_until(final, timeout, f"run {run_id} finished", interval=0.2)
 
 
 def test_real_worker_clusters_hpo_ndd(celery_worker: object) -> None:

@@ -14,8 +14,8 @@ machine's shared services or another test:
 - This process's Celery app is pointed at the private Redis for the test (``pipeline_start`` and
   ``reconcile()`` send their messages there) and restored afterwards.
 
-Everything waits with bounded timeouts (:func:`wait_for`); a timeout fails with the tails of the
-subprocess logs.
+Everything waits with bounded timeouts (:func:`tests.support.waiting.wait_until`); a timeout
+fails with the tails of the subprocess logs.
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -47,6 +46,7 @@ from llm.models import TERMINAL_STATES, ClusterSummary, GenerationJob, JobStatus
 from llm.providers.emulators.common import PromptData
 from llm.providers.emulators.gemini import GeminiEmulator, prompt_text_of
 from tests.conftest import planted_rows
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 #: clustering parameters that recover the planted groups of ``planted_rows``
@@ -71,27 +71,6 @@ T = TypeVar("T")
 
 
 # --- waiting ----------------------------------------------------------------------------------
-
-
-def wait_for(
-    predicate: Callable[[], T | None],
-    timeout: float,
-    what: str,
-    *,
-    interval: float = 0.2,
-    context: Callable[[], str] | None = None,
-) -> T:
-    """Call ``predicate`` every ``interval`` seconds until it returns something truthy, and
-    return that; after ``timeout`` seconds fail with ``what`` and ``context()`` (log tails)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            extra = f"\n{context()}" if context is not None else ""
-            raise AssertionError(f"{what}: not reached within {timeout:g} s{extra}")
-        time.sleep(interval)
 
 
 def free_port() -> int:
@@ -154,7 +133,7 @@ class RedisServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_for(self.ping, 10.0, f"redis-server on port {self.port} answering PING")
+        wait_until(self.ping, 10.0, f"redis-server on port {self.port} answering PING")
 
     def kill(self) -> None:
         """SIGKILL the server (no shutdown, no save) and reap it."""
@@ -398,7 +377,7 @@ class Processes:
         """Wait (READY_TIMEOUT s at most each) until workers report ready and beats run their
         scheduler; fails when one exits instead."""
         for proc in procs:
-            wait_for(
+            wait_until(
                 functools.partial(_ready_or_exited, proc),
                 READY_TIMEOUT,
                 f"{proc.kind} {proc.name} ready",

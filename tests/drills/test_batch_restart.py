@@ -51,8 +51,8 @@ from tests.drills.conftest import (
     final_job,
     import_drill_dataset,
     job_of,
-    wait_for,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.drill, pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
@@ -111,7 +111,7 @@ def test_restarting_every_process_resumes_polling_and_never_resubmits(drill: Dri
             job__run=run, kind="generate", state__in=OPEN, poll_count__gte=2
         ).first()
 
-    generation = wait_for(
+    generation = wait_until(
         polled_generation_batch, 60.0, "generation batch polled by beat", context=drill.context
     )
     job = job_of(run.pk)
@@ -121,7 +121,7 @@ def test_restarting_every_process_resumes_polling_and_never_resubmits(drill: Dri
     # restart 1: everything, while the batch is open; the llm workers are late
     abandoned = [_restart_everything(drill, env, job.pk, queues="default")]
     polls = ProviderBatch.objects.get(pk=generation.pk).poll_count
-    wait_for(
+    wait_until(
         lambda: ProviderBatch.objects.get(pk=generation.pk).poll_count >= polls + 2,
         60.0,  # the killed driver's lease may hold the job for LEASE_SECONDS
         "polling resumed after restart 1",
@@ -145,7 +145,7 @@ def test_restarting_every_process_resumes_polling_and_never_resubmits(drill: Dri
         ).first()
         return row if created and row is not None and not row.provider_batch_id else None
 
-    judge = wait_for(
+    judge = wait_until(
         judge_batch_in_limbo, 60.0, "judge batch created, answer pending", context=drill.context
     )
     marks.append(("judge batch in limbo", time.monotonic()))
@@ -160,7 +160,7 @@ def test_restarting_every_process_resumes_polling_and_never_resubmits(drill: Dri
     marks.append(("restart 2", time.monotonic()))
     assert abandoned[-1], "the killed driver was submitting, so it held the lease"
 
-    job = wait_for(
+    job = wait_until(
         lambda: final_job(run.pk), 90.0, "job final after restart 2", context=drill.context
     )
     marks.append(("job final", time.monotonic()))

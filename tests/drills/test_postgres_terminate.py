@@ -37,8 +37,8 @@ from tests.drills.conftest import (
     final_job,
     import_drill_dataset,
     job_of,
-    wait_for,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.drill, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
@@ -82,7 +82,7 @@ def test_terminated_database_connections_do_not_lose_or_fail_clusters(drill: Dri
         open_requests = [e for e in drill.emulator.request_log() if e["status"] is None]
         return done >= 2 and pending >= 2 and len(open_requests) >= 2
 
-    wait_for(in_the_middle, 90.0, "run in the middle", interval=0.05, context=drill.context)
+    wait_until(in_the_middle, 90.0, "run in the middle", interval=0.05, context=drill.context)
     terminated = []
     for round_no in range(TERMINATIONS):
         if round_no:
@@ -96,7 +96,7 @@ def test_terminated_database_connections_do_not_lose_or_fail_clusters(drill: Dri
         reconcile(stall_seconds=STALL)  # beat's job, played by this process
         return final_job(run.pk)
 
-    job = wait_for(finished, 90.0, "job final after the terminations", context=drill.context)
+    job = wait_until(finished, 90.0, "job final after the terminations", context=drill.context)
     recovery = time.monotonic() - started
 
     assert worker.alive, f"the worker died with its connections\n{drill.procs.tails()}"

@@ -29,8 +29,8 @@ from tests.drills.conftest import (
     cluster_key,
     final_job,
     import_drill_dataset,
-    wait_for,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.drill, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
@@ -76,7 +76,7 @@ def test_a_provider_storm_ends_every_cluster_within_the_retry_budget(drill: Dril
     drill.procs.worker(env, concurrency=4)
     run = pipeline_start(dataset_slug=slug, params=PARAMS, provider="gemini")
     # no reconciler: the run must finish on its own
-    job = wait_for(
+    job = wait_until(
         lambda: final_job(run.pk), 120.0, "job final in the storm", context=drill.context
     )
 

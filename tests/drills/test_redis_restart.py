@@ -37,8 +37,8 @@ from tests.drills.conftest import (
     final_job,
     import_drill_dataset,
     job_of,
-    wait_for,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.drill, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
@@ -154,7 +154,7 @@ def test_a_broker_restart_delays_the_run_and_the_reconciler_completes_it(drill: 
         done, running, queued = counts
         return done >= 2 and queued >= 3 and running >= 1
 
-    wait_for(in_the_middle, 90.0, "run in the middle", interval=0.05, context=drill.context)
+    wait_until(in_the_middle, 90.0, "run in the middle", interval=0.05, context=drill.context)
     for proc in (worker, beat):
         drill.procs.pause(proc)
     try:
@@ -167,7 +167,9 @@ def test_a_broker_restart_delays_the_run_and_the_reconciler_completes_it(drill: 
     assert len(waiting) > CONCURRENCY, "some clusters must have been waiting in the queue"
     assert drill.redis.queue_lengths() == {"default": 0, "llm": 0}, "the restart kept messages"
 
-    wait_for(lambda: final_job(run_id), 90.0, "job final after the restart", context=drill.context)
+    wait_until(
+        lambda: final_job(run_id), 90.0, "job final after the restart", context=drill.context
+    )
     recovery = time.monotonic() - restarted
     tasks = _check_completed_by_the_reconciler(drill, worker, beat, run_id, waiting, judged=True)
     redriven = sum(t.pk in waiting and t.redrives == 1 for t in tasks)
@@ -187,7 +189,7 @@ def test_a_redis_outage_does_not_fail_or_unjudge_clusters_in_flight(drill: Drill
         done, _running, queued = counts
         return done >= 2 and queued >= 3 and bool(_young_open_requests(drill, "generate"))
 
-    wait_for(generation_in_flight, 90.0, "generation in flight", interval=0.02)
+    wait_until(generation_in_flight, 90.0, "generation in flight", interval=0.02)
     generating = {e["cluster"] for e in _young_open_requests(drill, "generate")}
     drill.redis.kill()
     time.sleep(OUTAGE)
@@ -195,7 +197,7 @@ def test_a_redis_outage_does_not_fail_or_unjudge_clusters_in_flight(drill: Drill
     waiting = _waiting_tasks(run_id)
     assert len(waiting) > CONCURRENCY, "some clusters must have been waiting in the queue"
 
-    wait_for(lambda: final_job(run_id), 90.0, "job final after the outage", context=drill.context)
+    wait_until(lambda: final_job(run_id), 90.0, "job final after the outage", context=drill.context)
     # the run completes: checked strictly, these failures are not the known bug
     tasks = _check_completed_by_the_reconciler(drill, worker, beat, run_id, waiting, judged=False)
 

@@ -37,8 +37,8 @@ from tests.drills.conftest import (
     final_job,
     import_drill_dataset,
     job_of,
-    wait_for,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.drill, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
@@ -67,7 +67,7 @@ def test_a_killed_worker_delays_the_run_but_never_duplicates_work(drill: Drill) 
         pending = tasks.filter(state=TaskState.PENDING).count()
         return done >= 2 and pending >= 2 and len(open_requests()) >= 2
 
-    wait_for(in_the_middle, 90.0, "run in the middle", interval=0.05, context=drill.context)
+    wait_until(in_the_middle, 90.0, "run in the middle", interval=0.05, context=drill.context)
     drill.procs.kill(first)  # SIGKILL: no warm shutdown, no ack, no result
     # requests the provider received before the kill and had not answered: nobody records them
     open_at_kill = open_requests()
@@ -85,7 +85,7 @@ def test_a_killed_worker_delays_the_run_but_never_duplicates_work(drill: Drill) 
         reconcile(stall_seconds=STALL)  # beat's job, played by this process
         return final_job(run.pk)
 
-    wait_for(finished, 90.0, "job final after the kill", interval=0.5, context=drill.context)
+    wait_until(finished, 90.0, "job final after the kill", interval=0.5, context=drill.context)
     recovery = time.monotonic() - started
     job.refresh_from_db()
 

@@ -3,7 +3,6 @@ clustered dataset and a loop that plays beat until a job is final."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from clustering.models import ClusteringRun
@@ -11,6 +10,7 @@ from clustering.services import clustering_run_create, clustering_run_execute, d
 from llm.models import GenerationJob, JobStatus
 from llm.services.batches import job_batch_advance
 from tests.conftest import planted_rows
+from tests.support.waiting import wait_until
 
 PARAMS = {"k": 5, "min_cluster_size": 5}
 
@@ -28,18 +28,19 @@ def planted_run(tmp_path: Path, slug: str, groups: int = 3) -> ClusteringRun:
     return clustering_run_execute(run_id=run.pk)
 
 
-def wait_final(job: GenerationJob, timeout: float = 60.0) -> GenerationJob:
+def wait_final(job: GenerationJob, timeout: float = 90.0) -> GenerationJob:
     """Play beat (``job_batch_advance`` every 0.2 s) until ``job`` succeeded or failed; returns
     it refreshed.
 
     Raises:
         AssertionError: not final within ``timeout`` seconds.
     """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def final() -> GenerationJob | None:
         job_batch_advance(job_id=job.pk)
         job.refresh_from_db()
-        if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job.pk} did not finish: {job.progress_message}")
+        return job if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED) else None
+
+    return wait_until(
+        final, timeout, f"job {job.pk} finished", interval=0.2, context=lambda: job.progress_message
+    )

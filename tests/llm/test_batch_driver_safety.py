@@ -13,7 +13,6 @@ OpenAI emulator with the real ``openai`` SDK and PostgreSQL:
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from llm.services import batches
 from llm.services.batch_admin import batch_job_create
 from llm.services.batches import DriverLease, job_batch_advance
 from tests.llm.batch_helpers import planted_run, wait_final
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -142,10 +142,9 @@ def test_a_batch_stored_by_another_driver_during_the_call_is_never_paid_twice(
 
     def other_driver() -> None:
         try:
-            deadline = time.monotonic() + 10
-            while not _accepted(emu) and time.monotonic() < deadline:
-                time.sleep(0.02)
-            [created] = _accepted(emu)
+            [created] = wait_until(
+                lambda: _accepted(emu), 30.0, "the batch created at the provider", interval=0.02
+            )
             stored = created if other == "same" else "batch_other"  # adopted, or its own
             ProviderBatch.objects.filter(pk=batch.pk).update(
                 provider_batch_id=stored, state=ProviderBatch.State.SUBMITTED

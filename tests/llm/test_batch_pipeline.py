@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -35,6 +34,8 @@ from llm.services.batches import job_batch_advance, job_batch_begin
 from llm.services.generation import job_plan
 from llm.services.pipeline import pipeline_start
 from tests.conftest import planted_rows
+from tests.llm.batch_helpers import wait_final
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -88,25 +89,18 @@ def _job_of(run_id: int) -> GenerationJob | None:
 
 def _drive(run_id: int, timeout: float = 90.0) -> GenerationJob:
     """Play beat until the run's job is final."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def final() -> GenerationJob | None:
         job = _job_of(run_id)
-        if job is not None:
-            if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
-                return job
-            if job.mode == GenerationJob.Mode.BATCH:
-                job_batch_advance(job_id=job.pk)
-        time.sleep(0.2)
-    raise AssertionError(f"the job of run {run_id} did not finish in {timeout} s")
+        if job is None:
+            return None
+        if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+            return job
+        if job.mode == GenerationJob.Mode.BATCH:
+            job_batch_advance(job_id=job.pk)
+        return None
 
-
-def _wait_for(predicate: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
+    return wait_until(final, timeout, f"the job of run {run_id} finished", interval=0.2)
 
 
 def _accepted(emu: Any) -> list[dict[str, Any]]:
@@ -157,17 +151,6 @@ def _generate_ids(job: GenerationJob) -> list[str]:
     )
 
 
-def _finish_job(job: GenerationJob, timeout: float = 90.0) -> GenerationJob:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job_batch_advance(job_id=job.pk)
-        job.refresh_from_db()
-        if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
-            return job
-        time.sleep(0.2)
-    raise AssertionError("job did not finish")
-
-
 def test_partial_item_errors_are_retried_in_realtime(
     celery_worker, provider, three_clusters
 ) -> None:
@@ -178,7 +161,7 @@ def test_partial_item_errors_are_retried_in_realtime(
     failing = _generate_ids(job)[0]
     emu.configure_batches(error_ids=[failing], polls=0)
     emu.finish_batches()
-    job = _finish_job(job)
+    job = wait_final(job)
     assert (job.succeeded, job.failed) == (3, 0)
     failed_item = BatchItem.objects.get(custom_id=failing)
     assert failed_item.state == BatchItem.State.FALLBACK
@@ -201,7 +184,7 @@ def test_an_expired_batch_falls_back_for_its_pending_items_only(
     job_batch_advance(job_id=job.pk)  # collects the expired batch
     assert ProviderBatch.objects.get(job=job, kind="generate").provider_state != ""
     emu.configure_batches(reset=True)
-    job = _finish_job(job)
+    job = wait_final(job)
     assert (job.succeeded, job.failed) == (3, 0)
     states = dict(BatchItem.objects.filter(custom_id__in=ids).values_list("custom_id", "state"))
     assert states == {ids[0]: "fallback", ids[1]: "fallback", ids[2]: "done"}
@@ -258,8 +241,12 @@ def test_a_crash_after_submission_adopts_the_batch_instead_of_paying_twice(
     env["DJANGO_SETTINGS_MODULE"] = "config.settings"
     driver = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env)
     try:
-        _wait_for(lambda: len(_accepted(emu)) == 1)
-        _wait_for(lambda: ProviderBatch.objects.filter(job=job, submit_attempts=1).exists())
+        wait_until(lambda: len(_accepted(emu)) == 1, 60.0, "one batch accepted")
+        wait_until(
+            lambda: ProviderBatch.objects.filter(job=job, submit_attempts=1).exists(),
+            60.0,
+            "the first submit attempt recorded",
+        )
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait(timeout=30)
@@ -270,7 +257,7 @@ def test_a_crash_after_submission_adopts_the_batch_instead_of_paying_twice(
     job_batch_advance(job_id=job.pk)
     batch.refresh_from_db()
     assert batch.provider_batch_id == _accepted(emu)[0]["batch_id"]
-    job = _finish_job(job)
+    job = wait_final(job)
     assert job.succeeded == 3
     # exactly one paid generation batch (the adopted one) and one judge batch
     accepted = [s["batch_id"] for s in _accepted(emu)]

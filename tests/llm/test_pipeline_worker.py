@@ -8,7 +8,6 @@ assertions are made over the job, not over a particular cluster.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from llm.services.pipeline import pipeline_start
 from llm.tasks import summarise_cluster
 from tests.api import client_for, make_user
 from tests.conftest import planted_rows
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -72,13 +72,13 @@ def two_clusters(tmp_path: Path) -> str:
 
 def _run(dataset: str, *, force: bool = False, timeout: float = 60.0) -> GenerationJob:
     run = pipeline_start(dataset_slug=dataset, params=PARAMS, force=force)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def final() -> GenerationJob | None:
         job = GenerationJob.objects.filter(run=run).first()
-        if job is not None and job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job of run {run.pk} did not finish in {timeout} s")
+        done = job is not None and job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+        return job if done else None
+
+    return wait_until(final, timeout, f"the job of run {run.pk} finished")
 
 
 def test_chain_and_chord_complete_with_totals(celery_worker, gemini, two_clusters) -> None:
@@ -114,13 +114,12 @@ def test_chain_and_chord_complete_with_totals(celery_worker, gemini, two_cluster
 
 
 def _wait_job(job_id: int, timeout: float = 60.0) -> GenerationJob:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def final() -> GenerationJob | None:
         job = GenerationJob.objects.get(pk=job_id)
-        if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish in {timeout} s")
+        done = job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+        return job if done else None
+
+    return wait_until(final, timeout, f"job {job_id} finished")
 
 
 def test_curator_regenerate_runs_end_to_end(celery_worker, gemini, two_clusters) -> None:
@@ -143,6 +142,7 @@ def test_curator_regenerate_runs_end_to_end(celery_worker, gemini, two_clusters)
     assert job.requested_by == curator and job.force
     log = gemini.request_log()[received:]
     assert [e["target"] for e in log] == ["generate", "judge"]
+    assert old.cluster is not None
     member = old.cluster.members[0]["symbol"]
     assert member in log[0]["user"]
     new = ClusterSummary.objects.get(cluster=old.cluster, is_current=True)

@@ -3,8 +3,6 @@ the offline extractive provider: lost messages are re-driven and the run complet
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from llm.services.reconcile import reconcile
 from llm.tasks import reconcile as reconcile_task
 from llm.tasks import scheduled_rerun
 from tests.schedules import PARAMS, import_planted
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -27,21 +26,12 @@ LONG_AGO = timedelta(minutes=10)
 FINAL_JOB = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
-def _wait_for(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not reached in {timeout} s")
-
-
 def _job_of(run_id: int, timeout: float = 60.0) -> GenerationJob:
     def done() -> bool:
         job = GenerationJob.objects.filter(run_id=run_id).first()
         return job is not None and job.status in FINAL_JOB
 
-    _wait_for(done, timeout, f"final job of run {run_id}")
+    wait_until(done, timeout, f"final job of run {run_id}")
     return GenerationJob.objects.get(run_id=run_id)
 
 
@@ -62,7 +52,7 @@ def test_lost_summary_messages_are_redriven_and_the_job_completes(
             not SummaryTask.objects.filter(pk__in=ids).exclude(state__in=TERMINAL_STATES).exists()
         )
 
-    _wait_for(all_finished, what="every re-driven task finished")
+    wait_until(all_finished, 60.0, "every re-driven task finished")
     job = GenerationJob.objects.get(run=run)
     assert job.status == JobStatus.RUNNING  # the chord was never sent, so nobody finalized
     # the next pass, through beat's task on the worker, finalizes the job

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import traceback
 import uuid
 from collections.abc import Iterator
@@ -51,6 +50,7 @@ from llm.providers.emulators.gemini import GeminiEmulator
 from llm.providers.gemini import GeminiProvider
 from llm.services.pipeline import pipeline_start
 from tests.conftest import planted_rows
+from tests.support.waiting import wait_until
 
 pytestmark = [
     pytest.mark.security,
@@ -144,13 +144,13 @@ def _dataset(tmp_path: Path) -> str:
 def _run_pipeline(dataset: str, timeout: float = 90.0) -> GenerationJob:
     """Start the pipeline and wait until its generation job is final."""
     run = pipeline_start(dataset_slug=dataset, params=PARAMS)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def final() -> GenerationJob | None:
         job = GenerationJob.objects.filter(run=run, scope=GenerationJob.Scope.RUN).first()
-        if job is not None and job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"the job of run {run.pk} did not finish in {timeout} s")
+        done = job is not None and job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+        return job if done else None
+
+    return wait_until(final, timeout, f"the job of run {run.pk} finished")
 
 
 def _text_of(value: Any) -> str:

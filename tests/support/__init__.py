@@ -1,0 +1,1 @@
+"""Test support shared by the suite, the drills and the benchmarks: waiting on conditions."""
