@@ -27,11 +27,13 @@ def _launch(job_id: int, task_ids: list[int]) -> None:
 
 
 @shared_task(name="llm.plan_summaries", acks_late=True)
-def plan_summaries(run_id: int, provider: str | None = None, force: bool = False) -> int:
+def plan_summaries(run_id: int, provider: str | None = None, force: bool | None = None) -> int:
     """Plan the run's job (one bulk cache lookup), then start a chord over the misses, or, above
     BATCH_THRESHOLD misses with a batch-capable provider, hand them to the batch driver.
 
-    Returns the job id.
+    Provider, models and force come from the run's stored intent (``ClusteringRun.intent``);
+    ``provider`` and ``force`` are only used for runs without one (created outside
+    ``pipeline_start``, or messages sent before intents were stored). Returns the job id.
     """
     from llm.batch_tasks import advance_batch_job
     from llm.services.batches import batch_mode_wanted, job_batch_begin
@@ -76,9 +78,10 @@ def enqueue_job(job_id: int) -> None:
     start_job.delay(job_id)
 
 
-def pipeline_chain(*, run_id: int, provider: str | None, force: bool) -> Any:
-    """The signature of the whole chain for a created clustering run."""
-    return chain(cluster_run.si(run_id), plan_summaries.si(run_id, provider, force))
+def pipeline_chain(*, run_id: int) -> Any:
+    """The signature of the whole chain for a created clustering run. The messages carry the
+    run id only: what to do (provider, models, force) is read from the run's row."""
+    return chain(cluster_run.si(run_id), plan_summaries.si(run_id))
 
 
 # --- scheduled work (beat) -----------------------------------------------------------------
