@@ -90,20 +90,28 @@ def pipeline_chain(*, run_id: int) -> Any:
 
 
 @shared_task(name="llm.scheduled_rerun", acks_late=True)
-def scheduled_rerun(dataset: str, cluster_type: str | None = None) -> int | None:
+def scheduled_rerun(
+    dataset: str,
+    cluster_type: str | None = None,
+    params: dict[str, Any] | None = None,
+    provider: str | None = None,
+) -> int | None:
     """Rerun a dataset for a beat schedule (``manage.py schedule_rerun``): recluster with the
-    latest run's parameters and summarise only changed compositions. Returns the new run's id,
-    or None when a run of the same dataset and type is still active or the input is invalid
-    (logged; retrying would not help)."""
+    schedule's own ``params`` (stored in its kwargs) and summarise only changed compositions.
+    Returns the new run's id, or None when a run of the same dataset and type is still active or
+    the input is invalid (logged; retrying would not help)."""
     import logging
 
     from clustering.domain.params import InvalidParameters
     from clustering.services import UnknownDatasetError
+    from llm.providers.registry import ProviderNotConfigured
     from llm.services.schedules import scheduled_rerun_start
 
     try:
-        run = scheduled_rerun_start(dataset_slug=dataset, cluster_type=cluster_type)
-    except (UnknownDatasetError, InvalidParameters) as exc:
+        run = scheduled_rerun_start(
+            dataset_slug=dataset, cluster_type=cluster_type, params=params, provider=provider
+        )
+    except (UnknownDatasetError, InvalidParameters, ProviderNotConfigured) as exc:
         logging.getLogger(__name__).error(
             "scheduled rerun of %s (%s) not started: %s", dataset, cluster_type, exc
         )
