@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from clustering.models import ACTIVE_RUN_STATES, ClusteringRun, Dataset, RunStatus
@@ -162,8 +164,6 @@ def pipeline_cancel(*, run_id: int) -> ClusteringRun:
     Raises:
         ClusteringRun.DoesNotExist: no such run.
     """
-    from llm.models import SummaryTask, TaskState
-
     now = timezone.now()
     revoke: str = ""
     with transaction.atomic():
@@ -175,21 +175,34 @@ def pipeline_cancel(*, run_id: int) -> ClusteringRun:
             run.finished_at = now
             run.progress_message = "Cancelled"
             run.save(update_fields=["status", "finished_at", "progress_message"])
-        jobs = list(
-            GenerationJob.objects.select_for_update()
-            .filter(run=run, status__in=[JobStatus.PENDING, JobStatus.RUNNING])
-            .values_list("pk", flat=True)
-        )
-        if jobs:
-            GenerationJob.objects.filter(pk__in=jobs).update(
-                status=JobStatus.CANCELLED, finished_at=now, message="cancelled"
-            )
-            SummaryTask.objects.filter(job_id__in=jobs, state=TaskState.PENDING).update(
-                state=TaskState.SKIPPED, last_error=CANCELLED_MESSAGE, finished_at=now
-            )
+        jobs_cancel(GenerationJob.objects.filter(run=run), now=now)
         if revoke:
             transaction.on_commit(lambda: _revoke(revoke))
     return run
+
+
+def jobs_cancel(jobs: QuerySet[GenerationJob], *, now: datetime | None = None) -> list[int]:
+    """Cancel the pending or running jobs among ``jobs`` (locked): status cancelled, and their
+    tasks not yet started skipped with "job cancelled" at once (a worker that receives one
+    later does nothing). Tasks in flight finish their current provider call and stop (the
+    worker checks the job before each call). Returns the ids of the jobs cancelled."""
+    from llm.models import SummaryTask, TaskState
+
+    now = now or timezone.now()
+    with transaction.atomic():
+        ids = list(
+            jobs.select_for_update()
+            .filter(status__in=[JobStatus.PENDING, JobStatus.RUNNING])
+            .values_list("pk", flat=True)
+        )
+        if ids:
+            GenerationJob.objects.filter(pk__in=ids).update(
+                status=JobStatus.CANCELLED, finished_at=now, message="cancelled"
+            )
+            SummaryTask.objects.filter(job_id__in=ids, state=TaskState.PENDING).update(
+                state=TaskState.SKIPPED, last_error=CANCELLED_MESSAGE, finished_at=now
+            )
+    return ids
 
 
 def _revoke(task_id: str) -> None:
