@@ -11,7 +11,7 @@ from celery import chain, chord, shared_task
 from django.db import transaction
 
 from clustering.tasks import cluster_run
-from llm.models import GenerationJob
+from llm.models import GenerationJob, JobStatus
 from llm.services.generation import job_finalize, job_plan, job_start, summary_task_execute
 
 from . import batch_tasks  # noqa: F401  (registers the batch tasks with Celery)
@@ -40,6 +40,8 @@ def plan_summaries(run_id: int, provider: str | None = None, force: bool | None 
 
     misses = job_plan(run_id=run_id, provider=provider, force=force)
     job = GenerationJob.objects.get(run_id=run_id, scope="run")
+    if job.status == JobStatus.CANCELLED:  # cancelled while planning: start nothing
+        return job.pk
     if batch_mode_wanted(provider=job.provider, misses=len(misses)):
         job_batch_begin(job_id=job.pk, task_ids=misses)
         transaction.on_commit(lambda: advance_batch_job.delay(job.pk))
