@@ -206,6 +206,7 @@ class ClusteringRunAdmin(ActionsOnlyAdmin):
             {
                 "fields": (
                     "params",
+                    "intent",
                     "library_versions",
                     "modularity",
                     "n_features",
@@ -216,6 +217,7 @@ class ClusteringRunAdmin(ActionsOnlyAdmin):
                     "error",
                     "created_at",
                     "started_at",
+                    "heartbeat_at",
                     "finished_at",
                 )
             },

@@ -95,6 +95,15 @@ class ClusteringRun(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     # times the reconciler re-sent the run's pipeline after it stalled (RECONCILE_MAX_REDRIVES)
     redrives = models.PositiveSmallIntegerField(default=0)
+    # what the run was asked to do after clustering, read back by every (re-)delivery of the
+    # chain: {"provider", "model", "judge_model", "force"} (llm.services.pipeline.RunIntent);
+    # empty for runs created without the pipeline (their plan step uses the settings)
+    intent = models.JSONField(default=dict, blank=True)
+    # renewed every few seconds while a worker computes the run (clustering.liveness); the
+    # reconciler measures a running run's stall from it
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Celery id of the task computing the run, so that a cancel can revoke it
+    task_id = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

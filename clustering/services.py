@@ -26,7 +26,9 @@ from clustering.domain.pipeline import (
     library_versions,
 )
 
+from .liveness import RunCancelled, RunHeartbeat, progress_write
 from .models import (
+    ACTIVE_RUN_STATES,
     Cluster,
     ClusteringRun,
     Dataset,
@@ -321,9 +323,8 @@ def clustering_run_create(
 
 def _progress_writer(run_id: int, extra: ProgressCallback | None) -> ProgressCallback:
     def write(current: int, total: int, message: str) -> None:
-        ClusteringRun.objects.filter(pk=run_id).update(
-            progress_current=current, progress_total=total, progress_message=message[:300]
-        )
+        progress_write(run_id, current, total, message)  # raises RunCancelled
+        logger.info("clustering run %s: step %s/%s %s", run_id, current, total, message)
         if extra is not None:
             extra(current, total, message)
 
@@ -391,15 +392,19 @@ def _store_result(run: ClusteringRun, result: ClusteringResult) -> None:
 
 
 def clustering_run_execute(
-    *, run_id: int, progress: ProgressCallback | None = None
+    *, run_id: int, progress: ProgressCallback | None = None, task_id: str = ""
 ) -> ClusteringRun:
     """Run a clustering run to completion and store its clusters, idempotently.
 
-    A run already succeeded or failed is returned as it is (a redelivered task does nothing).
-    A run left ``running`` by a dead worker is computed again; results are stored in one
-    transaction under a row lock, so readers never see half a run and a second worker that
-    finishes later finds the run done. Failures are recorded on the run (status failed, error),
-    not raised: a bad dataset must not make the broker redeliver forever.
+    A run already succeeded, failed or cancelled is returned as it is (a redelivered task does
+    nothing). A run left ``running`` by a dead worker is computed again; results are stored in
+    one transaction under a row lock, so readers never see half a run and a second worker that
+    finishes later finds the run done. While it computes, the run's heartbeat is renewed
+    (:class:`~clustering.liveness.RunHeartbeat`) and, between steps, a cancelled run stops:
+    nothing more is computed or stored and the run stays cancelled. ``task_id`` (the Celery
+    task's id) is recorded so that a cancel can revoke the task. Failures are recorded on the
+    run (status failed, error), not raised: a bad dataset must not make the broker redeliver
+    forever.
 
     Raises:
         ClusteringRun.DoesNotExist: no run with that id.
@@ -407,12 +412,27 @@ def clustering_run_execute(
     run = ClusteringRun.objects.select_related("dataset").get(pk=run_id)
     if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED):
         return run
-    ClusteringRun.objects.filter(pk=run_id).update(
+    now = timezone.now()
+    claimed = ClusteringRun.objects.filter(pk=run_id, status__in=ACTIVE_RUN_STATES).update(
         status=RunStatus.RUNNING,
-        started_at=timezone.now(),
+        started_at=now,
+        heartbeat_at=now,
+        task_id=task_id[:64],
         attempts=run.attempts + 1,
         error="",
     )
+    if not claimed:  # finished or cancelled since it was read
+        return ClusteringRun.objects.get(pk=run_id)
+    try:
+        with RunHeartbeat(run_id):
+            return _compute(run, progress)
+    except RunCancelled:
+        logger.info("clustering run %s cancelled: stopped computing", run_id)
+        return ClusteringRun.objects.get(pk=run_id)
+
+
+def _compute(run: ClusteringRun, progress: ProgressCallback | None) -> ClusteringRun:
+    run_id = run.pk
     write = _progress_writer(run_id, progress)
     started = time.perf_counter()
     try:
@@ -453,9 +473,11 @@ def clustering_run_execute(
             locked.finished_at = timezone.now()
             locked.save()
             return locked
+    except RunCancelled:
+        raise
     except Exception as exc:
         logger.exception("clustering run %s failed", run_id)
-        ClusteringRun.objects.filter(pk=run_id).update(
+        ClusteringRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
             status=RunStatus.FAILED,
             error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"[:10_000],
             finished_at=timezone.now(),

@@ -43,6 +43,7 @@ from clustering.models import Cluster, Dataset, TermEnrichment
 from clustering.selectors import cluster_display_terms
 from clustering.views import dataset_acknowledgement
 
+from . import schedule_admin  # noqa: F401  (re-registers the beat schedules' admin)
 from .models import (
     BatchItem,
     ClusterSummary,

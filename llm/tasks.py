@@ -11,7 +11,7 @@ from celery import chain, chord, shared_task
 from django.db import transaction
 
 from clustering.tasks import cluster_run
-from llm.models import GenerationJob
+from llm.models import GenerationJob, JobStatus
 from llm.services.generation import job_finalize, job_plan, job_start, summary_task_execute
 
 from . import batch_tasks  # noqa: F401  (registers the batch tasks with Celery)
@@ -27,17 +27,21 @@ def _launch(job_id: int, task_ids: list[int]) -> None:
 
 
 @shared_task(name="llm.plan_summaries", acks_late=True)
-def plan_summaries(run_id: int, provider: str | None = None, force: bool = False) -> int:
+def plan_summaries(run_id: int, provider: str | None = None, force: bool | None = None) -> int:
     """Plan the run's job (one bulk cache lookup), then start a chord over the misses, or, above
     BATCH_THRESHOLD misses with a batch-capable provider, hand them to the batch driver.
 
-    Returns the job id.
+    Provider, models and force come from the run's stored intent (``ClusteringRun.intent``);
+    ``provider`` and ``force`` are only used for runs without one (created outside
+    ``pipeline_start``, or messages sent before intents were stored). Returns the job id.
     """
     from llm.batch_tasks import advance_batch_job
     from llm.services.batches import batch_mode_wanted, job_batch_begin
 
     misses = job_plan(run_id=run_id, provider=provider, force=force)
     job = GenerationJob.objects.get(run_id=run_id, scope="run")
+    if job.status == JobStatus.CANCELLED:  # cancelled while planning: start nothing
+        return job.pk
     if batch_mode_wanted(provider=job.provider, misses=len(misses)):
         job_batch_begin(job_id=job.pk, task_ids=misses)
         transaction.on_commit(lambda: advance_batch_job.delay(job.pk))
@@ -76,9 +80,10 @@ def enqueue_job(job_id: int) -> None:
     start_job.delay(job_id)
 
 
-def pipeline_chain(*, run_id: int, provider: str | None, force: bool) -> Any:
-    """The signature of the whole chain for a created clustering run."""
-    return chain(cluster_run.si(run_id), plan_summaries.si(run_id, provider, force))
+def pipeline_chain(*, run_id: int) -> Any:
+    """The signature of the whole chain for a created clustering run. The messages carry the
+    run id only: what to do (provider, models, force) is read from the run's row."""
+    return chain(cluster_run.si(run_id), plan_summaries.si(run_id))
 
 
 # --- scheduled work (beat) -----------------------------------------------------------------
@@ -87,20 +92,28 @@ def pipeline_chain(*, run_id: int, provider: str | None, force: bool) -> Any:
 
 
 @shared_task(name="llm.scheduled_rerun", acks_late=True)
-def scheduled_rerun(dataset: str, cluster_type: str | None = None) -> int | None:
+def scheduled_rerun(
+    dataset: str,
+    cluster_type: str | None = None,
+    params: dict[str, Any] | None = None,
+    provider: str | None = None,
+) -> int | None:
     """Rerun a dataset for a beat schedule (``manage.py schedule_rerun``): recluster with the
-    latest run's parameters and summarise only changed compositions. Returns the new run's id,
-    or None when a run of the same dataset and type is still active or the input is invalid
-    (logged; retrying would not help)."""
+    schedule's own ``params`` (stored in its kwargs) and summarise only changed compositions.
+    Returns the new run's id, or None when a run of the same dataset and type is still active or
+    the input is invalid (logged; retrying would not help)."""
     import logging
 
     from clustering.domain.params import InvalidParameters
     from clustering.services import UnknownDatasetError
+    from llm.providers.registry import ProviderNotConfigured
     from llm.services.schedules import scheduled_rerun_start
 
     try:
-        run = scheduled_rerun_start(dataset_slug=dataset, cluster_type=cluster_type)
-    except (UnknownDatasetError, InvalidParameters) as exc:
+        run = scheduled_rerun_start(
+            dataset_slug=dataset, cluster_type=cluster_type, params=params, provider=provider
+        )
+    except (UnknownDatasetError, InvalidParameters, ProviderNotConfigured) as exc:
         logging.getLogger(__name__).error(
             "scheduled rerun of %s (%s) not started: %s", dataset, cluster_type, exc
         )

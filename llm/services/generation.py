@@ -84,35 +84,47 @@ def job_plan(
     provider: str | None = None,
     model: str | None = None,
     judge_model: str | None = None,
-    force: bool = False,
+    force: bool | None = None,
 ) -> list[int]:
     """Create (or find) the run's ``GenerationJob`` and its ``SummaryTask`` rows, resolve cache
     hits with one bulk lookup, and return the ids of the tasks that need a provider.
 
+    The job's provider, models and force come from the run's stored intent
+    (``ClusteringRun.intent``, written by ``pipeline_start``); the arguments only fill in what a
+    run without an intent lacks, then the settings (``LLM_PROVIDER``, ``LLM_MODEL``, ...).
     Cache hits (same composition hash and cluster type) are marked skipped; with ``force`` every
     cluster is regenerated except summaries whose status a human set (never overwritten). A
     provider that cannot be called (no key) marks every miss skipped with one clear message.
-    Idempotent: planning the same run again returns the tasks still pending.
+    A cancelled run or job plans nothing. Idempotent: planning the same run again returns the
+    tasks still pending.
     """
     run = ClusteringRun.objects.select_related("dataset").get(pk=run_id)
-    name = provider or settings.LLM_PROVIDER
+    intent = dict(run.intent or {})
+    name = intent.get("provider") or provider or settings.LLM_PROVIDER
+    chosen_model = intent.get("model") or model or default_model(name)
     job, created = GenerationJob.objects.get_or_create(
         run=run,
         scope=GenerationJob.Scope.RUN,
         defaults={
             "provider": name,
-            "model": model or default_model(name),
-            "judge_model": judge_model or model or default_judge_model(name),
-            "force": force,
+            "model": chosen_model,
+            "judge_model": intent.get("judge_model")
+            or judge_model
+            or model
+            or default_judge_model(name),
+            "force": bool(intent.get("force", force)),
         },
     )
     if not created and job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
         return []
     if run.status != RunStatus.SUCCEEDED:
+        cancelled = run.status == RunStatus.CANCELLED
         reason = run.error.splitlines()[0] if run.error else run.status
         GenerationJob.objects.filter(pk=job.pk).update(
-            status=JobStatus.FAILED,
-            message=f"clustering run {run.pk} did not succeed: {reason}",
+            status=JobStatus.CANCELLED if cancelled else JobStatus.FAILED,
+            message="cancelled"
+            if cancelled
+            else f"clustering run {run.pk} did not succeed: {reason}",
             finished_at=timezone.now(),
         )
         return []
@@ -325,6 +337,9 @@ def _execute(task: SummaryTask) -> str:
     # a task handed over from batch mode may already hold a draft awaiting the judge
     step = NEXT_JUDGE if task.phase == NEXT_JUDGE and task.draft else NEXT_GENERATE
     while step in (NEXT_GENERATE, NEXT_JUDGE):
+        if _job_cancelled(job.pk):  # no new provider call after a cancel
+            _finish(task, TaskState.SKIPPED, error="job cancelled")
+            return TaskState.SKIPPED
         if step == NEXT_GENERATE:
             if task.attempts >= settings.LLM_MAX_ATTEMPTS:
                 return attempts_exhausted(task, ctx)
@@ -369,6 +384,11 @@ def _execute(task: SummaryTask) -> str:
                 error_message=outcome.call.error_message or "judge call failed",
             )
     return step
+
+
+def _job_cancelled(job_id: int) -> bool:
+    """Whether the job was cancelled (``pipeline_cancel``) since the task was claimed."""
+    return GenerationJob.objects.filter(pk=job_id, status=JobStatus.CANCELLED).exists()
 
 
 # --- steps shared by realtime and batch mode ------------------------------------------------

@@ -5,10 +5,12 @@ run is left half done. Beat runs it every minute as ``llm.reconcile`` (registere
 The database is the source of truth and every step is idempotent, so re-sending a message is
 always safe; the reconciler only decides *when* a row has stalled and *how often* to try:
 
-(a) ``ClusteringRun`` pending or running with no sign of life (``started_at``, else
-    ``created_at``) for ``RECONCILE_STALL_SECONDS``: the pipeline chain is sent again (cluster is
-    idempotent, plan is idempotent). The original provider/force choice is not stored on the run,
-    so the re-driven chain uses ``LLM_PROVIDER`` and no force.
+(a) ``ClusteringRun`` pending or running with no sign of life (``heartbeat_at``, which the
+    computing worker renews every few seconds, else ``started_at``, else ``created_at``) for
+    ``RECONCILE_STALL_SECONDS``: the pipeline chain is sent again (cluster is idempotent, plan is
+    idempotent). A clustering that is still computing renews its heartbeat, so it is never
+    re-driven however long it takes. The chain carries the run id only: provider, models and
+    force are the run's stored intent (``ClusteringRun.intent``), read back by the plan step.
 (b) ``SummaryTask`` on the realtime path of a running job (every task of a realtime job, and
     the tasks a batch-mode job handed to the realtime path after their batch item failed, expired
     or went missing), pending with no update for the threshold (its message was lost), or running
@@ -238,7 +240,7 @@ def _redrive_runs(now: datetime, cutoff: datetime, limit: int, report: Reconcile
     with transaction.atomic():
         runs = list(
             ClusteringRun.objects.select_for_update(skip_locked=True)
-            .alias(last_sign=Coalesce("started_at", "created_at"))
+            .alias(last_sign=Coalesce("heartbeat_at", "started_at", "created_at"))
             .filter(stalled)
             .order_by("pk")[:BATCH_SIZE]
         )
@@ -263,15 +265,16 @@ def _redrive_runs(now: datetime, cutoff: datetime, limit: int, report: Reconcile
             ClusteringRun.objects.filter(pk=run.pk).update(
                 redrives=F("redrives") + 1,
                 started_at=now,
+                heartbeat_at=now,
                 progress_message=f"Re-driven by the reconciler ({run.redrives + 1} of {limit})",
             )
             redriven.append(run.pk)
         if redriven:
-            provider = None  # not stored on the run: the chain uses LLM_PROVIDER
 
             def send() -> None:
                 for run_id in redriven:
-                    pipeline_chain(run_id=run_id, provider=provider, force=False).apply_async()
+                    # the chain reads the run's intent (provider, models, force) from its row
+                    pipeline_chain(run_id=run_id).apply_async()
 
             transaction.on_commit(send)
     report.runs_redriven += len(redriven)
@@ -287,7 +290,7 @@ def _redrive_pending_jobs(
 ) -> None:
     from llm.tasks import plan_summaries, start_job
 
-    redriven: list[tuple[int, str, int, str, bool]] = []
+    redriven: list[tuple[int, str, int]] = []
     failed: list[int] = []
     with transaction.atomic():
         jobs = list(
@@ -306,12 +309,13 @@ def _redrive_pending_jobs(
             if job.deadline is None:
                 update["deadline"] = now + timedelta(seconds=settings.LLM_JOB_TIME_LIMIT)
             GenerationJob.objects.filter(pk=job.pk).update(**update)
-            redriven.append((job.pk, job.scope, job.run_id, job.provider, job.force))
+            redriven.append((job.pk, job.scope, job.run_id))
 
         def send() -> None:
-            for job_id, scope, run_id, provider, force in redriven:
+            # the job's row holds its provider, models and force: the messages carry ids only
+            for job_id, scope, run_id in redriven:
                 if scope == GenerationJob.Scope.RUN:
-                    plan_summaries.delay(run_id, provider, force)
+                    plan_summaries.delay(run_id)
                 else:
                     start_job.delay(job_id)
 

@@ -10,7 +10,6 @@ from django.utils import timezone
 from llm.models import (
     ClusterSummary,
     GenerationJob,
-    JobStatus,
     SummaryTask,
     ValidationEvent,
     ValidationStatus,
@@ -116,7 +115,7 @@ def summary_regenerate(*, summary_id: int, user: Any, provider: str | None = Non
 def job_cancel(*, job_id: int) -> GenerationJob:
     """Cancel a generation job: tasks not yet started end skipped ("job cancelled"); tasks in
     flight finish their current call. Cancelling a finished job changes nothing."""
-    GenerationJob.objects.filter(
-        pk=job_id, status__in=[JobStatus.PENDING, JobStatus.RUNNING]
-    ).update(status=JobStatus.CANCELLED, finished_at=timezone.now(), message="cancelled")
+    from llm.services.pipeline import jobs_cancel
+
+    jobs_cancel(GenerationJob.objects.filter(pk=job_id))
     return GenerationJob.objects.get(pk=job_id)

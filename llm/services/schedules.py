@@ -1,14 +1,21 @@
 """Scheduled reruns: one django-celery-beat ``PeriodicTask`` per (dataset, cluster type) that
 calls ``llm.scheduled_rerun``, and the service that task runs.
 
-A scheduled rerun reclusters the dataset with the parameters of its latest run and summarises
-again; the plan step serves every cluster whose composition did not change from the cache, so
-only changed clusters reach a provider. It never overlaps an active run of the same dataset and
+A scheduled rerun reclusters the dataset with the schedule's own parameters and summarises again;
+the plan step serves every cluster whose composition did not change from the cache, so only
+changed clusters reach a provider. It never overlaps an active run of the same dataset and
 cluster type (checked under a row lock on the dataset, like ``pipeline_rerun``).
 
-Schedules are ordinary beat rows: the django-celery-beat admin edits, disables or deletes them,
-and ``celery -A config beat`` (``CELERY_BEAT_SCHEDULER`` = the database scheduler) picks up the
-change without a restart.
+A schedule owns its parameters: the complete clustering parameters (and optionally a provider)
+are stored in the beat row's kwargs, ``{"dataset", "cluster_type", "params": {...}[,
+"provider"]}``, set by ``schedule_rerun --param KEY=VALUE`` (when a schedule is created without
+``--param``, the parameters of the dataset's latest succeeded run, else the defaults, are copied
+into it once). Ad-hoc runs never change what a schedule clusters. A schedule stored before
+schedules had parameters is pinned the same way at its first rerun.
+
+Schedules are ordinary beat rows: the django-celery-beat admin edits (kwargs checked by
+:func:`rerun_kwargs_check` on save), disables or deletes them, and ``celery -A config beat``
+(``CELERY_BEAT_SCHEDULER`` = the database scheduler) picks up the change without a restart.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import json
 import logging
 import zoneinfo
 from dataclasses import dataclass
+from typing import Any
 
 from celery.schedules import crontab_parser
 from django.conf import settings
@@ -26,9 +34,10 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from django_celery_beat.validators import crontab_validator
 
 from clustering.datasets.registry import BUILTIN_DATASETS
-from clustering.domain.params import CLUSTER_TYPES
+from clustering.domain.params import CLUSTER_TYPES, ClusteringParams, InvalidParameters
 from clustering.models import ClusteringRun, Dataset, RunStatus
 from clustering.services import dataset_get
+from llm.providers.registry import PROVIDERS
 from llm.services.pipeline import active_run, pipeline_start
 
 logger = logging.getLogger(__name__)
@@ -150,6 +159,84 @@ def _crontab_get(cron: Cron, tz: str) -> CrontabSchedule:
     return CrontabSchedule.objects.create(**fields, timezone=zoneinfo.ZoneInfo(tz))
 
 
+def schedule_params_check(params: dict[str, Any]) -> dict[str, Any]:
+    """The complete clustering parameters of a schedule (defaults filled in), checked like an
+    ad-hoc run's.
+
+    Raises:
+        ScheduleError: unknown keys or out-of-range values; one line naming each parameter.
+    """
+    if not isinstance(params, dict):
+        raise ScheduleError(f"params must be an object of clustering parameters, got {params!r}")
+    try:
+        return ClusteringParams.from_dict(params).to_dict()
+    except InvalidParameters as exc:
+        raise ScheduleError(
+            "; ".join(f"--param {key}: {message}" for key, message in exc.errors.items())
+        ) from None
+    except TypeError as exc:  # e.g. a value of the wrong type compared with a number
+        raise ScheduleError(f"--param: {exc}") from None
+
+
+def param_assignments_parse(assignments: list[str]) -> dict[str, Any]:
+    """``["k=20", "resolution=1.5"]`` -> ``{"k": 20, "resolution": 1.5}``: each value is read as
+    JSON (numbers, booleans, strings in quotes), else taken as a plain string.
+
+    Raises:
+        ScheduleError: an assignment without ``=`` or with an empty name.
+    """
+    parsed: dict[str, Any] = {}
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ScheduleError(f"--param must look like NAME=VALUE, got {item!r}")
+        try:
+            parsed[key] = json.loads(raw)
+        except ValueError:
+            parsed[key] = raw
+    return parsed
+
+
+def _provider_check(provider: str | None) -> None:
+    if provider is not None and provider not in PROVIDERS:
+        raise ScheduleError(f"--provider must be one of {', '.join(PROVIDERS)}, got {provider!r}")
+
+
+def rerun_kwargs_check(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Check the kwargs of a rerun schedule as edited in the admin: ``dataset`` known,
+    ``cluster_type`` valid, ``params`` valid clustering parameters (completed with defaults),
+    ``provider`` (optional) a known provider, nothing else. Returns the normalised kwargs.
+
+    Raises:
+        ScheduleError: the first problem, in one line.
+    """
+    if not isinstance(kwargs, dict):
+        raise ScheduleError("kwargs must be a JSON object")
+    unknown = sorted(set(kwargs) - {"dataset", "cluster_type", "params", "provider"})
+    if unknown:
+        raise ScheduleError(f"unknown key(s) {', '.join(unknown)} in the kwargs")
+    slug = kwargs.get("dataset")
+    if not isinstance(slug, str) or not slug:
+        raise ScheduleError("kwargs need the dataset's slug as 'dataset'")
+    kind = _dataset_kind(slug)
+    chosen_type = kwargs.get("cluster_type") or kind
+    if chosen_type not in CLUSTER_TYPES:
+        raise ScheduleError(
+            f"--type must be one of {', '.join(CLUSTER_TYPES)}, got {chosen_type!r}"
+        )
+    checked: dict[str, Any] = {
+        "dataset": slug,
+        "cluster_type": chosen_type,
+        "params": schedule_params_check(kwargs.get("params") or {}),
+    }
+    provider = kwargs.get("provider")
+    _provider_check(provider)
+    if provider:
+        checked["provider"] = provider
+    return checked
+
+
 @dataclass(frozen=True)
 class RerunSchedule:
     """What :func:`rerun_schedule_save` stored; ``created`` is False for an update."""
@@ -167,6 +254,8 @@ def rerun_schedule_save(
     cron: str | None = None,
     tz: str | None = None,
     enabled: bool = True,
+    params: dict[str, Any] | None = None,
+    provider: str | None = None,
 ) -> RerunSchedule:
     """Create or update the one rerun schedule of a dataset and cluster type, idempotently.
 
@@ -175,9 +264,14 @@ def rerun_schedule_save(
     UTC. ``enabled=False`` keeps the schedule but beat stops sending it. A crontab row no other
     periodic task uses is deleted when the schedule moves to another one.
 
+    ``params`` (clustering parameters by name) are merged over the schedule's stored ones; a
+    new schedule (or one stored without parameters) starts from the parameters of the dataset's
+    latest succeeded run, else the defaults. The complete parameters are stored in the row's
+    kwargs. ``provider`` sets the schedule's provider (default: ``LLM_PROVIDER`` when it runs).
+
     Raises:
-        ScheduleError: unknown dataset, bad cluster type, malformed cron or time zone, or no
-            cron for a new schedule; nothing is stored.
+        ScheduleError: unknown dataset, bad cluster type, malformed cron or time zone, no cron
+            for a new schedule, bad parameters or provider; nothing is stored.
     """
     kind = _dataset_kind(dataset_slug)
     chosen_type = cluster_type or kind
@@ -187,10 +281,21 @@ def rerun_schedule_save(
         )
     parsed = cron_parse(cron) if cron is not None else None
     checked_tz = timezone_check(tz) if tz is not None else None
+    _provider_check(provider)
     name = rerun_schedule_name(dataset_slug=dataset_slug, cluster_type=chosen_type)
     with transaction.atomic():
         existing = PeriodicTask.objects.select_for_update().filter(name=name).first()
         old_crontab = existing.crontab if existing is not None else None
+        stored = _stored_kwargs(existing)
+        base = stored.get("params") or _latest_params_of(dataset_slug, chosen_type) or {}
+        kwargs: dict[str, Any] = {
+            "dataset": dataset_slug,
+            "cluster_type": chosen_type,
+            "params": schedule_params_check({**base, **(params or {})}),
+        }
+        chosen_provider = provider or stored.get("provider")
+        if chosen_provider:
+            kwargs["provider"] = chosen_provider
         if parsed is None:
             if old_crontab is None:
                 raise ScheduleError(
@@ -211,15 +316,15 @@ def rerun_schedule_save(
         task.crontab = crontab
         task.interval = task.solar = task.clocked = None
         task.args = "[]"
-        task.kwargs = json.dumps({"dataset": dataset_slug, "cluster_type": chosen_type})
+        task.kwargs = json.dumps(kwargs)
         task.enabled = enabled
         task.one_off = False
         task.queue = "default"  # cheap bookkeeping: never behind a backlog of provider calls
         task.description = (
-            f"Recluster {dataset_slug} ({chosen_type}) with the parameters of its latest run and "
-            "summarise again; clusters whose composition did not change come from the cache. "
-            "Skipped while a run of the same dataset and type is active. "
-            "Managed by `manage.py schedule_rerun`."
+            f"Recluster {dataset_slug} ({chosen_type}) with the parameters stored in this "
+            'schedule\'s kwargs ("params"; ad-hoc runs do not change them) and summarise again; '
+            "clusters whose composition did not change come from the cache. Skipped while a run "
+            "of the same dataset and type is active. Managed by `manage.py schedule_rerun`."
         )
         task.save()
         if (
@@ -238,6 +343,23 @@ def rerun_schedule_list() -> list[PeriodicTask]:
     )
 
 
+def _stored_kwargs(task: PeriodicTask | None) -> dict[str, Any]:
+    """The kwargs of a schedule row as a dict (empty when there is none or it is unreadable)."""
+    if task is None:
+        return {}
+    try:
+        value = json.loads(task.kwargs or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _latest_params_of(dataset_slug: str, cluster_type: str) -> dict[str, object] | None:
+    """:func:`_latest_params` of a dataset by slug; None for a dataset not registered yet."""
+    dataset = Dataset.objects.filter(slug=dataset_slug).first()
+    return _latest_params(dataset, cluster_type) if dataset is not None else None
+
+
 def _latest_params(dataset: Dataset, cluster_type: str) -> dict[str, object] | None:
     """Parameters of the latest succeeded run, else of the latest run of any status, else None
     (the defaults)."""
@@ -249,11 +371,18 @@ def _latest_params(dataset: Dataset, cluster_type: str) -> dict[str, object] | N
 
 
 def scheduled_rerun_start(
-    *, dataset_slug: str, cluster_type: str | None = None
+    *,
+    dataset_slug: str,
+    cluster_type: str | None = None,
+    params: dict[str, Any] | None = None,
+    provider: str | None = None,
 ) -> ClusteringRun | None:
     """Start a rerun of a dataset for beat: a new run through :func:`pipeline_start` with the
+    schedule's ``params`` and ``provider`` (default ``LLM_PROVIDER``); enqueued after commit.
+
+    ``params=None`` comes from a schedule stored before schedules had parameters: the
     parameters of the latest run of this dataset and cluster type (defaults when there is none)
-    and the configured provider (``LLM_PROVIDER``); enqueued after commit.
+    are used and pinned into that schedule's kwargs, so later ad-hoc runs do not change them.
 
     Returns the new run, or None when a run of the same dataset and cluster type is still active
     (clustering or summarising): the rerun is skipped and logged, never queued behind it.
@@ -263,6 +392,7 @@ def scheduled_rerun_start(
     Raises:
         UnknownDatasetError: no such dataset.
         InvalidParameters: bad cluster type (or stored parameters no longer valid).
+        ProviderNotConfigured: an unknown provider.
     """
     dataset = dataset_get(slug=dataset_slug)
     chosen_type = cluster_type or dataset.kind
@@ -277,17 +407,39 @@ def scheduled_rerun_start(
                 busy.pk,
             )
             return None
+        if params is None:
+            params = ClusteringParams.from_dict(
+                _latest_params(dataset, chosen_type) or {}
+            ).to_dict()
+            _pin_params(dataset_slug, chosen_type, params)
         run = pipeline_start(
             dataset_slug=dataset.slug,
-            params=_latest_params(dataset, chosen_type),
+            params=params,
             cluster_type=chosen_type,
-            provider=None,
+            provider=provider,
         )
     logger.info(
-        "scheduled rerun of %s (%s): run %s started (provider %s)",
+        "scheduled rerun of %s (%s): run %s started (provider %s, params %s)",
         dataset_slug,
         chosen_type,
         run.pk,
-        settings.LLM_PROVIDER,
+        provider or settings.LLM_PROVIDER,
+        json.dumps(params, sort_keys=True),
     )
     return run
+
+
+def _pin_params(dataset_slug: str, cluster_type: str, params: dict[str, Any]) -> None:
+    """Store ``params`` in the kwargs of the dataset's schedule that has none (a schedule stored
+    before schedules owned their parameters)."""
+    name = rerun_schedule_name(dataset_slug=dataset_slug, cluster_type=cluster_type)
+    task = PeriodicTask.objects.select_for_update().filter(name=name).first()
+    if task is None:
+        return
+    kwargs = _stored_kwargs(task)
+    if kwargs.get("params"):
+        return
+    kwargs.update(dataset=dataset_slug, cluster_type=cluster_type, params=params)
+    task.kwargs = json.dumps(kwargs)
+    task.save(update_fields=["kwargs"])
+    logger.warning("schedule %r had no parameters: pinned %s", name, task.kwargs)

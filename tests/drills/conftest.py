@@ -319,10 +319,11 @@ class Processes:
         concurrency: int = 4,
         queues: str = "default,llm",
         wait: bool = True,
+        pool: str = "threads",
     ) -> Proc:
-        """Start ``celery worker -Q default,llm`` (or other ``queues``; thread pool: one
-        process, so SIGKILL takes every task it runs with it) and, with ``wait``, wait until it
-        reports ready."""
+        """Start ``celery worker -Q default,llm`` (or other ``queues``; thread pool by default:
+        one process, so SIGKILL takes every task it runs with it; ``pool="prefork"`` for the
+        production default) and, with ``wait``, wait until it reports ready."""
         name = f"drill-w{sum(p.kind == 'worker' for p in self.procs) + 1}-{os.getpid()}"
         argv = [
             sys.executable,
@@ -334,7 +335,7 @@ class Processes:
             "-Q",
             queues,
             "--pool",
-            "threads",
+            pool,
             "--concurrency",
             str(concurrency),
             "--without-heartbeat",

@@ -12,6 +12,7 @@ from django.core.management import call_command
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 from django_celery_beat.schedulers import ModelEntry
 
+from clustering.domain.params import ClusteringParams
 from clustering.models import Dataset
 from config.celery import app
 from llm.services.reconcile import RECONCILE_SCHEDULE_NAME, RECONCILE_TASK
@@ -45,7 +46,9 @@ def test_creates_one_schedule_with_crontab_and_kwargs(planted_csv: Path) -> None
     [task] = _reruns()
     assert task.name == "rerun planted functional"
     assert task.enabled and not task.one_off
-    assert json.loads(task.kwargs) == {"dataset": "planted", "cluster_type": "functional"}
+    defaults = ClusteringParams().to_dict()  # no run yet: the schedule stores the defaults
+    kwargs = {"dataset": "planted", "cluster_type": "functional", "params": defaults}
+    assert json.loads(task.kwargs) == kwargs
     assert json.loads(task.args) == []
     assert task.crontab is not None and task.interval is None
     cron = task.crontab
@@ -60,7 +63,7 @@ def test_creates_one_schedule_with_crontab_and_kwargs(planted_csv: Path) -> None
     # beat's database scheduler turns the row into an entry it can evaluate
     entry = ModelEntry(task, app=app)
     assert entry.task == RERUN_TASK
-    assert entry.kwargs == {"dataset": "planted", "cluster_type": "functional"}
+    assert entry.kwargs == kwargs
     assert entry.options["queue"] == "default"
     assert entry.is_due().next > 0
 

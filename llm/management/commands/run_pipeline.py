@@ -33,6 +33,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--dataset", required=True, help="dataset slug, e.g. hpo-ndd, go-ndd")
         parser.add_argument("--provider", help="extractive or gemini (default: LLM_PROVIDER)")
+        parser.add_argument("--model", help="generation model (default: LLM_MODEL or provider's)")
+        parser.add_argument(
+            "--judge-model", help="judge model (default: LLM_JUDGE_MODEL or the generation model)"
+        )
         parser.add_argument("--force", action="store_true", help="regenerate cached summaries")
         parser.add_argument("--resolution", type=float, default=1.0)
         parser.add_argument("--seed", type=int, default=42)
@@ -49,6 +53,8 @@ class Command(BaseCommand):
                 dataset_slug=options["dataset"],
                 params=params,
                 provider=options["provider"],
+                model=options["model"],
+                judge_model=options["judge_model"],
                 force=options["force"],
                 enqueue=not eager,
             )
@@ -65,9 +71,7 @@ class Command(BaseCommand):
             # Eager Celery runs the chain in the calling thread; run it beside the progress bar.
             def target() -> None:
                 try:
-                    pipeline_chain(
-                        run_id=run.pk, provider=options["provider"], force=options["force"]
-                    ).apply_async()
+                    pipeline_chain(run_id=run.pk).apply_async()
                 except BaseException as exc:  # shown after the bar
                     failure.append(exc)
                 finally:
@@ -175,4 +179,12 @@ class Command(BaseCommand):
         )
         if job.message:
             console.print(f"note: {job.message}")
+        run = job.run
+        if run.redrives:
+            intent = run.intent or {}
+            console.print(
+                f"note: the reconciler re-drove run {run.pk} {run.redrives} time(s) after it "
+                f"stalled; it kept its intent (provider {intent.get('provider', job.provider)}, "
+                f"force {'on' if intent.get('force', job.force) else 'off'})"
+            )
         console.print(f"Source: {job.run.dataset.release}. {job.run.dataset.licence}")

@@ -1,15 +1,23 @@
 """`python manage.py schedule_rerun --dataset D [--type T] --cron "0 3 * * 1" [--timezone UTC]
-[--disable]` creates or updates the dataset's rerun schedule (one per dataset and cluster type);
-`--list` prints every rerun schedule. Beat (`celery -A config beat`) runs them."""
+[--param NAME=VALUE ...] [--provider P] [--disable]` creates or updates the dataset's rerun
+schedule (one per dataset and cluster type) with the clustering parameters it reruns with;
+`--list` prints every rerun schedule and its parameters. Beat (`celery -A config beat`) runs
+them."""
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from llm.services.schedules import ScheduleError, rerun_schedule_list, rerun_schedule_save
+from llm.services.schedules import (
+    ScheduleError,
+    param_assignments_parse,
+    rerun_schedule_list,
+    rerun_schedule_save,
+)
 
 
 class Command(BaseCommand):
@@ -34,6 +42,18 @@ class Command(BaseCommand):
         parser.add_argument(
             "--disable", action="store_true", help="keep the schedule but stop running it"
         )
+        parser.add_argument(
+            "--param",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="a clustering parameter the schedule reruns with, e.g. --param k=20 --param "
+            "resolution=1.5 (repeatable; merged over the stored ones; a new schedule starts "
+            "from the latest succeeded run's parameters, else the defaults)",
+        )
+        parser.add_argument(
+            "--provider", help="provider of the scheduled runs (default: LLM_PROVIDER then)"
+        )
         parser.add_argument("--list", action="store_true", help="print the rerun schedules")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -50,6 +70,8 @@ class Command(BaseCommand):
                 cron=options["cron"],
                 tz=options["timezone"],
                 enabled=not options["disable"],
+                params=param_assignments_parse(options["param"]) or None,
+                provider=options["provider"],
             )
         except ScheduleError as exc:
             self.stderr.write(f"error: {exc}")
@@ -66,7 +88,7 @@ class Command(BaseCommand):
         if not schedules:
             self.stdout.write("no rerun schedules")
             return
-        rows = [("name", "cron", "timezone", "state", "last run", "runs")]
+        rows = [("name", "cron", "timezone", "state", "last run", "runs", "params")]
         for task in schedules:
             cron = task.crontab
             expression = (
@@ -90,6 +112,7 @@ class Command(BaseCommand):
                     "enabled" if task.enabled else "disabled",
                     task.last_run_at.isoformat(timespec="seconds") if task.last_run_at else "never",
                     str(task.total_run_count),
+                    _params_shown(task.kwargs),
                 )
             )
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -97,3 +120,17 @@ class Command(BaseCommand):
             self.stdout.write(
                 "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
             )
+
+
+def _params_shown(kwargs: str) -> str:
+    """The schedule's parameters (and provider) as compact JSON, for ``--list``."""
+    try:
+        value = json.loads(kwargs or "{}")
+    except ValueError:
+        return "(unreadable kwargs)"
+    if not isinstance(value, dict):
+        return "(unreadable kwargs)"
+    shown: dict[str, Any] = dict(value.get("params") or {})
+    if value.get("provider"):
+        shown["provider"] = value["provider"]
+    return json.dumps(shown, sort_keys=True, separators=(",", ":")) if shown else "(latest run's)"
