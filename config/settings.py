@@ -56,6 +56,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # static files (admin CSS, the API docs' JS) served by the app under gunicorn, from
+    # STATIC_ROOT after `collectstatic`, compressed and with far-future caching of hashed names
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -93,7 +96,15 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
+# `python manage.py collectstatic` copies every app's static files here (hashed names and a
+# manifest, plus gzip/brotli copies); WhiteNoise serves them. With DEBUG on, names are not
+# hashed and no collectstatic is needed. Tests use the plain storage (tests/conftest.py), as
+# Django advises for manifest storage.
 STATIC_ROOT = env_path("STATIC_ROOT", BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 # --- Celery ---------------------------------------------------------------------------------
 REDIS_URL = env_redis_url("REDIS_URL")

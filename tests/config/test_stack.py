@@ -1,0 +1,134 @@
+"""The production stack as ``make up`` runs it (Procfile under honcho: gunicorn, a Celery
+worker, Celery beat), against the test database and Redis: the admin is styled (its CSS
+served by WhiteNoise from collectstatic's hashed files), /api/docs/ gets its JavaScript, a
+curator added with ``curator_add`` can use the review desk, beat's schedule reaches the worker,
+and Ctrl-C stops all three.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import re
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from llm.services.curators import curator_add
+from tests.stack import ROOT, Stack, stack_start
+
+PASSWORD = "a curator's long password"
+
+
+class Browser:
+    """Cookies and CSRF like a browser, with the standard library."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def get(self, path: str) -> tuple[int, dict[str, str], bytes]:
+        url = path if path.startswith("http") else self.base + path
+        with self.opener.open(url, timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+
+    def post(self, path: str, fields: dict[str, str]) -> tuple[int, str, bytes]:
+        token = next(c.value for c in self.jar if c.name == "csrftoken")
+        request = urllib.request.Request(
+            self.base + path,
+            data=urllib.parse.urlencode({**fields, "csrfmiddlewaretoken": token}).encode(),
+            headers={"Referer": self.base + path},
+        )
+        with self.opener.open(request, timeout=30) as response:
+            return response.status, response.url, response.read()
+
+
+def _asset(html: str, pattern: str) -> str:
+    found = re.search(pattern, html)
+    assert found, f"{pattern!r} not in the page"
+    return found.group(1)
+
+
+@pytest.mark.stack
+@pytest.mark.django_db(transaction=True)
+def test_make_up_stack_serves_a_styled_admin_api_docs_and_runs_beat_tasks(
+    tmp_path: Path,
+) -> None:
+    curator_add(username="curator", create=True, password=PASSWORD)
+    with stack_start(tmp_path) as stack:
+        _check_web(stack)
+        # beat sends the reconciler (due at once: never run) and the worker runs it
+        stack.wait_for_log(r"beat\.1 +\| .*Sending due task .*\(llm\.reconcile\)")
+        stack.wait_for_log(r"worker\.1 +\| .*Task llm\.reconcile\[[^\]]+\] succeeded")
+        code = stack.stop()
+    log = stack.log()
+    for name in ("web.1", "worker.1", "beat.1"):
+        assert re.search(rf"system +\| {re.escape(name)} stopped", log), log[-3000:]
+    assert code != 0 or "stopped" in log  # honcho reports the interrupted processes
+
+
+def _check_web(stack: Stack) -> None:
+    browser = Browser(stack.url)
+    status, _, body = browser.get("/admin/login/?next=/admin/")
+    assert status == 200
+    status, url, body = browser.post(
+        "/admin/login/?next=/admin/",
+        {"username": "curator", "password": PASSWORD, "next": "/admin/"},
+    )
+    html = body.decode()
+    assert url.endswith("/admin/") and "Site administration" in html, html[:2000]
+    assert "have permission to view or edit anything" not in html
+    for model in (
+        "llm/clustersummary",
+        "llm/generationjob",
+        "llm/summarytask",
+        "llm/llmcall",
+        "clustering/cluster",
+        "clustering/clusteringrun",
+        "clustering/dataset",
+    ):
+        assert f'href="/admin/{model}/"' in html, model
+    for hidden in ("llm/providerbatch", "auth/user", "django_celery_beat/periodictask"):
+        assert f'href="/admin/{hidden}/"' not in html, hidden
+
+    status, _, body = browser.get("/admin/llm/clustersummary/")
+    html = body.decode()
+    assert status == 200 and 'id="changelist"' in html
+    for pattern in (
+        r'href="(/static/admin/css/base\.[0-9a-f]{12}\.css)"',  # hashed by collectstatic
+        r'href="(/static/llm/review\.[0-9a-f]{12}\.css)"',  # the review desk's own CSS
+    ):
+        status, headers, css = browser.get(_asset(html, pattern))
+        assert status == 200 and headers["Content-Type"].startswith("text/css"), headers
+        assert "immutable" in headers.get("Cache-Control", "")
+        assert len(css) > 200
+
+    status, _, body = browser.get("/api/docs/")
+    html = body.decode()
+    assert status == 200
+    sidecar = '/static/drf_spectacular_sidecar/[^"]+'
+    script = _asset(html, rf'src="({sidecar}/swagger-ui-bundle\.[^"]+\.js)"')
+    status, headers, js = browser.get(script)
+    assert status == 200 and "javascript" in headers["Content-Type"], headers
+    assert len(js) > 100_000
+    status, headers, _ = browser.get(_asset(html, rf'href="({sidecar}/swagger-ui\.[^"]+\.css)"'))
+    assert status == 200 and headers["Content-Type"].startswith("text/css")
+
+
+def test_readme_production_steps_are_what_make_up_runs() -> None:
+    """Every command of README's Production block is a step of scripts/up or the Procfile."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\nProduction", 1)[1].split("\n\n", 3)
+    block = next(part for part in section if part.startswith("    "))
+    commands = [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
+    script = (ROOT / "scripts" / "up").read_text(encoding="utf-8")
+    procfile = (ROOT / "Procfile").read_text(encoding="utf-8")
+    steps = [line.strip() for line in script.splitlines() if line and not line.startswith("#")]
+    steps += [line.split(":", 1)[1].strip() for line in procfile.splitlines() if line.strip()]
+    assert commands, block
+    for command in commands:
+        assert any(command in step or step.endswith(command) for step in steps), command
+    for process in ("gunicorn config.wsgi", "celery -A config worker", "celery -A config beat"):
+        assert any(process in c for c in commands), process
