@@ -31,6 +31,7 @@ from .env import (
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+_DAY = 86400  # seconds
 
 DEBUG = env_bool("DEBUG", False)
 _DEV_KEY = "insecure-dev-key-only-for-the-embedded-default"
@@ -114,7 +115,7 @@ CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = REDIS_URL or "cache+memory://"
 # Longest task we run (a clustering run or one LLM job step) must finish well within this, or the
 # broker would redeliver a task that is still running.
-CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 3600, minimum=1, maximum=7 * 86400)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 3600, minimum=1, maximum=7 * _DAY)
 CELERY_VISIBILITY_TIMEOUT = env_int(
     "CELERY_VISIBILITY_TIMEOUT", 2 * CELERY_TASK_TIME_LIMIT, minimum=CELERY_TASK_TIME_LIMIT + 1
 )
@@ -151,9 +152,9 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # The reconciler (beat, every RECONCILE_INTERVAL_SECONDS) re-drives work stalled longer than
 # RECONCILE_STALL_SECONDS; a row re-driven RECONCILE_MAX_REDRIVES times that stalls again fails
 # with the reason.
-RECONCILE_INTERVAL_SECONDS = env_int("RECONCILE_INTERVAL_SECONDS", 60, minimum=5)
-RECONCILE_STALL_SECONDS = env_int("RECONCILE_STALL_SECONDS", 300, minimum=1)
-RECONCILE_MAX_REDRIVES = env_int("RECONCILE_MAX_REDRIVES", 5, minimum=1)
+RECONCILE_INTERVAL_SECONDS = env_int("RECONCILE_INTERVAL_SECONDS", 60, minimum=5, maximum=_DAY)
+RECONCILE_STALL_SECONDS = env_int("RECONCILE_STALL_SECONDS", 300, minimum=1, maximum=7 * _DAY)
+RECONCILE_MAX_REDRIVES = env_int("RECONCILE_MAX_REDRIVES", 5, minimum=1, maximum=1000)
 if "RECONCILE_MAX_DELIVERIES" in os.environ:  # renamed: counted claims and re-drives together
     raise SettingError(
         "RECONCILE_MAX_DELIVERIES: no longer read; set RECONCILE_MAX_REDRIVES (re-drives by the "
@@ -233,24 +234,40 @@ ANTHROPIC_API_KEY = env_secret("ANTHROPIC_API_KEY")
 # --- Provider batch APIs --------------------------------------------------------------------
 BATCH_API_ENABLED = env_bool("BATCH_API_ENABLED", True)
 # runs with more missed clusters than this go through the provider's batch API
-BATCH_THRESHOLD = env_int("BATCH_THRESHOLD", 100, minimum=0)
-BATCH_POLL_INTERVAL = env_int("BATCH_POLL_INTERVAL", 60, minimum=1)  # seconds between polls
-BATCH_TIMEOUT = env_int("BATCH_TIMEOUT", 24 * 3600, minimum=60)  # seconds before realtime fallback
-BATCH_MAX_REQUESTS_PER_BATCH = env_int("BATCH_MAX_REQUESTS_PER_BATCH", 10_000, minimum=1)
+BATCH_THRESHOLD = env_int("BATCH_THRESHOLD", 100, minimum=0, maximum=10_000_000)
+BATCH_POLL_INTERVAL = env_int(
+    "BATCH_POLL_INTERVAL", 60, minimum=1, maximum=_DAY
+)  # seconds between polls
+BATCH_TIMEOUT = env_int(
+    "BATCH_TIMEOUT", _DAY, minimum=60, maximum=7 * _DAY
+)  # seconds before realtime fallback
+BATCH_MAX_REQUESTS_PER_BATCH = env_int(
+    "BATCH_MAX_REQUESTS_PER_BATCH", 10_000, minimum=1, maximum=1_000_000
+)
 # seconds a batch driver's lease on a job lasts without renewal: a crashed driver blocks its job
 # this long; a live one renews it every quarter of it, however long building or collecting takes
-BATCH_DRIVER_LEASE_SECONDS = env_int("BATCH_DRIVER_LEASE_SECONDS", 120, minimum=10)
+BATCH_DRIVER_LEASE_SECONDS = env_int("BATCH_DRIVER_LEASE_SECONDS", 120, minimum=10, maximum=_DAY)
 # Requests per provider+model shared by every worker (Redis when REDIS_URL is set, else in-process);
 # any rate the `limits` library parses: "30/minute", "6 per 2 seconds".
 LLM_RATE_LIMIT = env_rate("LLM_RATE_LIMIT", "30/minute")
-LLM_TOKENS_PER_MINUTE = env_int("LLM_TOKENS_PER_MINUTE", 0, minimum=0)  # 0: no token limit
+LLM_TOKENS_PER_MINUTE = env_int(
+    "LLM_TOKENS_PER_MINUTE", 0, minimum=0, maximum=10**9
+)  # 0: no token limit
 # seconds added to the rate's window so call-start jitter never shows as a burst at the provider
 LLM_RATE_LIMIT_MARGIN = env_float("LLM_RATE_LIMIT_MARGIN", 0.25, minimum=0.0, maximum=60.0)
-LLM_MAX_ATTEMPTS = env_int("LLM_MAX_ATTEMPTS", 3, minimum=1)  # generation attempts per cluster
-LLM_CALL_TRIES = env_int("LLM_CALL_TRIES", 3, minimum=1)  # tries per call on transient errors
-LLM_BACKOFF_BASE = env_float("LLM_BACKOFF_BASE", 1.0, minimum=0.0)  # seconds, doubled per try
-LLM_BACKOFF_MAX = env_float("LLM_BACKOFF_MAX", 60.0, minimum=0.0)  # seconds
-LLM_JOB_TIME_LIMIT = env_int("LLM_JOB_TIME_LIMIT", 3600, minimum=1)  # seconds per generation job
+LLM_MAX_ATTEMPTS = env_int(
+    "LLM_MAX_ATTEMPTS", 3, minimum=1, maximum=10
+)  # generation attempts per cluster
+LLM_CALL_TRIES = env_int(
+    "LLM_CALL_TRIES", 3, minimum=1, maximum=20
+)  # tries per call on transient errors
+LLM_BACKOFF_BASE = env_float(
+    "LLM_BACKOFF_BASE", 1.0, minimum=0.0, maximum=3600.0
+)  # seconds, doubled per try
+LLM_BACKOFF_MAX = env_float("LLM_BACKOFF_MAX", 60.0, minimum=0.0, maximum=86400.0)  # seconds
+LLM_JOB_TIME_LIMIT = env_int(
+    "LLM_JOB_TIME_LIMIT", 3600, minimum=1, maximum=7 * _DAY
+)  # seconds per generation job
 LLM_TEMPERATURE = env_float("LLM_TEMPERATURE", 0.2, minimum=0.0, maximum=2.0)
 LLM_MAX_OUTPUT_TOKENS = env_int("LLM_MAX_OUTPUT_TOKENS", 4096, minimum=64, maximum=1_000_000)
 # USD per million input / output tokens per model, JSON; merged over llm/pricing.py defaults.

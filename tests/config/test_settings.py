@@ -135,6 +135,22 @@ def test_renamed_variable_is_refused_naming_its_successor() -> None:
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
+        # numbers too large to be meant (and that overflowed later, e.g. in a timedelta)
+        ("BATCH_TIMEOUT", "100000000000000000000"),
+        ("RECONCILE_STALL_SECONDS", "99999999999"),
+        ("LLM_BACKOFF_MAX", "1e300"),
+        ("CELERY_TASK_TIME_LIMIT", "31536000"),
+    ],
+)
+def test_numbers_above_their_maximum_are_refused(variable: str, value: str) -> None:
+    result = _start({variable: value})
+    _one_line_error(result, variable, value)
+    assert " between " in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
         ("DATABASE_URL", "postgres://app:hunter2-secret@127.0.0.1:5432"),
         ("REDIS_URL", "redis://:hunter2-secret@127.0.0.1:port/0"),
         ("CACHE_URL", "redis://:hunter2-secret@/1"),
