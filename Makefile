@@ -42,4 +42,4 @@ bench: install
 # stopped, migrate, collectstatic, then gunicorn, a Celery worker and beat under honcho;
 # Ctrl-C stops them all. PORT (default 8000), DATABASE_URL and REDIS_URL may be overridden.
 up: install
-	bash scripts/up
+	VENV=$(VENV) bash scripts/up

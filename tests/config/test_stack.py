@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from llm.services.curators import curator_add
+from llm.services.curators import CURATOR_PERMISSIONS, curator_add
 from tests.stack import ROOT, Stack, stack_start
 
 PASSWORD = "a curator's long password"
@@ -132,3 +132,78 @@ def test_readme_production_steps_are_what_make_up_runs() -> None:
         assert any(command in step or step.endswith(command) for step in steps), command
     for process in ("gunicorn config.wsgi", "celery -A config worker", "celery -A config beat"):
         assert any(process in c for c in commands), process
+
+
+@pytest.mark.stack
+def test_scripts_up_from_a_fresh_database_then_ctrl_c(tmp_path: Path) -> None:
+    """`make up`'s script itself: services checked, a database that does not exist yet created,
+    migrated (the curators group and beat schedules registered), static files collected, the
+    three processes up; Ctrl-C stops them. The database is dropped afterwards."""
+    import os
+    import signal
+    import subprocess
+    import time
+    import uuid
+
+    import psycopg
+    from django.conf import settings
+
+    from tests.stack import VENV_BIN, _free_port, _group_alive, http_status
+
+    db = settings.DATABASES["default"]
+    assert "postgresql" in db["ENGINE"], "needs DATABASE_URL on PostgreSQL"
+    name = f"clustersum_up_{uuid.uuid4().hex[:8]}"
+    server = {
+        key: str(db[field])
+        for key, field in (("host", "HOST"), ("port", "PORT"), ("user", "USER"))
+        if db.get(field)
+    }
+    if db.get("PASSWORD"):
+        server["password"] = str(db["PASSWORD"])
+    auth = server.get("user", "")
+    if "password" in server:
+        auth += ":" + server["password"]
+    url = f"postgres://{auth}@{server.get('host', '127.0.0.1')}:{server.get('port', '5432')}/{name}"
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env.update(
+        DATABASE_URL=url,
+        REDIS_URL=str(settings.REDIS_URL),
+        PORT=str(port),
+        STATIC_ROOT=str(tmp_path / "static"),
+        VENV=str(VENV_BIN.parent),
+    )
+    log_path = tmp_path / "up.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            ["bash", "scripts/up"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        end = time.monotonic() + 400
+        while http_status(f"http://127.0.0.1:{port}/admin/login/") != 200:
+            assert process.poll() is None, log_path.read_text()[-4000:]
+            assert time.monotonic() < end, log_path.read_text()[-4000:]
+            time.sleep(1)
+        text = log_path.read_text()
+        assert f"created database {name}" in text
+        assert "Applying llm.0001_initial... OK" in text
+        with psycopg.connect(dbname=name, autocommit=True, **server) as conn:  # type: ignore[arg-type]
+            perms = conn.execute(
+                "SELECT count(*) FROM auth_group g JOIN auth_group_permissions p "
+                "ON p.group_id = g.id WHERE g.name = 'curators'"
+            ).fetchone()
+            assert perms is not None and perms[0] == len(CURATOR_PERMISSIONS)
+        process.send_signal(signal.SIGINT)  # Ctrl-C: bash passes it on to honcho (exec)
+        assert process.wait(timeout=90) == 130
+        assert not _group_alive(process.pid), log_path.read_text()[-3000:]
+    finally:
+        if process.poll() is None or _group_alive(process.pid):
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+        with psycopg.connect(dbname="postgres", autocommit=True, **server) as conn:  # type: ignore[arg-type]
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
