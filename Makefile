@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/clustersum
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install demo test lint services bench
+.PHONY: install demo test lint services bench up
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -37,3 +37,9 @@ lint: install
 
 bench: install
 	$(PY) bench/clustering.py
+
+# The whole stack in the foreground (README, "Production"): PostgreSQL and Redis started if
+# stopped, migrate, collectstatic, then gunicorn, a Celery worker and beat under honcho;
+# Ctrl-C stops them all. PORT (default 8000), DATABASE_URL and REDIS_URL may be overridden.
+up: install
+	VENV=$(VENV) bash scripts/up

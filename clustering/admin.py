@@ -25,7 +25,7 @@ from llm.models import GenerationJob, JobStatus
 from llm.services.pipeline import ActiveRunConflict, pipeline_cancel, pipeline_rerun
 
 from .models import Cluster, ClusteringRun, Dataset, TermEnrichment
-from .views import dataset_acknowledgement
+from .views import dataset_licence_notice
 
 #: (background, text, border) per badge class; the same class names style the report page.
 BADGE_COLOURS: dict[str, tuple[str, str, str]] = {
@@ -68,23 +68,18 @@ def badge(css_class: str, label: str, **attrs: Any) -> SafeString:
 
 
 def acknowledgement_html(dataset: Dataset | None) -> SafeString:
-    """The dataset's release and licence as a block; HPO datasets get the HPO acknowledgement
-    highlighted (the HPO asks for it wherever its content is displayed)."""
+    """The dataset's release and its own licence notice as a highlighted block (the HPO
+    datasets' notice is the HPO acknowledgement the HPO asks for wherever its content is
+    displayed; go-ndd's is the Gene Ontology and WikiPathways licences)."""
     if dataset is None:
         return format_html("{}", "—")
-    notice = dataset_acknowledgement(dataset)
-    if notice:
-        return format_html(
-            '<div class="hpo-acknowledgement" style="border-left:4px solid #0969da;'
-            'padding:6px 10px;background:rgba(9,105,218,.08)"><strong>Human Phenotype Ontology'
-            "</strong> · release {}<br>{}</div>",
-            dataset.release or "not recorded",
-            notice,
-        )
     return format_html(
-        "<div>release {}<br>{}</div>",
+        '<div class="licence-notice" style="border-left:4px solid #0969da;'
+        'padding:6px 10px;background:rgba(9,105,218,.08)"><strong>{}</strong> · release {}'
+        "<br>{}</div>",
+        dataset.name or dataset.slug,
         dataset.release or "not recorded",
-        dataset.licence or "no licence text recorded",
+        dataset_licence_notice(dataset) or "no licence text recorded",
     )
 
 

@@ -34,6 +34,15 @@ class Dataset(models.Model):
     def __str__(self) -> str:
         return self.slug
 
+    @property
+    def licence_notice(self) -> str:
+        """The licence notice to show beside this dataset's content: its own ``licence``
+        field (never inferred from its name or source), with a ``{release}`` placeholder of a
+        built-in notice filled in; "" when no licence text is recorded."""
+        if not self.licence:
+            return ""
+        return self.licence.replace("{release}", self.release or "release not yet loaded")
+
 
 class DatasetAnnotation(models.Model):
     """One (entity, term) pair of a user-imported dataset."""

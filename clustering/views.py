@@ -9,7 +9,6 @@ can start a provider call.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +22,6 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from clustering.datasets.hpo import HPO_NOTICE
 from clustering.domain.stability import stability_band
 from clustering.figures import STATUS_ORDER, ClusterMark, cluster_bars_svg
 from clustering.selectors import cluster_display_terms, cluster_list
@@ -38,31 +36,14 @@ MEMBERS_SHOWN = 40
 #: Non-redundant enrichment terms listed on a card.
 TERMS_SHOWN = 5
 
-_HPO_WORD = re.compile(r"\bhpo\b", re.IGNORECASE)
 
-
-def dataset_uses_hpo(dataset: Dataset | None) -> bool:
-    """True when the dataset's content comes from the Human Phenotype Ontology (its slug, name,
-    source, release or licence says so), so the HPO acknowledgement must accompany it."""
-    if dataset is None:
-        return False
-    text = " ".join([dataset.slug, dataset.name, dataset.source, dataset.release, dataset.licence])
-    return "human phenotype ontology" in text.lower() or bool(_HPO_WORD.search(text))
-
-
-def dataset_acknowledgement(dataset: Dataset | None) -> str:
-    """The HPO acknowledgement to display beside HPO content of ``dataset``: the dataset's own
-    licence text when it names the HPO, else :data:`HPO_NOTICE` with the stored release.
-    Empty for datasets without HPO content.
-
-    Source: the HPO Consortium asks that HPO and its version be acknowledged wherever HPO
-    content is displayed (https://hpo.jax.org, licence).
-    """
-    if dataset is None or not dataset_uses_hpo(dataset):
-        return ""
-    if "human phenotype ontology" in dataset.licence.lower():
-        return dataset.licence
-    return HPO_NOTICE.format(release=dataset.release or "release not recorded")
+def dataset_licence_notice(dataset: Dataset | None) -> str:
+    """The licence notice shown beside ``dataset``'s content: the dataset's own licence field
+    (:attr:`Dataset.licence_notice`), "" for none. Never derived from matching text: the
+    go-ndd dataset, whose source mentions hpo-ndd, shows its Gene Ontology (CC BY 4.0) and
+    WikiPathways (CC0) notice, and the HPO datasets their HPO acknowledgement (the HPO
+    Consortium asks for it wherever HPO content is displayed, https://hpo.jax.org)."""
+    return dataset.licence_notice if dataset is not None else ""
 
 
 def summaries_by_hash(*, clusters: list[Cluster], cluster_type: str) -> dict[str, ClusterSummary]:
@@ -309,7 +290,7 @@ def run_report(request: HttpRequest, run_id: int) -> HttpResponse:
         "n_clusters": len(clusters),
         "n_clustered": clustered,
         "n_unclustered": len(run.unclustered or []),
-        "hpo_notice": dataset_acknowledgement(dataset),
+        "licence_notice": dataset_licence_notice(dataset),
         "admin_run_url": reverse("admin:clustering_clusteringrun_change", args=[run.pk])
         if staff
         else "",

@@ -9,26 +9,34 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 from .env import (
+    SettingError,
     env_bool,
     env_cache,
+    env_choice,
     env_database,
     env_float,
+    env_hosts,
     env_int,
-    env_json,
-    env_list,
+    env_name,
+    env_path,
+    env_price_table,
+    env_rate,
     env_redis_url,
+    env_secret,
+    env_throttle_rate,
+    env_url,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+_DAY = 86400  # seconds
 
 DEBUG = env_bool("DEBUG", False)
 _DEV_KEY = "insecure-dev-key-only-for-the-embedded-default"
-SECRET_KEY = os.environ.get("SECRET_KEY") or _DEV_KEY
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+SECRET_KEY = env_secret("SECRET_KEY", min_length=32) or _DEV_KEY
+ALLOWED_HOSTS = env_hosts("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -49,6 +57,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # static files (admin CSS, the API docs' JS) served by the app under gunicorn, from
+    # STATIC_ROOT after `collectstatic`, compressed and with far-future caching of hashed names
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -86,7 +97,15 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# `python manage.py collectstatic` copies every app's static files here (hashed names and a
+# manifest, plus gzip/brotli copies); WhiteNoise serves them. With DEBUG on, names are not
+# hashed and no collectstatic is needed. Tests use the plain storage (tests/conftest.py), as
+# Django advises for manifest storage.
+STATIC_ROOT = env_path("STATIC_ROOT", BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 # --- Celery ---------------------------------------------------------------------------------
 REDIS_URL = env_redis_url("REDIS_URL")
@@ -96,7 +115,7 @@ CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = REDIS_URL or "cache+memory://"
 # Longest task we run (a clustering run or one LLM job step) must finish well within this, or the
 # broker would redeliver a task that is still running.
-CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 3600, minimum=1)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 3600, minimum=1, maximum=7 * _DAY)
 CELERY_VISIBILITY_TIMEOUT = env_int(
     "CELERY_VISIBILITY_TIMEOUT", 2 * CELERY_TASK_TIME_LIMIT, minimum=CELERY_TASK_TIME_LIMIT + 1
 )
@@ -133,11 +152,11 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # The reconciler (beat, every RECONCILE_INTERVAL_SECONDS) re-drives work stalled longer than
 # RECONCILE_STALL_SECONDS; a row re-driven RECONCILE_MAX_REDRIVES times that stalls again fails
 # with the reason.
-RECONCILE_INTERVAL_SECONDS = env_int("RECONCILE_INTERVAL_SECONDS", 60, minimum=1)
-RECONCILE_STALL_SECONDS = env_int("RECONCILE_STALL_SECONDS", 300, minimum=1)
-RECONCILE_MAX_REDRIVES = env_int("RECONCILE_MAX_REDRIVES", 5, minimum=1)
+RECONCILE_INTERVAL_SECONDS = env_int("RECONCILE_INTERVAL_SECONDS", 60, minimum=1, maximum=_DAY)
+RECONCILE_STALL_SECONDS = env_int("RECONCILE_STALL_SECONDS", 300, minimum=1, maximum=7 * _DAY)
+RECONCILE_MAX_REDRIVES = env_int("RECONCILE_MAX_REDRIVES", 5, minimum=1, maximum=1000)
 if "RECONCILE_MAX_DELIVERIES" in os.environ:  # renamed: counted claims and re-drives together
-    raise ImproperlyConfigured(
+    raise SettingError(
         "RECONCILE_MAX_DELIVERIES: no longer read; set RECONCILE_MAX_REDRIVES (re-drives by the "
         "reconciler after which stalled work fails; default 5) instead"
     )
@@ -145,7 +164,9 @@ if "RECONCILE_MAX_DELIVERIES" in os.environ:  # renamed: counted claims and re-d
 # --- REST API -----------------------------------------------------------------------------------
 # Anonymous users may read validated summaries only (set False to require a login for reading).
 API_ANONYMOUS_READ = env_bool("API_ANONYMOUS_READ", True)
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int(
+    "DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024, minimum=1024, maximum=1024**3
+)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
@@ -162,8 +183,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.api_errors.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {
-        "write": os.environ.get("API_WRITE_THROTTLE", "60/hour"),
-        "anon": os.environ.get("API_ANON_THROTTLE", "600/hour"),
+        "write": env_throttle_rate("API_WRITE_THROTTLE", "60/hour"),
+        "anon": env_throttle_rate("API_ANON_THROTTLE", "600/hour"),
     },
 }
 SPECTACULAR_SETTINGS = {
@@ -196,39 +217,58 @@ LOGGING = {
 
 # --- LLM providers ----------------------------------------------------------------------------
 # "extractive" is the offline, deterministic, non-LLM baseline; "gemini" uses google-genai.
-LLM_PROVIDER = os.environ.get("LLM_PROVIDER", "extractive").strip() or "extractive"
-LLM_MODEL = os.environ.get("LLM_MODEL", "").strip()
-LLM_JUDGE_MODEL = os.environ.get("LLM_JUDGE_MODEL", "").strip()
+# the names of llm.providers.registry.DEFAULT_MODELS (settings cannot import the app)
+LLM_PROVIDERS = ("extractive", "gemini", "openai", "anthropic")
+LLM_PROVIDER = env_choice("LLM_PROVIDER", "extractive", LLM_PROVIDERS)
+LLM_MODEL = env_name("LLM_MODEL")
+LLM_JUDGE_MODEL = env_name("LLM_JUDGE_MODEL")
 # Points a provider at a compatible endpoint (a local emulator, an OpenAI-compatible server).
-LLM_BASE_URL = os.environ.get("LLM_BASE_URL", "").strip()
-LLM_TIMEOUT = env_float("LLM_TIMEOUT", 60.0, minimum=0.1)  # seconds per provider call
+LLM_BASE_URL = env_url("LLM_BASE_URL")
+# seconds per provider call
+LLM_TIMEOUT = env_float("LLM_TIMEOUT", 60.0, minimum=0.1, maximum=3600.0)
 # Keys are read from the environment only; never logged, stored or echoed in errors.
-GEMINI_API_KEY = os.environ.get("GEMINI_API_KEY", "") or os.environ.get("GOOGLE_API_KEY", "")
-OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
-ANTHROPIC_API_KEY = os.environ.get("ANTHROPIC_API_KEY", "")
+GEMINI_API_KEY = env_secret("GEMINI_API_KEY", fallback="GOOGLE_API_KEY")
+OPENAI_API_KEY = env_secret("OPENAI_API_KEY")
+ANTHROPIC_API_KEY = env_secret("ANTHROPIC_API_KEY")
 
 # --- Provider batch APIs --------------------------------------------------------------------
 BATCH_API_ENABLED = env_bool("BATCH_API_ENABLED", True)
 # runs with more missed clusters than this go through the provider's batch API
-BATCH_THRESHOLD = env_int("BATCH_THRESHOLD", 100, minimum=0)
-BATCH_POLL_INTERVAL = env_int("BATCH_POLL_INTERVAL", 60, minimum=1)  # seconds between polls
-BATCH_TIMEOUT = env_int("BATCH_TIMEOUT", 24 * 3600, minimum=60)  # seconds before realtime fallback
-BATCH_MAX_REQUESTS_PER_BATCH = env_int("BATCH_MAX_REQUESTS_PER_BATCH", 10_000, minimum=1)
+BATCH_THRESHOLD = env_int("BATCH_THRESHOLD", 100, minimum=0, maximum=10_000_000)
+BATCH_POLL_INTERVAL = env_int(
+    "BATCH_POLL_INTERVAL", 60, minimum=1, maximum=_DAY
+)  # seconds between polls
+BATCH_TIMEOUT = env_int(
+    "BATCH_TIMEOUT", _DAY, minimum=60, maximum=7 * _DAY
+)  # seconds before realtime fallback
+BATCH_MAX_REQUESTS_PER_BATCH = env_int(
+    "BATCH_MAX_REQUESTS_PER_BATCH", 10_000, minimum=1, maximum=1_000_000
+)
 # seconds a batch driver's lease on a job lasts without renewal: a crashed driver blocks its job
 # this long; a live one renews it every quarter of it, however long building or collecting takes
-BATCH_DRIVER_LEASE_SECONDS = env_int("BATCH_DRIVER_LEASE_SECONDS", 120, minimum=10)
+BATCH_DRIVER_LEASE_SECONDS = env_int("BATCH_DRIVER_LEASE_SECONDS", 120, minimum=10, maximum=_DAY)
 # Requests per provider+model shared by every worker (Redis when REDIS_URL is set, else in-process);
 # any rate the `limits` library parses: "30/minute", "6 per 2 seconds".
-LLM_RATE_LIMIT = os.environ.get("LLM_RATE_LIMIT", "30/minute").strip() or "30/minute"
-LLM_TOKENS_PER_MINUTE = env_int("LLM_TOKENS_PER_MINUTE", 0, minimum=0)  # 0: no token limit
+LLM_RATE_LIMIT = env_rate("LLM_RATE_LIMIT", "30/minute")
+LLM_TOKENS_PER_MINUTE = env_int(
+    "LLM_TOKENS_PER_MINUTE", 0, minimum=0, maximum=10**9
+)  # 0: no token limit
 # seconds added to the rate's window so call-start jitter never shows as a burst at the provider
-LLM_RATE_LIMIT_MARGIN = env_float("LLM_RATE_LIMIT_MARGIN", 0.25, minimum=0.0)
-LLM_MAX_ATTEMPTS = env_int("LLM_MAX_ATTEMPTS", 3, minimum=1)  # generation attempts per cluster
-LLM_CALL_TRIES = env_int("LLM_CALL_TRIES", 3, minimum=1)  # tries per call on transient errors
-LLM_BACKOFF_BASE = env_float("LLM_BACKOFF_BASE", 1.0, minimum=0.0)  # seconds, doubled per try
-LLM_BACKOFF_MAX = env_float("LLM_BACKOFF_MAX", 60.0, minimum=0.0)  # seconds
-LLM_JOB_TIME_LIMIT = env_int("LLM_JOB_TIME_LIMIT", 3600, minimum=1)  # seconds per generation job
-LLM_TEMPERATURE = env_float("LLM_TEMPERATURE", 0.2, minimum=0.0)
-LLM_MAX_OUTPUT_TOKENS = env_int("LLM_MAX_OUTPUT_TOKENS", 4096, minimum=64)
+LLM_RATE_LIMIT_MARGIN = env_float("LLM_RATE_LIMIT_MARGIN", 0.25, minimum=0.0, maximum=60.0)
+LLM_MAX_ATTEMPTS = env_int(
+    "LLM_MAX_ATTEMPTS", 3, minimum=1, maximum=10
+)  # generation attempts per cluster
+LLM_CALL_TRIES = env_int(
+    "LLM_CALL_TRIES", 3, minimum=1, maximum=20
+)  # tries per call on transient errors
+LLM_BACKOFF_BASE = env_float(
+    "LLM_BACKOFF_BASE", 1.0, minimum=0.0, maximum=3600.0
+)  # seconds, doubled per try
+LLM_BACKOFF_MAX = env_float("LLM_BACKOFF_MAX", 60.0, minimum=0.0, maximum=86400.0)  # seconds
+LLM_JOB_TIME_LIMIT = env_int(
+    "LLM_JOB_TIME_LIMIT", 3600, minimum=1, maximum=7 * _DAY
+)  # seconds per generation job
+LLM_TEMPERATURE = env_float("LLM_TEMPERATURE", 0.2, minimum=0.0, maximum=2.0)
+LLM_MAX_OUTPUT_TOKENS = env_int("LLM_MAX_OUTPUT_TOKENS", 4096, minimum=64, maximum=1_000_000)
 # USD per million input / output tokens per model, JSON; merged over llm/pricing.py defaults.
-LLM_PRICES = env_json("LLM_PRICES", {})
+LLM_PRICES = env_price_table("LLM_PRICES")

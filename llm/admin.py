@@ -41,7 +41,7 @@ from clustering.admin import (
 from clustering.domain.stability import stability_band
 from clustering.models import Cluster, Dataset, TermEnrichment
 from clustering.selectors import cluster_display_terms
-from clustering.views import dataset_acknowledgement
+from clustering.views import dataset_licence_notice
 
 from . import schedule_admin  # noqa: F401  (re-registers the beat schedules' admin)
 from .models import (
@@ -725,12 +725,13 @@ class ClusterSummaryAdmin(ActionsOnlyAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        """The list, with the HPO acknowledgement of every HPO dataset that has summaries."""
+        """The list, with the licence notice of every dataset that has summaries (each
+        dataset's own licence field)."""
         notices = [
-            (dataset, dataset_acknowledgement(dataset))
+            (dataset, dataset_licence_notice(dataset))
             for dataset in Dataset.objects.filter(summaries__isnull=False).distinct()
         ]
-        context = {**(extra_context or {}), "hpo_notices": [n for n in notices if n[1]]}
+        context = {**(extra_context or {}), "licence_notices": [n for n in notices if n[1]]}
         return super().changelist_view(request, extra_context=context)
 
     def change_view(

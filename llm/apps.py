@@ -19,6 +19,9 @@ class LlmConfig(AppConfig):
             sender=self,
             dispatch_uid="llm.register_maintenance_schedule",
         )
+        post_migrate.connect(
+            _ensure_curators_group, sender=self, dispatch_uid="llm.ensure_curators_group"
+        )
 
 
 def _register_maintenance_schedule(
@@ -34,3 +37,12 @@ def _register_maintenance_schedule(
     from llm.services.maintenance import maintenance_schedules_ensure
 
     maintenance_schedules_ensure(using=using)
+
+
+def _ensure_curators_group(sender: AppConfig, using: str = "default", **kwargs: Any) -> None:
+    """After ``migrate``: create the ``curators`` group, or reset it to exactly the review
+    desk's permissions (``llm.services.curators``). Runs after Django has created this app's
+    permissions (auth's handler is connected first)."""
+    from llm.services.curators import curators_group_ensure
+
+    curators_group_ensure(using=using)

@@ -26,11 +26,12 @@ from llm.providers.registry import PROVIDERS
 
 
 def licence_text(dataset: Any) -> str:
-    """A dataset's licence notice ready to show; a built-in dataset not loaded yet still holds
-    the notice's ``{release}`` placeholder."""
+    """A dataset's licence notice ready to show: its own licence field with the ``{release}``
+    placeholder of a built-in notice filled in
+    (:attr:`clustering.models.Dataset.licence_notice`)."""
     if dataset is None:
         return ""
-    return str(dataset.licence).replace("{release}", dataset.release or "release not yet loaded")
+    return str(dataset.licence_notice)
 
 
 def _viewer_is_authenticated(context: Mapping[str, Any]) -> bool:

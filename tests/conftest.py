@@ -94,6 +94,16 @@ def celery_worker(redis_url: str, transactional_db: None) -> Iterator[object]:
         yield worker
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Plain static files storage in-process: the production manifest storage needs
+    ``collectstatic`` first, which Django advises against for tests (the stack test in
+    tests/config/test_stack.py runs collectstatic and the manifest storage under gunicorn)."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """Show which services the run uses."""
     return [

@@ -52,7 +52,8 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
         ),
         licence=(
             "Gene Ontology: CC BY 4.0 (geneontology.org); WikiPathways: CC0; gene-set libraries "
-            "compiled by Enrichr (Ma'ayan Lab). KEGG is not included."
+            "compiled by Enrichr (Ma'ayan Lab). KEGG is not included. The genes' modes of "
+            "inheritance and syndromicity come from the Human Phenotype Ontology (hpo.jax.org)."
         ),
         load=go_ndd_load,
         release=_go_release,

@@ -4,6 +4,7 @@ process, and the worker path (enqueue, then follow progress from the database)."
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -56,9 +57,81 @@ def test_embedded_default_runs_the_main_job_and_reruns_from_cache(tmp_path: Path
         1 for sentence, (_, term) in zip(first_sentences, rows, strict=True) if term in sentence
     )
     assert named >= 0.8 * len(rows), (named, len(rows))
+    assert first.stdout.strip().splitlines()[-1].startswith(f"ok: all {n} clusters have a summary")
     second = _manage(["run_pipeline", "--dataset", "hpo-ndd"], env)
     assert second.returncode == 0, second.stderr
     assert f"skipped {n}" in second.stdout and "succeeded 0" in second.stdout
+    assert second.stdout.strip().splitlines()[-1] == (
+        f"ok: all {n} clusters have a summary: 0 generated (0 rejected by the judge), "
+        f"{n} served from the cache"
+    )
+
+
+def _embedded(tmp_path: Path, planted_csv: Path, **extra: str) -> dict[str, str]:
+    """The embedded default (SQLite file, eager Celery) with the planted dataset imported."""
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "LLM_PROVIDER"}}
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'run.sqlite3'}", COLUMNS="200", **extra)
+    assert _manage(["migrate", "--noinput", "-v0"], env).returncode == 0
+    imported = _manage(
+        ["dataset_import", str(planted_csv), "--slug", "planted", "--type", "functional"], env
+    )
+    assert imported.returncode == 0, imported.stderr
+    return env
+
+
+def test_a_failed_cluster_makes_the_command_exit_1_saying_so_last(
+    tmp_path: Path, planted_csv: Path
+) -> None:
+    """Every call refused (nothing listens on the provider's port): every cluster fails."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    env = _embedded(
+        tmp_path,
+        planted_csv,
+        GEMINI_API_KEY="test-key-not-secret",
+        LLM_BASE_URL=f"http://127.0.0.1:{dead}",
+        LLM_CALL_TRIES="1",
+        LLM_MAX_ATTEMPTS="1",
+        LLM_TIMEOUT="5",
+    )
+    result = _manage(
+        ["run_pipeline", "--dataset", "planted", "--k", "5", "--provider", "gemini"], env
+    )
+    assert result.returncode == 1, (result.stdout[-2000:], result.stderr[-2000:])
+    totals = next(line for line in result.stdout.splitlines() if line.startswith("total "))
+    n = int(totals.split()[1].rstrip(":"))
+    assert n >= 2 and f"failed {n}" in totals
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == f"error: {n} of {n} clusters failed (exit code 1)", last
+
+
+def test_some_clusters_failing_exit_1_and_the_rest_succeeding_is_counted(
+    tmp_path: Path, planted_csv: Path
+) -> None:
+    """The emulator answers the first generation request with a 400 (not retried): one cluster
+    fails, the others get their summaries; still exit 1."""
+    from llm.providers.emulators.gemini import GeminiEmulator
+
+    with GeminiEmulator() as emulator:
+        emulator.add_fault("status", target="generate", code=400)
+        env = _embedded(
+            tmp_path,
+            planted_csv,
+            GEMINI_API_KEY="test-key-not-secret",
+            LLM_BASE_URL=emulator.url,
+            LLM_CALL_TRIES="1",
+            LLM_MAX_ATTEMPTS="1",
+        )
+        args = ["run_pipeline", "--dataset", "planted", "--k", "5", "--provider", "gemini"]
+        result = _manage(args, env)
+    assert result.returncode == 1, (result.stdout[-2000:], result.stderr[-2000:])
+    totals = next(line for line in result.stdout.splitlines() if line.startswith("total "))
+    n = int(totals.split()[1].rstrip(":"))
+    assert "failed 1," in totals and n >= 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: 1 of {n} clusters failed (exit code 1)"
+    )
 
 
 @pytest.mark.worker

@@ -14,7 +14,7 @@ from clustering.domain.params import ClusteringParams
 from clustering.models import ClusteringRun, RunStatus
 from llm.models import ClusterSummary, GenerationJob, JobStatus, ValidationEvent
 
-from . import HPO_LICENCE, ReviewData, review_data_build, staff_user_create
+from . import GO_LICENCE, HPO_LICENCE, ReviewData, review_data_build, staff_user_create
 
 pytestmark = pytest.mark.django_db
 
@@ -54,7 +54,7 @@ def _act(client: Client, action: str, ids: list[int], url: str = CHANGELIST) -> 
 # --- list, filters, search ------------------------------------------------------------------
 
 
-def test_list_shows_status_and_verdict_badges_lock_and_hpo_notice(
+def test_list_shows_status_and_verdict_badges_lock_and_licence_notice(
     staff_client: Client, data: ReviewData, curator: User
 ) -> None:
     from llm.services.review import summary_status_set
@@ -70,7 +70,7 @@ def test_list_shows_status_and_verdict_badges_lock_and_hpo_notice(
     assert f'class="badge lock" data-role="lock" data-summary-id="{rejected}"' in html
     assert html.count('class="badge lock"') == 1
     assert "background:#1a7f37" in html  # coloured
-    assert "hpo-acknowledgement" in html and "Human Phenotype Ontology" in html
+    assert "licence-notice" in html and HPO_LICENCE in html  # the HPO dataset's own licence
     assert "HPO 2025-11-24" in html
 
 
@@ -376,19 +376,20 @@ def test_datasets_clusters_jobs_and_calls_are_read_only(
     assert staff_client.get(reverse(f"admin:{model}_add")).status_code == 403
 
 
-def test_cluster_and_dataset_pages_show_the_hpo_acknowledgement(
+def test_cluster_and_dataset_pages_show_their_datasets_own_licence(
     staff_client: Client, data: ReviewData
 ) -> None:
     cluster = data.clusters[0]
     html = staff_client.get(
         reverse("admin:clustering_cluster_change", args=[cluster.pk])
     ).content.decode()
-    assert "hpo-acknowledgement" in html and HPO_LICENCE in html
+    assert "licence-notice" in html and HPO_LICENCE in html
     assert 'name="_save"' not in html
     html = staff_client.get(
         reverse("admin:clustering_dataset_change", args=[data.go.pk])
     ).content.decode()
-    assert "hpo-acknowledgement" not in html and "CC BY 4.0" in html
+    assert "licence-notice" in html and GO_LICENCE in html
+    assert "Human Phenotype Ontology" not in html
 
 
 # --- review desk triage: distinctive rows, one-click review, notes, quick view -----------

@@ -1,6 +1,8 @@
 """End to end in a real headless browser (Debian's chromium driven by Playwright): a curator
 logs in to the admin, validates a pending summary with the bulk action, sees the badge change on
-the run report and the event, with their name, in the summary's audit trail.
+the run report and the event, with their name, in the summary's audit trail; and the review
+list with its quick view under the production stack (gunicorn, WhiteNoise) for a member of the
+curators group.
 
 Needs ``/usr/bin/chromium`` (Debian packages ``chromium``) and the ``playwright`` Python package;
 the test fails (it does not skip) when either is missing, because CI installs both.
@@ -143,14 +145,21 @@ def test_curator_triages_from_the_list_with_quick_view_and_one_click_review(
         _triage(page, live_server.url, data)
 
 
-def _triage(page: Any, base: str, data: ReviewData) -> None:
-    from llm.models import ClusterSummary
-
+def _login(page: Any, base: str) -> None:
     page.goto(f"{base}/admin/login/?next=/admin/llm/clustersummary/")
     page.fill("#id_username", "curator")
     page.fill("#id_password", PASSWORD)
     page.click('input[type="submit"]')
     page.wait_for_url("**/admin/llm/clustersummary/")
+
+
+def _triage(page: Any, base: str, data: ReviewData) -> None:
+    _login(page, base)
+    _triage_list(page, base, data)
+
+
+def _triage_list(page: Any, base: str, data: ReviewData) -> None:
+    from llm.models import ClusterSummary
 
     validated, pending = data.summaries["validated"], data.summaries["pending"]
     row = page.locator("#result_list tr", has=page.locator(f'input[value="{validated.pk}"]'))
@@ -193,3 +202,101 @@ def _triage(page: Any, base: str, data: ReviewData) -> None:
     refreshed = ClusterSummary.objects.get(pk=pending.pk)
     assert refreshed.validation_status == "validated" and refreshed.human_locked
     assert refreshed.events.order_by("id").last().user.username == "curator"  # type: ignore[union-attr]
+
+
+#: The admin's own CSS colours (django/contrib/admin/static/admin/css/base.css, light theme:
+#: --header-bg and --button-bg are var(--secondary), #417690).
+ADMIN_HEADER_BG = "rgb(65, 118, 144)"
+ADMIN_BUTTON_BG = "rgb(65, 118, 144)"
+LIST_COLUMNS = ("cluster_short", "excerpt", "evidence", "quality", "review_state", "review")
+
+
+@pytest.mark.browser
+@pytest.mark.stack
+@pytest.mark.django_db(transaction=True)
+def test_curator_group_member_triages_under_gunicorn_with_whitenoise_static(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review list and quick view in headless chromium against the production stack
+    (gunicorn, static files from collectstatic served by WhiteNoise), for a user added with
+    ``curator_add``: staff in the curators group, not a superuser."""
+    from django.contrib.auth.models import User
+
+    from llm.services.curators import CURATORS_GROUP, curator_add
+    from tests.stack import stack_start
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    data = review_data_build()
+    curator_add(username="curator", create=True, password=PASSWORD)
+    user = User.objects.get(username="curator")
+    assert user.is_staff and not user.is_superuser and not user.user_permissions.exists()
+    assert list(user.groups.values_list("name", flat=True)) == [CURATORS_GROUP]
+
+    with stack_start(tmp_path) as stack, browser_page() as page:
+        static: list[tuple[str, int, str]] = []
+        page.on(
+            "response",
+            lambda r: (
+                static.append((r.url, r.status, r.headers.get("content-type", "")))
+                if "/static/" in r.url
+                else None
+            ),
+        )
+        page.set_viewport_size({"width": 1440, "height": 900})
+        _login(page, stack.url)
+        _styled_list_checks(page, data, tmp_path)
+        _triage_list(page, stack.url, data)
+
+    # every static file the pages asked for came from WhiteNoise: hashed names, all 200
+    assert static, "no static file was requested"
+    assert all(status == 200 for _, status, _ in static), static
+    css = [url for url, _, kind in static if kind.startswith("text/css")]
+    assert any("/static/admin/css/base." in url for url in css), css
+    assert any("/static/llm/review." in url for url in css), css
+
+
+def _styled_list_checks(page: Any, data: ReviewData, shots: Path) -> None:
+    """Screenshots of the styled list: its columns, a pending row's Validate / Reject buttons
+    and the quick view panel, each checked on the page."""
+    # the admin's stylesheet is applied (an unstyled page has a transparent header)
+    header_bg = page.evaluate("getComputedStyle(document.getElementById('header')).backgroundColor")
+    assert header_bg == ADMIN_HEADER_BG, header_bg
+
+    # the list columns, side by side in one header row that fits 1440 px
+    header = page.locator("#result_list thead")
+    boxes = [header.locator(f"th.column-{name}").bounding_box() for name in LIST_COLUMNS]
+    assert all(box is not None and box["width"] > 20 for box in boxes), boxes
+    lefts = [box["x"] for box in boxes if box is not None]
+    assert lefts == sorted(lefts) and max(b["x"] + b["width"] for b in boxes if b) <= 1440
+    assert header.screenshot(path=str(shots / "columns.png"))
+
+    # a pending row has both one-click buttons, styled as admin buttons
+    pending = data.summaries["pending"]
+    row = page.locator("#result_list tr", has=page.locator(f'input[value="{pending.pk}"]'))
+    for kind, label in (("validate", "Validate"), ("reject", "Reject")):
+        button = row.locator(f"button.review-{kind}")
+        assert button.is_visible() and button.inner_text().strip() == label
+        colour = button.evaluate("b => getComputedStyle(b).backgroundColor")
+        assert colour == ADMIN_BUTTON_BG, (kind, colour)
+        # and llm/review.css (the desk's own stylesheet) is applied too
+        assert button.evaluate("b => getComputedStyle(b).padding") == "3px 8px"
+    assert row.screenshot(path=str(shots / "pending-row.png"))
+    # rows that are not pending have none
+    validated = data.summaries["validated"]
+    other = page.locator("#result_list tr", has=page.locator(f'input[value="{validated.pk}"]'))
+    assert other.locator("button.review-validate, button.review-reject").count() == 0
+
+    # the quick view panel opens in place with the cluster's members and the audit trail
+    quick = row.locator("details.quick-view")
+    quick.locator("summary").click()
+    body = quick.locator(".quick-view-body")
+    assert body.is_visible()
+    assert body.evaluate("b => getComputedStyle(b).position") == "absolute"  # a panel
+    box = body.bounding_box()
+    assert box is not None and box["width"] > 200 and box["height"] > 50, box
+    assert body.screenshot(path=str(shots / "quick-view.png"))
+    page.screenshot(path=str(shots / "list.png"), full_page=True)
+    for name in ("columns", "pending-row", "quick-view", "list"):
+        assert (shots / f"{name}.png").stat().st_size > 2_000, name
+    quick.locator("summary").click()  # closed again for the triage steps
+    assert not body.is_visible()

@@ -62,8 +62,8 @@ def test_staff_report_has_header_figure_cards_and_hpo_acknowledgement(
     assert svg.group(0).count('class="cluster-mark') == 4
     for status in ("validated", "pending", "rejected", "none"):
         assert f'class="cluster-mark status-{status}"' in svg.group(0)
-    # HPO acknowledgement with the dataset's licence text
-    assert 'id="hpo-acknowledgement"' in html and HPO_LICENCE in html
+    # the HPO acknowledgement: the dataset's own licence text
+    assert 'id="licence-notice"' in html and HPO_LICENCE in html
     # cards: every summary's text is visible to staff, with badges carrying the summary id
     for key, summary in data.summaries.items():
         card = _card(html, summary.cluster.number)  # type: ignore[union-attr]
@@ -145,7 +145,7 @@ def test_functional_run_has_no_hpo_notice_but_its_licence(
     staff_client: Client, data: ReviewData
 ) -> None:
     html = _report(staff_client, data.go_run)
-    assert 'id="hpo-acknowledgement"' not in html
+    assert 'id="licence-notice"' in html
     assert "Human Phenotype Ontology" not in html
     assert GO_LICENCE in html
     assert "Synaptic vesicle pathway" in html

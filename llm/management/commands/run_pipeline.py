@@ -1,5 +1,9 @@
 """`python manage.py run_pipeline --dataset D [--provider P] [--force]`: clustering, summaries
-and judging, with a progress bar, then a table of clusters and the job's totals."""
+and judging, with a progress bar, then a table of clusters and the job's totals.
+
+The last line says whether every cluster has a summary: ``ok: ...`` and exit code 0 when all
+succeeded, were rejected by the judge (stored for review) or were served from the cache;
+``error: N of M clusters failed ...`` on stderr and exit code 1 otherwise (2: bad arguments)."""
 
 from __future__ import annotations
 
@@ -19,12 +23,45 @@ from clustering.domain.params import InvalidParameters
 from clustering.models import ClusteringRun, RunStatus
 from clustering.selectors import cluster_display_terms
 from clustering.services import UnknownDatasetError
-from llm.models import GenerationJob, JobStatus, SummaryTask
+from llm.models import TERMINAL_STATES, GenerationJob, JobStatus, SummaryTask, TaskState
 from llm.providers.registry import ProviderNotConfigured
 from llm.services.pipeline import pipeline_start
 from llm.tasks import pipeline_chain
 
 FINAL_JOB = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+def job_outcome(job: GenerationJob) -> tuple[bool, str]:
+    """(whether every cluster of ``job`` has a summary, the sentence that says so).
+
+    Success: every task succeeded, was rejected by the judge after its attempts (the summary
+    is stored as rejected, with the reasoning, for review) or was skipped with a summary (served
+    from the cache, or kept under a curator's lock). Failure: any task failed, was skipped with
+    no summary (no provider key, job cancelled) or is unfinished, or the job itself did not
+    succeed.
+    """
+    tasks = list(SummaryTask.objects.filter(job=job).values_list("state", "summary_id"))
+    total = len(tasks)
+    failed = sum(1 for state, _ in tasks if state == TaskState.FAILED)
+    cached = sum(1 for state, sid in tasks if state == TaskState.SKIPPED and sid is not None)
+    missing = sum(1 for state, sid in tasks if state == TaskState.SKIPPED and sid is None)
+    unfinished = sum(1 for state, _ in tasks if state not in TERMINAL_STATES)
+    rejected = sum(1 for state, _ in tasks if state == TaskState.REJECTED)
+    generated = total - failed - cached - missing - unfinished
+    if failed or missing or unfinished or job.status != JobStatus.SUCCEEDED:
+        parts = [f"{failed} of {total} clusters failed"]
+        if missing:
+            parts.append(f"{missing} skipped without a summary")
+        if unfinished:
+            parts.append(f"{unfinished} unfinished")
+        if job.status != JobStatus.SUCCEEDED:
+            parts.append(f"job {job.pk} {job.status}")
+        reason = f": {job.message}" if job.message else ""
+        return False, f"{', '.join(parts)}{reason} (exit code 1)"
+    return True, (
+        f"all {total} clusters have a summary: {generated} generated "
+        f"({rejected} rejected by the judge), {cached} served from the cache"
+    )
 
 
 class Command(BaseCommand):
@@ -92,6 +129,12 @@ class Command(BaseCommand):
             self.stderr.write("error: the summary job did not start; is a worker running?")
             sys.exit(1)
         self._print(job, console)
+        ok, outcome = job_outcome(job)
+        if not ok:
+            self.stdout.flush()
+            self.stderr.write(f"error: {outcome}")
+            sys.exit(1)
+        console.print(f"ok: {outcome}")
 
     def _follow(
         self, run_id: int, console: Console, timeout: float, worker: threading.Thread | None
