@@ -121,3 +121,21 @@ def test_dataset_import_command_reports_line_numbers(tmp_path: Path) -> None:
     assert code == 2
     assert "line 3: empty term_id" in err and "nothing imported" in err
     assert not Dataset.objects.filter(slug="bad").exists()
+
+
+def test_dataset_import_command_refuses_bidi_and_control_characters(tmp_path: Path) -> None:
+    path = tmp_path / "spoof.csv"
+    path.write_text(
+        "entity_id,symbol,term_id,term_name,category\n"
+        "e1,SCN1A,t1,one,C\n"
+        "e2,SCN\u202e2A,t1,one,C\n"
+        'e3,"MECP\n2",t1,one,C\n'
+        "e4,CDKL5\u200f,t1,one,C\n",
+        encoding="utf-8",
+    )
+    code, _, err = _run("dataset_import", str(path), "--slug", "spoof", "--type", "functional")
+    assert code == 2
+    assert "line 3: forbidden character in symbol (bidirectional control character U+202E)" in err
+    assert "line 5: forbidden character in symbol (control character U+000A)" in err
+    assert "line 6: forbidden character in symbol (bidirectional control character U+200F)" in err
+    assert not Dataset.objects.exists()
