@@ -561,7 +561,7 @@ def clustering_run_execute(
             locked.finished_at = timezone.now()
             locked.save()
             return locked
-    except (Exception, MemoryError) as exc:
+    except Exception as exc:  # MemoryError and SoftTimeLimitExceeded included
         logger.exception("clustering run %s failed", run_id)
         reason = failure_reason(exc)
         ClusteringRun.objects.filter(pk=run_id).update(

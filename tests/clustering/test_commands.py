@@ -6,7 +6,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
+from django.core.management import call_command, load_command_class
 
 from clustering.models import Cluster, ClusteringRun, Dataset
 
@@ -139,3 +139,15 @@ def test_dataset_import_command_refuses_bidi_and_control_characters(tmp_path: Pa
     assert "line 5: forbidden character in symbol (control character U+000A)" in err
     assert "line 6: forbidden character in symbol (bidirectional control character U+200F)" in err
     assert not Dataset.objects.exists()
+
+
+def test_the_readme_shows_the_bounds_table_and_every_parameter_has_an_option() -> None:
+    from clustering.domain.bounds import PARAM_BOUNDS, bounds_markdown
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert bounds_markdown() in readme
+    for command in ("cluster", "run_pipeline"):
+        app = "clustering" if command == "cluster" else "llm"
+        text = load_command_class(app, command).create_parser("manage.py", command).format_help()
+        for bound in PARAM_BOUNDS.values():
+            assert bound.option in text, (command, bound.option)

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from clustering.domain.bounds import PARAM_BOUNDS
 from clustering.domain.params import InvalidParameters
 from clustering.management.bounded import add_bounded_arguments, bounded_values, usage_exit
 from clustering.models import ClusteringRun, RunStatus
@@ -31,15 +32,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--dataset", required=True, help="dataset slug, e.g. hpo-ndd, go-ndd")
-        add_bounded_arguments(parser, ("resolution", "seed", "k", "min_cluster_size"))
+        add_bounded_arguments(parser, PARAM_BOUNDS)
         add_bounded_arguments(parser, ("top",), defaults={"top": 3})
 
     def handle(self, *args: Any, **options: Any) -> None:
         # rich writes raw text; Django's OutputWrapper would add newlines to progress updates
         console = Console(file=cast(IO[str], self.stdout._out), highlight=False)
-        params = bounded_values(
-            options, ("resolution", "seed", "k", "min_cluster_size"), stderr=self.stderr
-        )
+        params = bounded_values(options, PARAM_BOUNDS, stderr=self.stderr)
         top = bounded_values(options, ("top",), stderr=self.stderr)["top"]
         try:
             run = clustering_run_create(

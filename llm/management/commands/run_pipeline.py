@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from clustering.domain.bounds import PARAM_BOUNDS
 from clustering.domain.params import InvalidParameters
 from clustering.management.bounded import add_bounded_arguments, bounded_values, usage_exit
 from clustering.models import ClusteringRun, RunStatus
@@ -27,7 +28,7 @@ from llm.tasks import pipeline_chain
 
 FINAL_JOB = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 #: run parameters with a command-line option (bounds: clustering.domain.bounds)
-RUN_OPTIONS = ("resolution", "seed", "k", "min_cluster_size")
+RUN_OPTIONS = tuple(PARAM_BOUNDS)
 
 
 class Command(BaseCommand):
