@@ -1,7 +1,8 @@
 """REST API views for clustering runs and clusters (permissions and throttles: ``llm.api``).
 
 * ``GET /api/runs/``, ``GET /api/runs/{id}/``: runs with stage, progress, totals, tokens, cost;
-* ``POST /api/runs/``: start the pipeline (``pipeline_start``) -> 202 with the run;
+* ``POST /api/runs/``: start the pipeline (``pipeline_start``) -> 202 with the run, 409 while a
+  run of the same dataset and cluster type is active (the body's ``active_run`` is its id);
 * ``POST /api/runs/{id}/rerun/``: ``pipeline_rerun`` -> 202 with the new run, 409 while a run of
   the same dataset and cluster type is active;
 * ``POST /api/runs/{id}/cancel/``: ``pipeline_cancel`` -> 200 with the run;
@@ -61,6 +62,28 @@ _ACCEPTED = (
     "(enqueued after commit). Poll the run's `url`: `stage`, `progress` and `totals` follow the "
     "pipeline, and `job.url` is the summarisation job once it is planned."
 )
+_ONE_ACTIVE = (
+    " One run per dataset and cluster type may be active (clustering or summarising): while one "
+    "is, the answer is 409 with its id in `active_run`."
+)
+
+
+def param_errors(exc: InvalidParameters) -> dict[str, str]:
+    """The errors of a run's parameters keyed by their request path (``params.k``);
+    ``cluster_type`` stays at the top level."""
+    return {
+        name if name == "cluster_type" else f"params.{name}": message
+        for name, message in exc.errors.items()
+    }
+
+
+def active_conflict(exc: ActiveRunConflict, dataset: str) -> Conflict:
+    """409 naming the active run (``active_run`` in the body is its id)."""
+    return Conflict(
+        f"Run {exc.run_id} of dataset {dataset} is still active; wait for it to finish or "
+        "cancel it.",
+        extra={"active_run": exc.run_id},
+    )
 
 
 @extend_schema_view(
@@ -74,13 +97,13 @@ _ACCEPTED = (
     ),
     create=extend_schema(
         summary="Start a clustering run and its summaries",
-        description=_ACCEPTED,
+        description=_ACCEPTED + _ONE_ACTIVE,
         request=RunCreateSerializer,
-        responses={202: ClusteringRunSerializer, **error_responses(*WRITE_ERRORS)},
+        responses={202: ClusteringRunSerializer, **error_responses(*WRITE_ERRORS, 409)},
     ),
     rerun=extend_schema(
         summary="Rerun: recluster with the same parameters and summarise the misses",
-        description=_ACCEPTED + " 409 while a run of the same dataset and type is still active.",
+        description=_ACCEPTED + _ONE_ACTIVE,
         request=RunRerunSerializer,
         responses={202: ClusteringRunSerializer, **error_responses(*WRITE_ERRORS, 404, 409)},
     ),
@@ -130,9 +153,11 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
         except UnknownDatasetError as exc:
             raise field_errors({"dataset": str(exc)}) from None
         except InvalidParameters as exc:
-            raise field_errors(exc.errors) from None
+            raise field_errors(param_errors(exc)) from None
         except ProviderNotConfigured as exc:
             raise field_errors({"provider": str(exc)}) from None
+        except ActiveRunConflict as exc:
+            raise active_conflict(exc, data["dataset"]) from None
         return self._accepted(run.pk)
 
     @action(detail=True, methods=["post"])
@@ -148,12 +173,9 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
                 force=payload.validated_data["force"],
             )
         except ActiveRunConflict as exc:
-            raise Conflict(
-                f"Run {exc.run_id} of dataset {old.dataset.slug} ({old.cluster_type}) is still "
-                "active; wait for it to finish or cancel it."
-            ) from None
+            raise active_conflict(exc, old.dataset.slug) from None
         except InvalidParameters as exc:
-            raise field_errors(exc.errors) from None
+            raise field_errors(param_errors(exc)) from None
         except ProviderNotConfigured as exc:
             raise field_errors({"provider": str(exc)}) from None
         return self._accepted(run.pk)

@@ -16,6 +16,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from clustering.domain.bounds import ALGORITHMS, PARAM_BOUNDS
 from clustering.domain.params import CLUSTER_TYPES
 from clustering.models import Cluster, ClusteringRun, Dataset, TermEnrichment
 from llm.models import ClusterSummary, GenerationJob
@@ -279,19 +280,40 @@ class ClusteringRunSerializer(serializers.ModelSerializer):
         return run.error.splitlines()[0] if run.error else ""
 
 
+def run_params_schema() -> dict[str, Any]:
+    """OpenAPI schema of a run's ``params``, built from the bounds table
+    (:data:`clustering.domain.bounds.PARAM_BOUNDS`)."""
+    properties: dict[str, Any] = {name: b.openapi() for name, b in PARAM_BOUNDS.items()}
+    properties["algorithm"] = {"type": "string", "enum": list(ALGORITHMS)}
+    return {
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": False,
+        "description": (
+            "Clustering parameters; a missing one takes its default. Bounds marked 'the "
+            "dataset's number of entities' are checked against the chosen dataset. Errors are "
+            "keyed by path, e.g. `params.k`."
+        ),
+    }
+
+
+@extend_schema_field(run_params_schema())
+class RunParamsField(serializers.DictField):
+    """``params`` of ``POST /api/runs/``: a JSON object, checked by ``ClusteringParams``."""
+
+
 class RunCreateSerializer(StrictInputSerializer):
     """Input of ``POST /api/runs/``.
 
-    ``params`` holds the clustering parameters (k, resolution, seed, min_cluster_size,
-    min_term_size, max_term_fraction, fdr_threshold, algorithm); missing ones take their
-    defaults; errors are reported per parameter name. ``cluster_type`` defaults to the
-    dataset's kind, ``provider`` to ``LLM_PROVIDER``; ``force`` regenerates cached summaries
-    (a curator's decision is still kept).
+    ``params`` holds the clustering parameters (bounds: ``clustering.domain.bounds``); missing
+    ones take their defaults; errors are keyed ``params.<name>``. ``cluster_type`` is the
+    dataset's kind (the default; another is refused), ``provider`` defaults to
+    ``LLM_PROVIDER``; ``force`` regenerates cached summaries (a curator's decision is kept).
     """
 
     dataset = serializers.CharField(max_length=64, help_text="Dataset slug, e.g. hpo-ndd.")
     cluster_type = serializers.ChoiceField(choices=list(CLUSTER_TYPES), required=False)
-    params = serializers.DictField(required=False, default=dict)
+    params = RunParamsField(required=False, default=dict)
     force = serializers.BooleanField(required=False, default=False)
     provider = serializers.ChoiceField(choices=list(PROVIDERS), required=False)
 

@@ -7,6 +7,7 @@ import io
 import logging
 import time
 import traceback
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +134,26 @@ def dataset_table_load(*, dataset: Dataset) -> AnnotationTable:
     return table
 
 
+#: Bidirectional formatting characters: embeddings and overrides U+202A-U+202E, isolates
+#: U+2066-U+2069, marks U+200E, U+200F and U+061C. They can make a name display as another.
+BIDI_CONTROLS = frozenset(
+    [*map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A)), *"\u200e\u200f\u061c"]
+)
+
+
+def unsafe_characters(value: str) -> str:
+    """ "" when ``value`` is safe to show, else a description of its first forbidden characters
+    (e.g. ``"control character U+000A"``): control characters (Unicode category Cc: NUL, line
+    breaks, tabs, DEL, C1), line and paragraph separators (U+2028, U+2029) and the bidi
+    formatting characters of :data:`BIDI_CONTROLS`."""
+    for char in value:
+        if unicodedata.category(char) == "Cc" or char in "\u2028\u2029":
+            return f"control character U+{ord(char):04X}"
+        if char in BIDI_CONTROLS:
+            return f"bidirectional control character U+{ord(char):04X}"
+    return ""
+
+
 @dataclass(frozen=True)
 class _ParsedImport:
     rows: list[tuple[str, str, str, str, str]]
@@ -206,9 +227,9 @@ def _parse_import_file(path: Path) -> _ParsedImport:
                 + ", ".join(f"{c} (at most {_COLUMN_LIMITS[c]} characters)" for c in too_long)
             )
             continue
-        with_nul = [c for c, v in values.items() if "\x00" in v]
-        if with_nul:
-            errors.append(f"line {line_no}: NUL character in {', '.join(with_nul)}")
+        unsafe = [f"{c} ({found})" for c, v in values.items() if (found := unsafe_characters(v))]
+        if unsafe:
+            errors.append(f"line {line_no}: forbidden character in {', '.join(unsafe)}")
             continue
         entity_id, symbol = values["entity_id"], values["symbol"]
         term_id, term_name, category = values["term_id"], values["term_name"], values["category"]
@@ -258,6 +279,9 @@ def dataset_import(
     name_limit = Dataset._meta.get_field("name").max_length or 0
     if len(name) > name_limit:
         problems.append(f"name is longer than {name_limit} characters")
+    for option, value in (("--name", name), ("--source", source), ("--licence", licence)):
+        if found := unsafe_characters(value.replace("\n", "") if option == "--licence" else value):
+            problems.append(f"{option}: forbidden {found}")
     if slug in BUILTIN_DATASETS or Dataset.objects.filter(slug=slug).exists():
         problems.append(f"a dataset with slug {slug!r} already exists; choose another slug")
     from django.core.validators import validate_slug
@@ -298,16 +322,62 @@ def dataset_import(
     return dataset
 
 
+class ActiveRunConflict(Exception):
+    """A run of the same dataset and cluster type is still active; ``run_id`` names it."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id} on the same dataset and cluster type is still active")
+
+
+def active_run(*, dataset: Dataset, cluster_type: str) -> ClusteringRun | None:
+    """The run of this dataset and type that is still clustering (pending, running) or
+    summarising (a generation job pending or running), if any."""
+    from llm.models import GenerationJob, JobStatus
+
+    running = ClusteringRun.objects.filter(
+        dataset=dataset, cluster_type=cluster_type, status__in=ACTIVE_RUN_STATES
+    ).first()
+    if running is not None:
+        return running
+    job = (
+        GenerationJob.objects.filter(
+            run__dataset=dataset,
+            run__cluster_type=cluster_type,
+            status__in=[JobStatus.PENDING, JobStatus.RUNNING],
+        )
+        .select_related("run")
+        .first()
+    )
+    return job.run if job is not None else None
+
+
+def _entity_count(dataset: Dataset) -> int:
+    """The dataset's number of entities; a built-in dataset never loaded is loaded once."""
+    if dataset.entity_count == 0 and dataset.builtin:
+        dataset_table_load(dataset=dataset)
+    return dataset.entity_count
+
+
 def clustering_run_create(
-    *, dataset_slug: str, params: dict[str, Any] | None = None, cluster_type: str | None = None
+    *,
+    dataset_slug: str,
+    params: dict[str, Any] | None = None,
+    cluster_type: str | None = None,
+    exclusive: bool = False,
 ) -> ClusteringRun:
     """Validate and record a new run (status pending); it does not start it.
 
-    ``cluster_type`` defaults to the dataset's kind.
+    ``cluster_type`` must be the dataset's kind (the default). Parameters are checked against
+    their bounds (:mod:`clustering.domain.bounds`), including those that depend on the dataset's
+    number of entities. With ``exclusive``, the dataset's row is locked (``SELECT ... FOR
+    UPDATE``, held until the caller's transaction commits) and no run is created while another
+    run of the same dataset and type is active: two simultaneous requests cannot both pass.
 
     Raises:
         UnknownDatasetError: unknown dataset.
         InvalidParameters: bad parameters or cluster type, one message per field.
+        ActiveRunConflict: ``exclusive`` and a run of the dataset and type is active.
     """
     dataset = dataset_get(slug=dataset_slug)
     checked = ClusteringParams.from_dict(params or {})
@@ -316,9 +386,45 @@ def clustering_run_create(
         raise InvalidParameters(
             {"cluster_type": f"must be one of {', '.join(CLUSTER_TYPES)}, got {chosen_type!r}"}
         )
-    return ClusteringRun.objects.create(
-        dataset=dataset, cluster_type=chosen_type, params=checked.to_dict()
-    )
+    if chosen_type != dataset.kind:
+        raise InvalidParameters(
+            {
+                "cluster_type": f"dataset {dataset.slug} is {dataset.kind}: cluster_type must be "
+                f"{dataset.kind!r} or omitted, got {chosen_type!r}"
+            }
+        )
+    checked.dataset_check(n_entities=_entity_count(dataset))
+    with transaction.atomic():
+        if exclusive:
+            Dataset.objects.select_for_update().get(pk=dataset.pk)
+            busy = active_run(dataset=dataset, cluster_type=chosen_type)
+            if busy is not None:
+                raise ActiveRunConflict(busy.pk)
+        return ClusteringRun.objects.create(
+            dataset=dataset, cluster_type=chosen_type, params=checked.to_dict()
+        )
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line saying why a clustering run failed; the worker's time and memory limits are
+    named with the setting that sets them."""
+    from celery.exceptions import SoftTimeLimitExceeded
+    from django.conf import settings
+
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return (
+            "time limit: clustering took longer than the worker's soft time limit of "
+            f"{settings.CELERY_TASK_SOFT_TIME_LIMIT} s (CELERY_TASK_TIME_LIMIT); use a smaller "
+            "k, fewer stability_repeats or null_repeats, or raise the limit"
+        )
+    if isinstance(exc, MemoryError):
+        limit = getattr(settings, "CELERY_WORKER_MEMORY_LIMIT_MB", 0)
+        where = f" of {limit} MB (CELERY_WORKER_MEMORY_LIMIT_MB)" if limit else ""
+        return (
+            f"memory limit: clustering needed more memory than the worker's limit{where}; use a "
+            "smaller k or raise the limit"
+        )
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _progress_writer(run_id: int, extra: ProgressCallback | None) -> ProgressCallback:
@@ -442,6 +548,7 @@ def _compute(run: ClusteringRun, progress: ProgressCallback | None) -> Clusterin
         t0 = time.perf_counter()
         table = dataset_table_load(dataset=run.dataset)
         load_seconds = time.perf_counter() - t0
+        params.dataset_check(n_entities=table.n_entities)
 
         def shifted(current: int, total: int, message: str) -> None:
             write(current + 1, total + 1, message)
@@ -475,12 +582,13 @@ def _compute(run: ClusteringRun, progress: ProgressCallback | None) -> Clusterin
             return locked
     except RunCancelled:
         raise
-    except Exception as exc:
+    except Exception as exc:  # MemoryError and SoftTimeLimitExceeded included
         logger.exception("clustering run %s failed", run_id)
+        reason = failure_reason(exc)
         ClusteringRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
             status=RunStatus.FAILED,
-            error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"[:10_000],
+            error=f"{reason}\n{traceback.format_exc(limit=5)}"[:10_000],
             finished_at=timezone.now(),
-            progress_message=f"Failed: {type(exc).__name__}: {exc}"[:300],
+            progress_message=f"Failed: {reason}"[:300],
         )
         return ClusteringRun.objects.get(pk=run_id)

@@ -6,7 +6,8 @@ Every error, whatever raised it, is answered as JSON::
 
 ``errors`` maps a request field to its messages for 400 responses about the payload (a nested
 field is dotted, ``params.k``; problems not tied to one field are under ``non_field_errors``)
-and is ``{}`` otherwise. ``code`` is DRF's error code (``invalid``, ``not_authenticated``,
+and is ``{}`` otherwise; a 409 about an active run adds ``"active_run": <id>``. ``code`` is
+DRF's error code (``invalid``, ``not_authenticated``,
 ``permission_denied``, ``not_found``, ``method_not_allowed``, ``throttled``, ``conflict``,
 ``request_too_large``, ``parse_error``, ``server_error`` ...).
 
@@ -48,6 +49,11 @@ class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The request conflicts with the current state of the resource."
     default_code = "conflict"
+
+    def __init__(self, detail: str | None = None, *, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(detail)
+        #: members added to the error body, e.g. ``{"active_run": 12}``
+        self.extra = dict(extra or {})
 
 
 class RequestTooLarge(exceptions.APIException):
@@ -170,6 +176,7 @@ def api_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Respons
             body = error_body(_validation_summary(errors), _first_code(exc.get_codes()), errors)
         else:
             body = error_body(str(detail), _first_code(exc.get_codes()))
+    body.update(getattr(exc, "extra", None) or {})
     set_rollback()
     return Response(body, status=exc.status_code, headers=headers)
 

@@ -7,16 +7,20 @@
 - The Redis visibility timeout (broker and result backend) is longer than the longest task, or
   Redis would redeliver tasks that are still running.
 - ``result_backend_always_retry``: a Redis blip while storing a result retries instead of failing.
+- Bounded tasks: ``CELERY_TASK_TIME_LIMIT`` (the soft limit 30 s before it lets a clustering run
+  record "time limit" on its row) and ``CELERY_WORKER_MEMORY_LIMIT_MB``, the address-space limit
+  of each prefork child (a task past it gets ``MemoryError``: "memory limit" on its row).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import resource
 from typing import Any
 
 from celery import Celery
-from celery.signals import beat_init
+from celery.signals import beat_init, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -42,3 +46,23 @@ def _maintenance_schedules_follow_settings(sender: Any = None, **kwargs: Any) ->
                 log.info("maintenance schedule %r %s: %s", row.name, state, row.interval)
     except Exception as exc:  # beat must still start; its scheduler reports the database
         log.warning("maintenance schedules not checked at beat start: %s", exc)
+
+
+def memory_limit_apply(limit_mb: int) -> None:
+    """Limit this process's address space to ``limit_mb`` megabytes (``RLIMIT_AS``; never above
+    an existing hard limit); 0 leaves it unlimited. Allocations past it raise ``MemoryError``."""
+    if limit_mb <= 0:
+        return
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    wanted = limit_mb * 1024 * 1024
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (wanted, hard))
+
+
+@worker_process_init.connect
+def _limit_child_memory(**kwargs: Any) -> None:
+    """Each prefork child gets ``CELERY_WORKER_MEMORY_LIMIT_MB``."""
+    from django.conf import settings
+
+    memory_limit_apply(int(getattr(settings, "CELERY_WORKER_MEMORY_LIMIT_MB", 0)))

@@ -121,6 +121,13 @@ CELERY_VISIBILITY_TIMEOUT = env_int(
 )
 # the soft limit leaves the task up to 30 s (at most a tenth of the limit) to record its failure
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - min(30, max(1, CELERY_TASK_TIME_LIMIT // 10))
+# Address-space limit (MB) of each prefork worker child (RLIMIT_AS, set in config/celery.py):
+# a task that needs more gets MemoryError and its row records "memory limit"; 0 = no limit.
+# A child whose resident memory grew past half of it is replaced after its task.
+CELERY_WORKER_MEMORY_LIMIT_MB = env_int(
+    "CELERY_WORKER_MEMORY_LIMIT_MB", 4096, minimum=0, maximum=1024 * 1024
+)
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = CELERY_WORKER_MEMORY_LIMIT_MB * 512 or None  # KiB
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"

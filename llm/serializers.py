@@ -71,6 +71,9 @@ class ErrorSerializer(serializers.Serializer):
         child=serializers.ListField(child=serializers.CharField()),
         help_text="Request field -> messages (400 on a bad payload); {} otherwise.",
     )
+    active_run = serializers.IntegerField(
+        required=False, help_text="409 of a run start: the id of the run still active."
+    )
 
 
 class ProgressSerializer(serializers.Serializer):

@@ -11,8 +11,8 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from clustering.models import ACTIVE_RUN_STATES, ClusteringRun, Dataset, RunStatus
-from clustering.services import clustering_run_create
+from clustering.models import ACTIVE_RUN_STATES, ClusteringRun, RunStatus
+from clustering.services import ActiveRunConflict, active_run, clustering_run_create
 from llm.models import GenerationJob, JobStatus
 from llm.providers.registry import (
     PROVIDERS,
@@ -23,13 +23,8 @@ from llm.providers.registry import (
 
 logger = logging.getLogger(__name__)
 
-
-class ActiveRunConflict(Exception):
-    """A run of the same dataset and cluster type is still active; ``run_id`` names it."""
-
-    def __init__(self, run_id: int) -> None:
-        self.run_id = run_id
-        super().__init__(f"run {run_id} on the same dataset and cluster type is still active")
+# ActiveRunConflict and active_run live with the run creation that enforces them
+__all__ = ["ActiveRunConflict", "active_run", "pipeline_cancel", "pipeline_rerun", "pipeline_start"]
 
 
 def run_intent(
@@ -78,9 +73,13 @@ def pipeline_start(
     (``ClusteringRun.intent``); the chain's messages carry only the run id, and the plan step
     reads the intent back from the row, so a re-driven chain does what was asked.
     With ``enqueue=False`` only the run is created (the caller starts ``pipeline_chain``).
+    At most one run of a dataset and cluster type is active: the check runs under a row lock
+    on the dataset (``clustering_run_create(exclusive=True)``), so of two simultaneous starts
+    one gets :class:`ActiveRunConflict`.
 
     Raises:
         UnknownDatasetError, InvalidParameters: from the clustering run.
+        ActiveRunConflict: a run of the dataset and type is still clustering or summarising.
         ProviderNotConfigured: an unknown provider name (a missing key is not an error here: the
             job then finishes with every cluster skipped and one message).
     """
@@ -89,7 +88,7 @@ def pipeline_start(
 
     with transaction.atomic():
         run = clustering_run_create(
-            dataset_slug=dataset_slug, params=params, cluster_type=cluster_type
+            dataset_slug=dataset_slug, params=params, cluster_type=cluster_type, exclusive=True
         )
         ClusteringRun.objects.filter(pk=run.pk).update(intent=intent)
         run.intent = intent
@@ -97,25 +96,6 @@ def pipeline_start(
             signature = pipeline_chain(run_id=run.pk)
             transaction.on_commit(signature.apply_async)
     return run
-
-
-def active_run(*, dataset: Dataset, cluster_type: str) -> ClusteringRun | None:
-    """The run of this dataset and type that is still clustering or summarising, if any."""
-    running = ClusteringRun.objects.filter(
-        dataset=dataset, cluster_type=cluster_type, status__in=ACTIVE_RUN_STATES
-    ).first()
-    if running is not None:
-        return running
-    job = (
-        GenerationJob.objects.filter(
-            run__dataset=dataset,
-            run__cluster_type=cluster_type,
-            status__in=[JobStatus.PENDING, JobStatus.RUNNING],
-        )
-        .select_related("run")
-        .first()
-    )
-    return job.run if job is not None else None
 
 
 def pipeline_rerun(
@@ -129,19 +109,13 @@ def pipeline_rerun(
         ClusteringRun.DoesNotExist: no such run.
     """
     old = ClusteringRun.objects.select_related("dataset").get(pk=run_id)
-    with transaction.atomic():
-        # serialise reruns of one dataset: the lock is held until the new run is committed
-        Dataset.objects.select_for_update().get(pk=old.dataset_id)
-        busy = active_run(dataset=old.dataset, cluster_type=old.cluster_type)
-        if busy is not None:
-            raise ActiveRunConflict(busy.pk)
-        return pipeline_start(
-            dataset_slug=old.dataset.slug,
-            params=old.params,
-            cluster_type=old.cluster_type,
-            provider=provider,
-            force=force,
-        )
+    return pipeline_start(
+        dataset_slug=old.dataset.slug,
+        params=old.params,
+        cluster_type=old.cluster_type,
+        provider=provider,
+        force=force,
+    )
 
 
 CANCELLED_MESSAGE = "job cancelled"

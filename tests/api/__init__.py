@@ -273,8 +273,12 @@ def build_world() -> World:
 
 
 def assert_error_shape(body: Any, *, code: str | None = None) -> None:
-    """Every error body is {"detail": str, "code": str, "errors": {field: [str]}}."""
-    assert set(body) == {"detail", "code", "errors"}, body
+    """Every error body is {"detail": str, "code": str, "errors": {field: [str]}}; the 409 of a
+    run start adds "active_run" (an id)."""
+    extra = {"active_run"} if body.get("code") == "conflict" else set()
+    assert set(body) - extra == {"detail", "code", "errors"}, body
+    if "active_run" in body:
+        assert isinstance(body["active_run"], int), body
     assert isinstance(body["detail"], str) and body["detail"]
     assert isinstance(body["code"], str) and body["code"]
     assert isinstance(body["errors"], dict)

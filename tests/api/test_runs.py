@@ -9,7 +9,7 @@ from django.core.cache import cache
 
 from clustering.models import ClusteringRun, RunStatus
 from llm.models import GenerationJob, JobStatus
-from tests.api import assert_error_shape, build_world, client_for, make_user
+from tests.api import World, assert_error_shape, build_world, client_for, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -19,6 +19,13 @@ def _fresh_throttles() -> Iterator[None]:
     cache.clear()
     yield
     cache.clear()
+
+
+def idle_world() -> World:
+    """The world with its job finished: no run of demo-genes is active."""
+    world = build_world()
+    GenerationJob.objects.filter(pk=world.job.pk).update(status=JobStatus.SUCCEEDED)
+    return world
 
 
 def test_list_and_detail_show_job_progress_totals_tokens_and_cost() -> None:
@@ -142,7 +149,7 @@ def test_unknown_run_is_a_json_404() -> None:
 def test_create_returns_202_with_the_run_and_enqueues_after_commit(
     kind: str, django_capture_on_commit_callbacks
 ) -> None:
-    build_world()
+    idle_world()
     client = client_for(make_user(kind))
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = client.post(
@@ -163,14 +170,39 @@ def test_create_returns_202_with_the_run_and_enqueues_after_commit(
 
 
 def test_create_accepts_cluster_type_and_provider() -> None:
-    build_world()
+    idle_world()
     response = client_for(make_user("runner")).post(
         "/api/runs/",
-        {"dataset": "demo-genes", "cluster_type": "phenotype", "provider": "extractive"},
+        {"dataset": "demo-genes", "cluster_type": "functional", "provider": "extractive"},
         format="json",
     )
     assert response.status_code == 202
-    assert response.json()["cluster_type"] == "phenotype"
+    assert response.json()["cluster_type"] == "functional"
+
+
+def test_create_refuses_a_cluster_type_other_than_the_datasets_kind() -> None:
+    idle_world()
+    response = client_for(make_user("runner")).post(
+        "/api/runs/", {"dataset": "demo-genes", "cluster_type": "phenotype"}, format="json"
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert_error_shape(body, code="invalid")
+    assert list(body["errors"]) == ["cluster_type"]
+    assert "functional" in body["errors"]["cluster_type"][0]
+    assert ClusteringRun.objects.count() == 1
+
+
+def test_create_while_a_run_is_active_is_409_with_its_id() -> None:
+    world = build_world()  # its job is still running
+    response = client_for(make_user("runner")).post(
+        "/api/runs/", {"dataset": "demo-genes"}, format="json"
+    )
+    assert response.status_code == 409
+    body = response.json()
+    assert_error_shape(body, code="conflict")
+    assert body["active_run"] == world.run.pk
+    assert ClusteringRun.objects.count() == 1
 
 
 def test_create_needs_the_permission() -> None:
@@ -206,11 +238,11 @@ def test_create_bad_parameters_are_reported_per_parameter() -> None:
     body = response.json()
     assert_error_shape(body, code="invalid")
     # from_dict reports unknown keys first; the ranges follow once the keys are known
-    assert set(body["errors"]) == {"colour"}
+    assert set(body["errors"]) == {"params.colour"}
     response = client_for(make_user("runner", "r2")).post(
         "/api/runs/", {"dataset": "demo-genes", "params": {"k": 1, "resolution": -2}}, format="json"
     )
-    assert set(response.json()["errors"]) == {"k", "resolution"}
+    assert set(response.json()["errors"]) == {"params.k", "params.resolution"}
     assert ClusteringRun.objects.count() == 1
 
 
@@ -262,6 +294,7 @@ def test_rerun_while_a_run_is_active_is_409() -> None:
     body = response.json()
     assert_error_shape(body, code="conflict")
     assert f"Run {world.run.pk}" in body["detail"]
+    assert body["active_run"] == world.run.pk
     assert ClusteringRun.objects.count() == 1
 
 

@@ -77,8 +77,9 @@ def test_execute_is_idempotent_and_recovers_a_dead_worker(planted_csv: Path) -> 
 
 def test_a_failing_run_records_the_error(planted_csv: Path) -> None:
     dataset_import(path=planted_csv, slug="planted", kind="functional")
+    # no term of the 36 planted entities is on 30 of them: no feature passes the filters
     run = clustering_run_create(
-        dataset_slug="planted", params={"min_term_size": 1000, "min_cluster_size": 5}
+        dataset_slug="planted", params={"min_term_size": 30, "min_cluster_size": 5}
     )
     run = clustering_run_execute(run_id=run.pk)
     assert run.status == RunStatus.FAILED

@@ -38,6 +38,7 @@ BAD_VALUES: dict[str, str] = {
     "STATIC_ROOT": "relative/static",
     "CELERY_TASK_TIME_LIMIT": "soon",
     "CELERY_VISIBILITY_TIMEOUT": "10",  # must exceed the task time limit
+    "CELERY_WORKER_MEMORY_LIMIT_MB": "-1",
     "LLM_PROVIDER": "gpt",
     "LLM_MODEL": "gemini 2.5 flash",
     "LLM_JUDGE_MODEL": "judge;rm",

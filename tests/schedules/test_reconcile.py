@@ -16,7 +16,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from clustering.models import Cluster, ClusteringRun, RunStatus
+from clustering.models import Cluster, ClusteringRun, Dataset, RunStatus
 from clustering.services import clustering_run_create, clustering_run_execute
 from llm.models import GenerationJob, JobStatus, LLMCall, SummaryTask, TaskState
 from llm.services.generation import job_plan, summary_task_execute
@@ -144,12 +144,21 @@ def test_redrives_are_bounded_then_the_task_fails_with_an_explanation(
     assert job.status == JobStatus.SUCCEEDED and (job.total, job.failed) == (3, 3)
 
 
+def _other_type_run(slug: str) -> ClusteringRun:
+    """A pending phenotype run of the functional dataset ``slug``: a row the services no longer
+    create (cluster_type must be the dataset's kind) but which the reconciler must handle
+    beside the functional runs, e.g. a run stored before that rule."""
+    return ClusteringRun.objects.create(
+        dataset=Dataset.objects.get(slug=slug), cluster_type="phenotype", params=PARAMS
+    )
+
+
 def test_stalled_clustering_runs_are_redriven_then_failed(
     planted_csv: Path, django_capture_on_commit_callbacks
 ) -> None:
     slug = import_planted(planted_csv)
     pending = clustering_run_create(dataset_slug=slug, params=PARAMS)
-    running = clustering_run_create(dataset_slug=slug, params=PARAMS, cluster_type="phenotype")
+    running = _other_type_run(slug)
     fresh = clustering_run_create(dataset_slug=slug, params={**PARAMS, "seed": 1})
     now = timezone.now()
     ClusteringRun.objects.filter(pk__in=[pending.pk, running.pk]).update(created_at=now - LONG_AGO)
@@ -317,7 +326,7 @@ def test_batch_jobs_are_left_to_the_batch_poller(
     SummaryTask.objects.filter(pk__in=ids).update(
         state=TaskState.RUNNING, lease_until=now + timedelta(hours=25)
     )
-    other = clustering_run_create(dataset_slug="planted", params=PARAMS, cluster_type="phenotype")
+    other = _other_type_run("planted")
     clustering_run_execute(run_id=other.pk)
     other_ids = job_plan(run_id=other.pk)
     _backdate_tasks(other_ids)

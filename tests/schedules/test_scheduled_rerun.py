@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from clustering.domain.params import ClusteringParams
+from clustering.domain.params import ClusteringParams, InvalidParameters
 from clustering.models import ClusteringRun, RunStatus
 from clustering.services import clustering_run_create
 from llm.models import GenerationJob, JobStatus, LLMCall, SummaryTask, TaskState
@@ -74,10 +74,13 @@ def test_refuses_to_overlap_a_run_still_summarising(
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         assert scheduled_rerun_start(dataset_slug=planted, cluster_type="functional") is None
     assert callbacks == [] and ClusteringRun.objects.count() == 1
-    # another cluster type of the same dataset is not blocked
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        other = scheduled_rerun_start(dataset_slug=planted, cluster_type="phenotype")
-    assert other is not None and len(callbacks) == 1
+    # another cluster type than the dataset's kind is refused, not scheduled
+    with (
+        django_capture_on_commit_callbacks(execute=False) as callbacks,
+        pytest.raises(InvalidParameters, match="cluster_type must be 'functional'"),
+    ):
+        scheduled_rerun_start(dataset_slug=planted, cluster_type="phenotype")
+    assert callbacks == [] and ClusteringRun.objects.count() == 1
 
 
 def test_bad_input_in_the_task_is_logged_not_raised(

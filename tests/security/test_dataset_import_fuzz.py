@@ -4,10 +4,12 @@ Hypothesis writes whole files: a header with the five columns in any order (any 
 extra columns), CSV or TSV, ``\\n`` or ``\\r\\n`` line ends, an optional BOM, blank and
 whitespace-only lines, unicode everywhere (quotes, delimiters, line breaks and other line
 separators inside quoted cells), padded cells, exact repeats, and a mix of bad rows (wrong
-field count, empty cell, value longer than its column, NUL character, an entity with two
-symbols, a term with two names, an unterminated quote). An independent oracle knows which rows
-are good and on which line each bad row ends. The property: a file without errors imports
-exactly its distinct good rows (values stripped, nothing altered); a file with errors raises
+field count, empty cell, value longer than its column, a control or bidi formatting character
+(NUL, line breaks, C0/C1 controls, U+2028/9, U+202A-E, U+2066-9, U+200E/F, U+061C), an
+entity with two symbols, a term with two names, an unterminated quote). An independent oracle
+knows which rows are good and on which line each bad row ends. The property: a file without
+errors imports exactly its distinct good rows (values stripped, nothing altered); a file with
+errors raises
 ``DatasetImportError`` naming the line of every bad row and leaves the database as it was;
 nothing else is ever raised.
 """
@@ -18,6 +20,7 @@ import csv
 import io
 import re
 import tempfile
+import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +40,20 @@ LIMITS: dict[str, int] = {
     for name in IMPORT_COLUMNS
 }
 Row = tuple[str, str, str, str, str]
-BAD_KINDS = ("fields", "empty", "long", "nul", "symbol", "term")
+BAD_KINDS = ("fields", "empty", "long", "unsafe", "symbol", "term")
+#: Characters a value may not hold (injected by the "unsafe" bad kind).
+_UNSAFE = ["\x00", "\n", "\r", "\t", "\x1b", "\x7f", "\x85", "\x9b", "\u2028", "\u2029"]
+_UNSAFE += ["\u202a", "\u202e", "\u2066", "\u2069", "\u200e", "\u200f", "\u061c"]
+
+
+def _unsafe(value: str) -> bool:
+    """The oracle's rule: control characters (category Cc), line/paragraph separators and
+    bidirectional formatting characters are refused."""
+    bidi = {*map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))}
+    bidi |= {"\u200e", "\u200f", "\u061c"}
+    return any(unicodedata.category(c) == "Cc" or c in "\u2028\u2029" or c in bidi for c in value)
+
+
 _BREAKS = re.compile(r"\r\n|\r|\n")
 
 # Cell text: any unicode (no lone surrogates), with the characters that matter to CSV mixed in.
@@ -143,8 +159,10 @@ def import_cases(draw: st.DrawFn) -> ImportCase:
             row[column] = ""
         elif kind == "long":
             row[column] = "x" * (LIMITS[column] + draw(st.integers(1, 20)))
-        elif kind == "nul":
-            row[column] = row[column][:1] + "\x00" + row[column][1:]
+        elif kind == "unsafe":
+            # inside the value, so that stripping cannot remove it
+            char = draw(st.sampled_from(_UNSAFE))
+            row[column] = row[column][:1] + char + "x" + row[column][1:]
         elif kind == "symbol":
             if not seen_entities:
                 kind = "good"
@@ -173,6 +191,8 @@ def import_cases(draw: st.DrawFn) -> ImportCase:
         record = _encode(cells, delimiter, terminator)
         # a record ends on the line of its last quoted line break
         line += 1 + len(_BREAKS.findall(record[: -len(terminator)]))
+        if kind == "good" and any(_unsafe(v) for v in _stored(tuple(row.values()))):  # type: ignore[arg-type]
+            kind = "unsafe"  # a drawn value holds a forbidden character
         if kind == "good":
             case.good.add(_stored((row["entity_id"], row["symbol"], term, *terms[term])))
             seen_entities[row["entity_id"]] = row["symbol"]
@@ -257,21 +277,20 @@ def _case(lines: list[str], *, good: set[Row] | None = None, bad: list[int] | No
     )
 
 
-def test_quoted_line_break_and_unicode_line_separators_are_kept() -> None:
+def test_quoted_line_breaks_and_unicode_line_separators_are_line_errors() -> None:
     _case(
-        ['E1,S1,T1,"two\r\nlines",CAT', "E2,S\u20282,T2,para\x85graph,CAT"],
-        good={
-            ("E1", "S1", "T1", "two\nlines", "CAT"),
-            ("E2", "S\u20282", "T2", "para\x85graph", "CAT"),
-        },
+        ['E1,S1,T1,"two\r\nlines",CAT', "E2,S\u20282,T2,para\x85graph,CAT", "E3,S3,T3,ok,CAT"],
+        good={("E3", "S3", "T3", "ok", "CAT")},
+        bad=[3, 4],  # the quoted record ends on line 3
     )
 
 
 def test_line_numbers_count_physical_lines() -> None:
     _case(
         ['E1,S1,T1,"two\nlines",CAT', "E2,S\u20282,T2,", "E3,S3,T1,two\nlines,CAT"],
-        # line 4: empty category; the unquoted break: "...,two" (4 fields), "lines,CAT" (2)
-        bad=[4, 5, 6],
+        # line 3: the quoted break; line 4: empty category; the unquoted break: "...,two"
+        # (4 fields), "lines,CAT" (2)
+        bad=[3, 4, 5, 6],
     )
 
 
@@ -281,6 +300,54 @@ def test_value_longer_than_its_column_is_a_line_error() -> None:
 
 def test_nul_character_is_a_line_error() -> None:
     _case(["E1,S1,T1,na\x00me,CAT", "E2,S2,T2,name2,CAT"], bad=[2])
+
+
+@pytest.mark.parametrize(
+    ("char", "kind"),
+    [
+        ("\n", "control character U+000A"),
+        ("\x1b", "control character U+001B"),
+        ("\x85", "control character U+0085"),
+        ("\u2028", "control character U+2028"),
+        ("\u200f", "bidirectional control character U+200F"),
+        ("\u202e", "bidirectional control character U+202E"),
+        ("\u2066", "bidirectional control character U+2066"),
+        ("\u061c", "bidirectional control character U+061C"),
+    ],
+)
+@pytest.mark.parametrize("column", IMPORT_COLUMNS)
+def test_control_and_bidi_characters_are_refused_with_the_line(
+    tmp_path: Path, char: str, kind: str, column: str
+) -> None:
+    row = {
+        "entity_id": "E2",
+        "symbol": "SCN2A",
+        "term_id": "T2",
+        "term_name": "n2",
+        "category": "CA",
+    }
+    row[column] = row[column][:1] + char + row[column][1:]
+    cells = ['"' + row[c] + '"' for c in IMPORT_COLUMNS]
+    path = tmp_path / "bidi.csv"
+    path.write_text(",".join(IMPORT_COLUMNS) + "\nE1,SCN1A,T1,n1,CA\n" + ",".join(cells) + "\n")
+    before = _counts()
+    with pytest.raises(DatasetImportError) as info:
+        dataset_import(path=path, slug="bidi", kind="functional")
+    last = 3 + (char == "\n")  # a quoted line break moves the record's end one line down
+    assert info.value.errors == [f"line {last}: forbidden character in {column} ({kind})"]
+    assert _counts() == before
+
+
+@pytest.mark.parametrize("option", ["name", "source"])
+def test_control_and_bidi_characters_in_the_dataset_name_are_refused(
+    planted_csv: Path, option: str
+) -> None:
+    before = _counts()
+    with pytest.raises(DatasetImportError, match=f"--{option}: forbidden bidirectional"):
+        dataset_import(
+            path=planted_csv, slug="named", kind="functional", **{option: "genes\u202etxt.exe"}
+        )
+    assert _counts() == before
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,8 @@
-"""`python manage.py cluster --dataset hpo-ndd [--resolution R] [--seed S] [--k K]`."""
+"""`python manage.py cluster --dataset hpo-ndd [--resolution R] [--seed S] [--k K]`.
+
+Options are checked against the bounds of :mod:`clustering.domain.bounds` (including those that
+depend on the dataset) before anything is written: a bad one is one line naming it, exit 2.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +14,17 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from clustering.domain.bounds import PARAM_BOUNDS
 from clustering.domain.params import InvalidParameters
+from clustering.management.bounded import add_bounded_arguments, bounded_values, usage_exit
 from clustering.models import ClusteringRun, RunStatus
 from clustering.selectors import cluster_display_terms, cluster_list
-from clustering.services import UnknownDatasetError, clustering_run_create, clustering_run_execute
-
-
-class UsageError(Exception):
-    """A bad argument: printed as one line each, exit code 2."""
+from clustering.services import (
+    ActiveRunConflict,
+    UnknownDatasetError,
+    clustering_run_create,
+    clustering_run_execute,
+)
 
 
 class Command(BaseCommand):
@@ -25,35 +32,34 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--dataset", required=True, help="dataset slug, e.g. hpo-ndd, go-ndd")
-        parser.add_argument("--resolution", type=float, default=1.0, help="Leiden resolution > 0")
-        parser.add_argument("--seed", type=int, default=42, help="Leiden seed >= 0")
-        parser.add_argument("--k", type=int, default=15, help="neighbours per entity, >= 2")
-        parser.add_argument("--min-cluster-size", type=int, default=10)
-        parser.add_argument("--top", type=int, default=3, help="terms shown per cluster")
+        add_bounded_arguments(parser, PARAM_BOUNDS)
+        add_bounded_arguments(parser, ("top",), defaults={"top": 3})
 
     def handle(self, *args: Any, **options: Any) -> None:
         # rich writes raw text; Django's OutputWrapper would add newlines to progress updates
         console = Console(file=cast(IO[str], self.stdout._out), highlight=False)
-        params = {
-            "resolution": options["resolution"],
-            "seed": options["seed"],
-            "k": options["k"],
-            "min_cluster_size": options["min_cluster_size"],
-        }
+        params = bounded_values(options, PARAM_BOUNDS, stderr=self.stderr)
+        top = bounded_values(options, ("top",), stderr=self.stderr)["top"]
         try:
-            run = clustering_run_create(dataset_slug=options["dataset"], params=params)
+            run = clustering_run_create(
+                dataset_slug=options["dataset"], params=params, exclusive=True
+            )
         except InvalidParameters as exc:
-            for field, message in exc.errors.items():
-                self.stderr.write(f"error: --{field.replace('_', '-')} {message}")
-            sys.exit(2)
+            usage_exit(exc, self.stderr)
         except UnknownDatasetError as exc:
-            self.stderr.write(f"error: {exc}")
+            self.stderr.write(f"error: --dataset: {exc}")
+            sys.exit(2)
+        except ActiveRunConflict as exc:
+            self.stderr.write(
+                f"error: --dataset: run {exc.run_id} of {options['dataset']} is still active; "
+                "wait for it or cancel it"
+            )
             sys.exit(2)
         run = self._execute(run, console)
         if run.status != RunStatus.SUCCEEDED:
             self.stderr.write(f"error: run {run.pk} failed: {run.error.splitlines()[0]}")
             sys.exit(1)
-        self._print(run, console, top=options["top"])
+        self._print(run, console, top=top)
 
     def _execute(self, run: ClusteringRun, console: Console) -> ClusteringRun:
         with Progress(

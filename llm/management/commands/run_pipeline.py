@@ -19,16 +19,20 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from clustering.domain.bounds import PARAM_BOUNDS
 from clustering.domain.params import InvalidParameters
+from clustering.management.bounded import add_bounded_arguments, bounded_values, usage_exit
 from clustering.models import ClusteringRun, RunStatus
 from clustering.selectors import cluster_display_terms
 from clustering.services import UnknownDatasetError
 from llm.models import TERMINAL_STATES, GenerationJob, JobStatus, SummaryTask, TaskState
 from llm.providers.registry import ProviderNotConfigured
-from llm.services.pipeline import pipeline_start
+from llm.services.pipeline import ActiveRunConflict, pipeline_start
 from llm.tasks import pipeline_chain
 
 FINAL_JOB = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+#: run parameters with a command-line option (bounds: clustering.domain.bounds)
+RUN_OPTIONS = tuple(PARAM_BOUNDS)
 
 
 def job_outcome(job: GenerationJob) -> tuple[bool, str]:
@@ -75,15 +79,13 @@ class Command(BaseCommand):
             "--judge-model", help="judge model (default: LLM_JUDGE_MODEL or the generation model)"
         )
         parser.add_argument("--force", action="store_true", help="regenerate cached summaries")
-        parser.add_argument("--resolution", type=float, default=1.0)
-        parser.add_argument("--seed", type=int, default=42)
-        parser.add_argument("--k", type=int, default=15)
+        add_bounded_arguments(parser, RUN_OPTIONS)
         parser.add_argument("--timeout", type=float, default=7200.0, help="seconds to wait")
 
     def handle(self, *args: Any, **options: Any) -> None:
         # rich writes raw text; Django's OutputWrapper would add newlines to progress updates
         console = Console(file=cast(IO[str], self.stdout._out), highlight=False)
-        params = {"resolution": options["resolution"], "seed": options["seed"], "k": options["k"]}
+        params = bounded_values(options, RUN_OPTIONS, stderr=self.stderr)
         eager = settings.CELERY_TASK_ALWAYS_EAGER
         try:
             run = pipeline_start(
@@ -96,8 +98,12 @@ class Command(BaseCommand):
                 enqueue=not eager,
             )
         except InvalidParameters as exc:
-            for field, message in exc.errors.items():
-                self.stderr.write(f"error: --{field.replace('_', '-')} {message}")
+            usage_exit(exc, self.stderr)
+        except ActiveRunConflict as exc:
+            self.stderr.write(
+                f"error: --dataset: run {exc.run_id} of {options['dataset']} is still active; "
+                "wait for it or cancel it"
+            )
             sys.exit(2)
         except (UnknownDatasetError, ProviderNotConfigured) as exc:
             self.stderr.write(f"error: {exc}")
