@@ -212,7 +212,18 @@ BATCH_API_ENABLED = env_bool("BATCH_API_ENABLED", True)
 # runs with more missed clusters than this go through the provider's batch API
 BATCH_THRESHOLD = env_int("BATCH_THRESHOLD", 100, minimum=0)
 BATCH_POLL_INTERVAL = env_int("BATCH_POLL_INTERVAL", 60, minimum=1)  # seconds between polls
-BATCH_TIMEOUT = env_int("BATCH_TIMEOUT", 24 * 3600, minimum=60)  # seconds before realtime fallback
+# seconds a batch may stay open before it is cancelled and its items redone in realtime: each
+# provider's documented window by default (Gemini batches may run 48 h, OpenAI's and Anthropic's
+# 24 h); BATCH_TIMEOUT, when set, overrides all three
+BATCH_TIMEOUT: int | None = (
+    env_int("BATCH_TIMEOUT", 0, minimum=60) if os.environ.get("BATCH_TIMEOUT", "").strip() else None
+)
+BATCH_TIMEOUT_GEMINI = env_int("BATCH_TIMEOUT_GEMINI", 48 * 3600, minimum=60)
+BATCH_TIMEOUT_OPENAI = env_int("BATCH_TIMEOUT_OPENAI", 24 * 3600, minimum=60)
+BATCH_TIMEOUT_ANTHROPIC = env_int("BATCH_TIMEOUT_ANTHROPIC", 24 * 3600, minimum=60)
+# keep a batch's uploaded input and result files at the provider after its results are stored
+# (OpenAI and Gemini file storage has quotas; `llm_batch files` lists and removes leftovers)
+LLM_BATCH_KEEP_FILES = env_bool("LLM_BATCH_KEEP_FILES", False)
 BATCH_MAX_REQUESTS_PER_BATCH = env_int("BATCH_MAX_REQUESTS_PER_BATCH", 10_000, minimum=1)
 # seconds a batch driver's lease on a job lasts without renewal: a crashed driver blocks its job
 # this long; a live one renews it every quarter of it, however long building or collecting takes

@@ -501,7 +501,7 @@ def batch_cancel(*, batch_id: int) -> BatchCancelled:
         provider_id = batch.provider_batch_id
         if not provider_id and batch.submit_attempts > 0:
             # the submission may have reached the provider: find it rather than leave it running
-            found = provider.batch_find(batch.display_name)
+            found = driver._find_submitted(batch, provider)
             if found is not None:
                 driver._adopt(batch, found)
                 provider_id = found.batch_id

@@ -7,7 +7,9 @@ on the job so only one driver works on it at a time:
 1. recovers batches written but not known to be submitted (``preparing``): the provider is asked
    for a batch with the row's deterministic display name first, so a crash between submission and
    saving the id never leads to a second, paid, submission;
-2. polls open batches; a batch older than ``BATCH_TIMEOUT`` is cancelled (``timed_out``);
+2. polls open batches; a batch open longer than its provider's window (:func:`batch_timeout`:
+   Gemini 48 h, OpenAI and Anthropic 24 h, ``BATCH_TIMEOUT_<PROVIDER>`` or ``BATCH_TIMEOUT``) is
+   cancelled (``timed_out``);
 3. collects finished batches: results are streamed and matched by ``custom_id``; each item goes
    through the same validation, judge and cache steps as realtime; items with an error that
    another attempt cannot fix (API errors, expiry, cancellation, missing results) are handed to
@@ -50,6 +52,12 @@ from llm.providers.batch import BatchItemResult, BatchProvider, BatchStatus
 from llm.providers.registry import BATCH_PROVIDERS, ProviderNotConfigured, batch_provider_get
 from llm.services import generation as gen
 from llm.services.context import cluster_context_build
+from llm.services.deployment import (
+    batch_display_name,
+    belongs_to,
+    deployment_identity,
+    scoped_custom_id,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +70,9 @@ _FINAL_FROM_PROVIDER = {
 }
 #: a preparing batch younger than this may still be in its submitter's hands (seconds)
 PREPARING_GRACE_SECONDS = 120
+#: clock skew allowed between us and the provider when ruling out batches created before a
+#: row was written (seconds)
+CLOCK_SKEW_SECONDS = 60
 
 
 def batch_mode_wanted(*, provider: str, misses: int) -> bool:
@@ -73,16 +84,42 @@ def batch_mode_wanted(*, provider: str, misses: int) -> bool:
     )
 
 
+#: each provider's documented batch window (seconds): Gemini batches expire after 48 h pending
+#: or running, OpenAI's completion window and Anthropic's expiry are 24 h
+DEFAULT_BATCH_TIMEOUTS = {"gemini": 48 * 3600, "openai": 24 * 3600, "anthropic": 24 * 3600}
+
+
+def batch_timeout(provider: str) -> int:
+    """Seconds a batch of ``provider`` may stay open before it is cancelled (``timed_out``) and
+    its items redone in realtime: ``BATCH_TIMEOUT`` when set (a global override), else
+    ``BATCH_TIMEOUT_<PROVIDER>`` (defaults: :data:`DEFAULT_BATCH_TIMEOUTS`); 24 h for a provider
+    without its own setting."""
+    override = getattr(settings, "BATCH_TIMEOUT", None)
+    if override:
+        return int(override)
+    default = DEFAULT_BATCH_TIMEOUTS.get(provider, 24 * 3600)
+    return int(getattr(settings, f"BATCH_TIMEOUT_{provider.upper()}", default) or default)
+
+
+def _timeout_setting(provider: str) -> str:
+    if getattr(settings, "BATCH_TIMEOUT", None):
+        return "BATCH_TIMEOUT"
+    return f"BATCH_TIMEOUT_{provider.upper()}"
+
+
 def job_batch_begin(*, job_id: int, task_ids: Sequence[int]) -> None:
     """Switch a planned job to batch mode: its tasks wait for a generation batch.
 
-    Their lease outlasts ``BATCH_TIMEOUT`` so the stalled-work reconciler leaves them to the
-    batch driver, and the job's deadline becomes ``BATCH_TIMEOUT`` plus ``LLM_JOB_TIME_LIMIT``
-    (seconds) so that items redone in realtime after a long batch still have their time.
+    Their lease outlasts the provider's :func:`batch_timeout` so the stalled-work reconciler
+    leaves them to the batch driver, and the job's deadline becomes that timeout plus
+    ``LLM_JOB_TIME_LIMIT`` (seconds) so that items redone in realtime after a long batch still
+    have their time.
     """
     now = timezone.now()
-    lease = now + timedelta(seconds=settings.BATCH_TIMEOUT + 3600)
-    deadline = now + timedelta(seconds=settings.BATCH_TIMEOUT + settings.LLM_JOB_TIME_LIMIT)
+    provider = GenerationJob.objects.values_list("provider", flat=True).get(pk=job_id)
+    window = batch_timeout(provider)
+    lease = now + timedelta(seconds=window + 3600)
+    deadline = now + timedelta(seconds=window + settings.LLM_JOB_TIME_LIMIT)
     with transaction.atomic():
         GenerationJob.objects.filter(pk=job_id).update(
             mode=GenerationJob.Mode.BATCH, deadline=deadline
@@ -205,7 +242,8 @@ def job_batch_advance(*, job_id: int, batch_size: int | None = None) -> dict[str
                 counts["collected"] += 1
                 counts["items"] += items
                 counts["fallbacks"] += fallbacks
-            for batch in _create_batches(job, provider, batch_size, lease):
+            identity = deployment_identity()
+            for batch in _create_batches(job, provider, batch_size, lease, identity):
                 counts["submitted"] += _submit(batch, provider, job, lease, recovering=False)
     except ProviderNotConfigured as exc:
         _fail_waiting(job, str(exc))
@@ -260,7 +298,7 @@ def _requests_of(
     for n, item in enumerate(items.iterator(chunk_size=LOAD_CHUNK)):
         if n % LOAD_CHUNK == 0:
             lease.renew()
-        yield _request_for(item.task, job, item.kind)
+        yield dataclasses.replace(_request_for(item.task, job, item.kind), custom_id=item.custom_id)
 
 
 def _request_for(task: SummaryTask, job: GenerationJob, kind: str) -> ProviderRequest[Any]:
@@ -288,10 +326,15 @@ LOAD_CHUNK = 500
 
 
 def _create_batches(
-    job: GenerationJob, provider: BatchProvider, batch_size: int | None, lease: DriverLease
+    job: GenerationJob,
+    provider: BatchProvider,
+    batch_size: int | None,
+    lease: DriverLease,
+    identity: str | None = None,
 ) -> list[ProviderBatch]:
     """Write batch rows (state preparing) and their items for every waiting task, before any
-    provider call. A task waits when it is running in a phase and has no pending item.
+    provider call. A task waits when it is running in a phase and has no pending item. Display
+    names and custom ids carry the deployment ``identity``.
 
     Tasks are loaded ``LOAD_CHUNK`` at a time; only (task id, attempt, custom_id, bytes) is kept
     per request until the rows are written.
@@ -301,6 +344,7 @@ def _create_batches(
         .exclude(phase="")
         .exclude(batch_items__state=BatchItem.State.PENDING)
     )
+    identity = identity or deployment_identity()
     max_count, max_bytes = _chunk_limits(provider, batch_size)
     created: list[ProviderBatch] = []
     for kind in (gen.NEXT_GENERATE, gen.NEXT_JUDGE):
@@ -324,6 +368,9 @@ def _create_batches(
                         continue
                     task.attempts += 1  # written below, with the batch rows
                 request = _request_for(task, job, kind)
+                request = dataclasses.replace(
+                    request, custom_id=scoped_custom_id(identity, request.custom_id)
+                )
                 sized.append(
                     (
                         task.pk,
@@ -347,7 +394,8 @@ def _create_batches(
             ]
             round_no = (last_round or 0) + 1
             for index, chunk in enumerate(_chunks(sized, max_count, max_bytes)):
-                created.append(_write_batch(job, kind, round_no, index, chunk))
+                name = batch_display_name(identity, job.pk, kind, round_no, index)
+                created.append(_write_batch(job, kind, round_no, index, chunk, name))
     return created
 
 
@@ -374,6 +422,7 @@ def _write_batch(
     round_no: int,
     chunk_index: int,
     chunk: list[tuple[int, int, str]],
+    display_name: str,
 ) -> ProviderBatch:
     batch = ProviderBatch.objects.create(
         job=job,
@@ -382,7 +431,7 @@ def _write_batch(
         kind=kind,
         round=round_no,
         chunk_index=chunk_index,
-        display_name=f"clustersum-j{job.pk}-{kind}-r{round_no}-c{chunk_index}",
+        display_name=display_name,
         request_count=len(chunk),
     )
     for start in range(0, len(chunk), 2000):  # a slice of model instances at a time
@@ -433,7 +482,7 @@ def _submit(
             return 0  # still being written by another driver
     if batch.submit_attempts > 0:
         try:
-            found = provider.batch_find(batch.display_name)
+            found = _find_submitted(batch, provider)
         except ProviderError as exc:
             logger.warning("looking up %s failed: %s", batch.display_name, exc.message)
             return 0  # try again at the next tick; never resubmit blindly
@@ -491,6 +540,32 @@ def _submit(
     return 1
 
 
+def _find_submitted(batch: ProviderBatch, provider: BatchProvider) -> BatchStatus | None:
+    """The provider's batch submitted for ``batch`` by an attempt whose answer was lost: same
+    display name (which carries the deployment identity), same request count, created after the
+    row was written (less :data:`CLOCK_SKEW_SECONDS`), and not a batch another row of ours holds.
+
+    Raises:
+        ProviderError: the provider cannot tell now (transport failure; Anthropic: an
+            in-progress batch that may be this one).
+    """
+    created_after = batch.created_at - timedelta(seconds=CLOCK_SKEW_SECONDS)
+    known = set(
+        ProviderBatch.objects.filter(
+            provider=batch.provider, created_at__gte=created_after - timedelta(days=1)
+        )
+        .exclude(pk=batch.pk)
+        .exclude(provider_batch_id="")
+        .values_list("provider_batch_id", flat=True)
+    )
+    return provider.batch_find(
+        batch.display_name,
+        request_count=batch.request_count,
+        created_after=created_after,
+        exclude_ids=known,
+    )
+
+
 def _submit_grace() -> float:
     """Seconds after an attempt's start during which it may still reach the provider: upload
     and create, each bounded by ``LLM_TIMEOUT``, plus a margin."""
@@ -524,14 +599,15 @@ def _poll(batch: ProviderBatch, provider: BatchProvider) -> None:
     elif status.state == "running":
         update["state"] = ProviderBatch.State.RUNNING
     started = batch.submitted_at or batch.created_at
-    if final is None and (now - started).total_seconds() > settings.BATCH_TIMEOUT:
+    window = batch_timeout(batch.provider)
+    if final is None and (now - started).total_seconds() > window:
         try:
             provider.batch_cancel(batch.provider_batch_id)
         except ProviderError as exc:
             logger.warning("cancelling timed-out %s failed: %s", batch.display_name, exc.message)
         update["state"] = ProviderBatch.State.TIMED_OUT
         update["finished_at"] = now
-        update["error"] = f"no result within BATCH_TIMEOUT ({settings.BATCH_TIMEOUT} s)"
+        update["error"] = f"no result within {_timeout_setting(batch.provider)} ({window} s)"
     ProviderBatch.objects.filter(pk=batch.pk).update(**update)
 
 
@@ -597,7 +673,9 @@ def _collect(
         reason = {
             ProviderBatch.State.EXPIRED: "the batch expired before this item ran",
             ProviderBatch.State.CANCELLED: "the batch was cancelled before this item ran",
-            ProviderBatch.State.TIMED_OUT: "the batch did not finish within BATCH_TIMEOUT",
+            ProviderBatch.State.TIMED_OUT: (
+                f"the batch did not finish within {_timeout_setting(batch.provider)}"
+            ),
             ProviderBatch.State.FAILED: f"the batch failed: {batch.error or 'no reason given'}",
         }.get(ProviderBatch.State(batch.state), "the finished batch had no result for this item")
         left = sorted(index.values())
@@ -616,9 +694,22 @@ def _collect(
         )
         unknown = [custom_id for custom_id in unknown if custom_id not in known]
     note = f"{len(unknown)} result(s) with unknown custom_id: {', '.join(unknown[:5])}"
+    if unknown:
+        identity = deployment_identity()
+        foreign = sum(1 for custom_id in unknown if not belongs_to(identity, custom_id))
+        logger.warning(
+            "%s: %d result(s) not stored, their custom_id is not one of this batch's items "
+            "(%d not made by this deployment %s): %s",
+            batch.display_name,
+            len(unknown),
+            foreign,
+            identity,
+            ", ".join(unknown[:5]),
+        )
     ProviderBatch.objects.filter(pk=batch.pk).update(
         state=ProviderBatch.State.COLLECTED,
         collected_at=timezone.now(),
+        unknown_results=F("unknown_results") + len(unknown),
         error=(batch.error + ("; " + note if unknown else ""))[:4000] if unknown else batch.error,
     )
     return processed, fallbacks
