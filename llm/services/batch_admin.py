@@ -40,6 +40,7 @@ from llm.providers.registry import (
     batch_provider_get,
     default_judge_model,
     default_model,
+    missing_key,
     provider_check,
 )
 from llm.services import batches as driver
@@ -351,6 +352,20 @@ def _lease_held(job_id: int, now: datetime) -> bool:
     return GenerationJob.objects.filter(pk=job_id, driver_lease_until__gt=now).exists()
 
 
+def _require_keys(job_ids: Sequence[int]) -> None:
+    """Raise :class:`BatchAdminError` (exit 2) when this process lacks the key of one of the
+    jobs' providers, before anything is written: a process that cannot reach the provider
+    leaves batch rows and tasks as they are."""
+    jobs = GenerationJob.objects.filter(pk__in=list(job_ids)).order_by("pk")
+    for job_id, name in jobs.values_list("pk", "provider"):
+        missing = missing_key(name)
+        if missing:
+            raise BatchAdminError(
+                f"job {job_id} uses provider {name} but {missing} in this process; nothing "
+                "was fetched and no batch or task was changed (run it where the key is set)"
+            )
+
+
 def batch_fetch(
     *, ids: Sequence[int] | None = None, all_pending: bool = False, batch_size: int | None = None
 ) -> list[JobFetch]:
@@ -364,7 +379,8 @@ def batch_fetch(
 
     Raises:
         BatchAdminError: unknown batch ids (exit 2, nothing is done), neither ``ids`` nor
-            ``all_pending``, or ``batch_size`` < 1.
+            ``all_pending``, ``batch_size`` < 1, or the key of a job's provider is not set in
+            this process (exit 2; no row is changed).
     """
     if batch_size is not None and batch_size < 1:
         raise BatchAdminError(f"--batch-size must be at least 1, got {batch_size}")
@@ -391,6 +407,7 @@ def batch_fetch(
         job_ids = sorted(set(uncollected) | set(running))
     else:
         raise BatchAdminError("give batch ids (--ids ID ...) or --all-pending")
+    _require_keys(job_ids)
     report: list[JobFetch] = []
     for job_id in job_ids:
         before = _snapshot(job_id)

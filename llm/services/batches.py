@@ -210,7 +210,9 @@ def job_batch_advance(*, job_id: int, batch_size: int | None = None) -> dict[str
     from several workers at once: only the holder of the job's lease works.
 
     Returns counts of what it did: recovered, polled, collected, submitted (batches), items,
-    fallbacks (items sent to realtime), finalized (0/1).
+    fallbacks (items sent to realtime), finalized (0/1), and ``unconfigured`` = 1 when this
+    process cannot call the job's provider (its key is not set): then nothing at all is written
+    (no lease, no batch or task row) and a warning is logged.
     """
     counts = dict.fromkeys(
         ("recovered", "polled", "collected", "submitted", "items", "fallbacks", "finalized"), 0
@@ -218,14 +220,23 @@ def job_batch_advance(*, job_id: int, batch_size: int | None = None) -> dict[str
     job = GenerationJob.objects.filter(pk=job_id).first()
     if job is None or job.mode != GenerationJob.Mode.BATCH:
         return counts
+    try:
+        provider = batch_provider_get(job.provider)
+    except ProviderNotConfigured as exc:
+        # a process that cannot reach the provider (no key here) leaves every row as it is:
+        # the batches are paid for, and a process with the key collects them
+        logger.warning(
+            "job %s: batches left untouched, this process cannot call them: %s", job_id, exc
+        )
+        counts["unconfigured"] = 1
+        return counts
     lease = DriverLease.take(job_id)
     if lease is None:
         return counts
     try:
         if job.status == JobStatus.CANCELLED:
-            _cancel_open(job, lease)
+            _cancel_open(job, provider, lease)
         else:
-            provider = batch_provider_get(job.provider)
             for batch in ProviderBatch.objects.filter(job=job, state=ProviderBatch.State.PREPARING):
                 lease.renew()
                 counts["recovered"] += _submit(batch, provider, job, lease, recovering=True)
@@ -245,8 +256,6 @@ def job_batch_advance(*, job_id: int, batch_size: int | None = None) -> dict[str
             identity = deployment_identity()
             for batch in _create_batches(job, provider, batch_size, lease, identity):
                 counts["submitted"] += _submit(batch, provider, job, lease, recovering=False)
-    except ProviderNotConfigured as exc:
-        _fail_waiting(job, str(exc))
     except DriverLeaseLost as exc:
         # another driver took over (this one stalled longer than the lease): it carries on
         # from the database; this one stops without touching the job again
@@ -260,18 +269,13 @@ def job_batch_advance(*, job_id: int, batch_size: int | None = None) -> dict[str
     return counts
 
 
-def _cancel_open(job: GenerationJob, lease: DriverLease) -> None:
-    try:
-        provider = batch_provider_get(job.provider)
-    except ProviderNotConfigured:
-        provider = None
+def _cancel_open(job: GenerationJob, provider: BatchProvider, lease: DriverLease) -> None:
     for batch in ProviderBatch.objects.filter(job=job, state__in=OPEN_STATES):
         lease.renew()
-        if provider is not None:
-            try:
-                provider.batch_cancel(batch.provider_batch_id)
-            except ProviderError as exc:
-                logger.warning("cancelling %s failed: %s", batch.display_name, exc.message)
+        try:
+            provider.batch_cancel(batch.provider_batch_id)
+        except ProviderError as exc:
+            logger.warning("cancelling %s failed: %s", batch.display_name, exc.message)
         ProviderBatch.objects.filter(pk=batch.pk).update(
             state=ProviderBatch.State.COLLECTED, finished_at=timezone.now(), error="job cancelled"
         )
