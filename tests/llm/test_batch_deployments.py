@@ -1,14 +1,13 @@
 """Two deployments sharing one provider key never take each other's batches or results.
 
-Against the three emulators with the real SDKs and PostgreSQL. A "second deployment" is the
-first one's database recreated (every ``llm`` row gone, id sequences back at 1): its first job
-has the same job, task and batch numbers as the old one's, so names built from row ids alone
-would be identical; the deployment identity keeps them apart.
+Against the three emulators with the real SDKs and PostgreSQL (the ``vendor`` fixture). A
+"second deployment" is the first one's database recreated (every ``llm`` row gone, id
+sequences back at 1): its first job has the same job, task and batch numbers as the old one's,
+so names built from row ids alone would be identical; the deployment identity keeps them apart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,23 +22,11 @@ from llm.providers.registry import batch_provider_get
 from llm.services.batch_admin import batch_job_create
 from llm.services.batches import job_batch_advance
 from llm.services.deployment import IDENTITY_RE, belongs_to, deployment_identity
-from tests.llm.batch_helpers import planted_run, point_app_at, recreate_llm_database, wait_final
-from tests.llm.provider_helpers import HARNESSES, Harness
+from tests.llm.batch_helpers import planted_run, recreate_llm_database, wait_final
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 GROUPS = 3
-
-
-@pytest.fixture(params=HARNESSES, ids=[h.name for h in HARNESSES])
-def vendor(request: pytest.FixtureRequest, settings, developer_api) -> Iterator[EmulatorServer]:
-    """The app pointed at one provider's emulator (one API key shared by both deployments)."""
-    harness: Harness = request.param
-    anthropic_module._SUBMITTED.clear()
-    with harness.emulator_class() as emulator:
-        point_app_at(settings, harness.name, emulator)
-        yield emulator
-    anthropic_module._SUBMITTED.clear()
 
 
 @pytest.fixture
