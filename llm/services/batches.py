@@ -205,9 +205,16 @@ class DriverLease:
         )
 
 
-def job_batch_advance(*, job_id: int, batch_size: int | None = None) -> dict[str, int]:
+def job_batch_advance(
+    *, job_id: int, batch_size: int | None = None, batch_ids: Sequence[int] | None = None
+) -> dict[str, int]:
     """One step of a batch-mode job (see the module docstring). Idempotent and safe to call
     from several workers at once: only the holder of the job's lease works.
+
+    ``batch_size`` caps the requests of each new batch (None: the job's stored
+    ``batch_size``, the operator's ``--batch-size``, else the limits alone). With
+    ``batch_ids``, only those batch rows of the job are recovered, polled and collected and no
+    new batch is written (the finished job is still finalized).
 
     Returns counts of what it did: recovered, polled, collected, submitted (batches), items,
     fallbacks (items sent to realtime), finalized (0/1), and ``unconfigured`` = 1 when this
@@ -233,29 +240,33 @@ def job_batch_advance(*, job_id: int, batch_size: int | None = None) -> dict[str
     lease = DriverLease.take(job_id)
     if lease is None:
         return counts
+    rows = ProviderBatch.objects.filter(job=job)
+    if batch_ids is not None:
+        rows = rows.filter(pk__in=list(batch_ids))
     try:
         if job.status == JobStatus.CANCELLED:
             _cancel_open(job, provider, lease)
         else:
-            for batch in ProviderBatch.objects.filter(job=job, state=ProviderBatch.State.PREPARING):
+            for batch in rows.filter(state=ProviderBatch.State.PREPARING):
                 lease.renew()
                 counts["recovered"] += _submit(batch, provider, job, lease, recovering=True)
-            for batch in ProviderBatch.objects.filter(job=job, state__in=OPEN_STATES):
+            for batch in rows.filter(state__in=OPEN_STATES):
                 lease.renew()
                 counts["polled"] += 1
                 _poll(batch, provider)
-            for batch in ProviderBatch.objects.filter(
-                job=job,
-                state__in=[*_FINAL_FROM_PROVIDER.values(), ProviderBatch.State.TIMED_OUT],
+            for batch in rows.filter(
+                state__in=[*_FINAL_FROM_PROVIDER.values(), ProviderBatch.State.TIMED_OUT]
             ):
                 lease.renew()
                 items, fallbacks = _collect(batch, provider, job, lease)
                 counts["collected"] += 1
                 counts["items"] += items
                 counts["fallbacks"] += fallbacks
-            identity = deployment_identity()
-            for batch in _create_batches(job, provider, batch_size, lease, identity):
-                counts["submitted"] += _submit(batch, provider, job, lease, recovering=False)
+            if batch_ids is None:
+                size = batch_size or job.batch_size
+                identity = deployment_identity()
+                for batch in _create_batches(job, provider, size, lease, identity):
+                    counts["submitted"] += _submit(batch, provider, job, lease, recovering=False)
     except DriverLeaseLost as exc:
         # another driver took over (this one stalled longer than the lease): it carries on
         # from the database; this one stops without touching the job again
@@ -507,7 +518,7 @@ def _submit(
     if not claimed:
         return 0  # another driver submitted, adopted or attempted it meanwhile
     try:
-        batch_id = provider.batch_submit(requests, display_name=batch.display_name)
+        created = provider.batch_create(requests, display_name=batch.display_name)
     except ProviderError as exc:
         if exc.transient:
             if exc.status_code is not None:
@@ -522,10 +533,14 @@ def _submit(
             finished_at=timezone.now(),
         )
         return 0
+    batch_id = created.batch_id
     stored = ProviderBatch.objects.filter(
         pk=batch.pk, state=ProviderBatch.State.PREPARING, provider_batch_id=""
     ).update(
-        provider_batch_id=batch_id, state=ProviderBatch.State.SUBMITTED, submitted_at=timezone.now()
+        provider_batch_id=batch_id,
+        state=ProviderBatch.State.SUBMITTED,
+        submitted_at=timezone.now(),
+        provider_state=created.raw_state,  # shown by `llm_batch list` before the first poll
     )
     if not stored:
         current = ProviderBatch.objects.values_list("provider_batch_id", flat=True).get(pk=batch.pk)

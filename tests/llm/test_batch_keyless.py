@@ -35,7 +35,7 @@ def three(tmp_path: Path) -> ClusteringRun:
 def _dump() -> dict[str, list[dict[str, Any]]]:
     """Every row of the llm and clustering apps, field by field."""
     return {
-        model._meta.label: list(model.objects.order_by("pk").values())
+        model._meta.label: list(model._default_manager.order_by("pk").values())
         for app in ("llm", "clustering")
         for model in apps.get_app_config(app).get_models()
     }

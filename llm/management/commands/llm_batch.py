@@ -59,7 +59,8 @@ class Command(BaseCommand):
             "--batch-size",
             type=int,
             metavar="N",
-            help="at most N requests per batch (default: BATCH_MAX_REQUESTS_PER_BATCH)",
+            help="at most N requests per batch, stored with the job for its judge and "
+            "regeneration batches too (default: BATCH_MAX_REQUESTS_PER_BATCH)",
         )
         create.add_argument(
             "--force", action="store_true", help="regenerate cached summaries (not curated ones)"
@@ -77,14 +78,23 @@ class Command(BaseCommand):
         listing.add_argument("--limit", type=int, default=100, help="rows to show (100)")
         fetch = sub.add_parser("fetch", help="poll and collect batches now")
         which = fetch.add_mutually_exclusive_group(required=True)
-        which.add_argument("--ids", nargs="+", type=int, metavar="ID", help="batch ids")
+        which.add_argument(
+            "--ids",
+            nargs="+",
+            type=int,
+            metavar="ID",
+            help="batch ids: only these are polled and collected (no new batch is submitted)",
+        )
         which.add_argument(
             "--all-pending",
             action="store_true",
             help="every batch not collected yet (and every running batch job, as beat does)",
         )
         fetch.add_argument(
-            "--batch-size", type=int, metavar="N", help="at most N requests per new batch"
+            "--batch-size",
+            type=int,
+            metavar="N",
+            help="at most N requests per new batch of these jobs (stored with each job)",
         )
         cancel = sub.add_parser("cancel", help="cancel one batch; its clusters go to realtime")
         cancel.add_argument("id", type=int, help="batch id (see `llm_batch list`)")
