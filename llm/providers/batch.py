@@ -63,6 +63,20 @@ class BatchItemResult:
     error: ProviderError | None
 
 
+@dataclass(frozen=True)
+class ProviderFile:
+    """A file held by the provider's file storage (OpenAI files, Gemini files).
+
+    ``name`` is the file name (OpenAI) or display name (Gemini) as the provider lists it,
+    ``size_bytes`` its size in bytes, ``created_at`` when it was stored (None if not reported).
+    """
+
+    file_id: str
+    name: str
+    size_bytes: int = 0
+    created_at: datetime | None = None
+
+
 class BatchProvider(Protocol):
     """A provider with a batch API.
 
@@ -141,4 +155,21 @@ class BatchProvider(Protocol):
 
     def batch_list(self) -> Iterator[BatchStatus]:
         """All batches the provider knows for this key, newest first, across pages."""
+        ...
+
+    def batch_files(self, batch_id: str) -> list[str]:
+        """Ids of the files the provider holds for one batch (uploaded input, results and error
+        files); [] for a provider without file storage (Anthropic) or an inline batch."""
+        ...
+
+    def file_delete(self, file_id: str) -> bool:
+        """Delete one stored file; False when the provider does not know it (any more).
+
+        Raises:
+            ProviderError: a transport failure or another refusal.
+        """
+        ...
+
+    def files_list(self) -> Iterator[ProviderFile]:
+        """Every file the provider stores for this key, newest first, across pages."""
         ...

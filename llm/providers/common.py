@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel
 
 from llm.providers.base import ProviderError, ProviderRequest, ProviderResult, T, redact
-from llm.providers.batch import BatchItemResult, BatchStatus
+from llm.providers.batch import BatchItemResult, BatchStatus, ProviderFile
 from llm.providers.parsing import parse_structured
 
 R = TypeVar("R")
@@ -540,6 +540,18 @@ class SdkProvider(ABC, Generic[ResponseT]):
         """Create one batch (:meth:`batch_create`) and return its id. Not idempotent: store
         ``display_name`` first and use ``batch_find`` after a crash."""
         return self.batch_create(requests, display_name=display_name).batch_id
+
+    def batch_files(self, batch_id: str) -> list[str]:
+        """Ids of the files held for the batch (none: a provider without file storage)."""
+        return []
+
+    def file_delete(self, file_id: str) -> bool:
+        """Delete a stored file (a provider without file storage knows none: False)."""
+        return False
+
+    def files_list(self) -> Iterator[ProviderFile]:
+        """Stored files (a provider without file storage has none)."""
+        return iter(())
 
     def _batch_check(
         self,

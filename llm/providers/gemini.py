@@ -39,7 +39,7 @@ from google.genai import types
 from pydantic import BaseModel
 
 from llm.providers.base import ProviderError, ProviderRequest, ProviderResult, T
-from llm.providers.batch import FINAL_BATCH_STATES, BatchItemResult, BatchStatus
+from llm.providers.batch import FINAL_BATCH_STATES, BatchItemResult, BatchStatus, ProviderFile
 from llm.providers.common import (
     SdkExceptions,
     SdkProvider,
@@ -554,11 +554,58 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
             ProviderError: unknown id (404, permanent) or a transport failure.
         """
         name = _batch_name(batch_id)
+        return self._status(self._operation(name), name)
+
+    def _operation(self, name: str) -> dict[str, Any]:
+        """The raw operation JSON of batch ``name``.
+
+        The SDK's public ``batches.get`` maps neither ``batchStats``, nor the ``error`` of a
+        FAILED job, nor the input file: read through the SDK's own (private) request method, so
+        auth, base URL, API version and timeouts stay the SDK's. google-genai is pinned to a
+        tested range; ``tests/llm/test_genai_internals.py`` fails loudly if this changes.
+        """
         response = self._guard(lambda: self._client._api_client.request("get", name, {}, None))
         operation = decode_row(response.body or "{}")
         if not isinstance(operation, dict):
             raise self._error(f"Gemini returned an unreadable batch {name}", transient=True)
-        return self._status(operation, name)
+        return operation
+
+    # -- batch: files --------------------------------------------------------------------------
+
+    def batch_files(self, batch_id: str) -> list[str]:
+        """The batch's uploaded input file and its responses file (those it has; an inline
+        batch has neither)."""
+        metadata = self._operation(_batch_name(batch_id)).get("metadata") or {}
+        source = metadata.get("inputConfig") or {}
+        output = metadata.get("output") or {}
+        names = (source.get("fileName"), output.get("responsesFile"))
+        return [str(name) for name in names if name]
+
+    def file_delete(self, file_id: str) -> bool:
+        """``files.delete``; False when Gemini does not know the file (404).
+
+        Raises:
+            ProviderError: a transport failure or another refusal.
+        """
+        try:
+            self._guard(lambda: self._client.files.delete(name=file_id))
+        except ProviderError as error:
+            if error.status_code == 404:
+                return False
+            raise
+        return True
+
+    def files_list(self) -> Iterator[ProviderFile]:
+        """Every stored file of this key, across pages (``files.list``)."""
+        for stored in self._pages(
+            lambda: self._client.files.list(config=types.ListFilesConfig(page_size=100))
+        ):
+            yield ProviderFile(
+                file_id=stored.name or "",
+                name=stored.display_name or "",
+                size_bytes=int(stored.size_bytes or 0),
+                created_at=stored.create_time,
+            )
 
     def _status(self, operation: Mapping[str, Any], name: str) -> BatchStatus:
         metadata = operation.get("metadata") or {}

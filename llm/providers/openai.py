@@ -40,7 +40,7 @@ from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ValidationError
 
 from llm.providers.base import ProviderError, ProviderRequest, ProviderResult, T
-from llm.providers.batch import FINAL_BATCH_STATES, BatchItemResult, BatchStatus
+from llm.providers.batch import FINAL_BATCH_STATES, BatchItemResult, BatchStatus, ProviderFile
 from llm.providers.common import (
     SdkExceptions,
     SdkProvider,
@@ -424,6 +424,42 @@ class OpenAIProvider(SdkProvider[ChatCompletion]):
     def batch_cancel(self, batch_id: str) -> BatchStatus:
         """Ask OpenAI to cancel; returns the state after the request (``cancelling``)."""
         return self._status(self._guard(lambda: self._client.batches.cancel(batch_id)))
+
+    # -- batch: files --------------------------------------------------------------------------
+
+    def batch_files(self, batch_id: str) -> list[str]:
+        """The batch's input, output and error file ids (those it has)."""
+        batch = self._guard(lambda: self._client.batches.retrieve(batch_id))
+        ids = (batch.input_file_id, batch.output_file_id, batch.error_file_id)
+        return [file_id for file_id in ids if file_id]
+
+    def file_delete(self, file_id: str) -> bool:
+        """``files.delete``; False when OpenAI does not know the file (404).
+
+        Raises:
+            ProviderError: a transport failure or another refusal.
+        """
+        try:
+            self._guard(lambda: self._client.files.delete(file_id))
+        except ProviderError as error:
+            if error.status_code == 404:
+                return False
+            raise
+        return True
+
+    def files_list(self) -> Iterator[ProviderFile]:
+        """Every stored file of this key, newest first, across pages (``files.list``)."""
+        for stored in self._pages(lambda: self._client.files.list(limit=1000)):
+            yield ProviderFile(
+                file_id=stored.id,
+                name=str(stored.filename or ""),
+                size_bytes=int(stored.bytes or 0),
+                created_at=(
+                    datetime.fromtimestamp(int(stored.created_at), UTC)
+                    if stored.created_at
+                    else None
+                ),
+            )
 
     # -- batch: results ------------------------------------------------------------------------
 

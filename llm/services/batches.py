@@ -51,6 +51,7 @@ from llm.providers.base import ProviderError, ProviderRequest, redact
 from llm.providers.batch import BatchItemResult, BatchProvider, BatchStatus
 from llm.providers.registry import BATCH_PROVIDERS, ProviderNotConfigured, batch_provider_get
 from llm.services import generation as gen
+from llm.services.batch_files import batch_files_delete
 from llm.services.context import cluster_context_build
 from llm.services.deployment import (
     batch_display_name,
@@ -731,6 +732,7 @@ def _collect(
         unknown_results=F("unknown_results") + len(unknown),
         error=(batch.error + ("; " + note if unknown else ""))[:4000] if unknown else batch.error,
     )
+    batch_files_delete(batch, provider)  # the results are stored: free the provider's storage
     return processed, fallbacks
 
 
