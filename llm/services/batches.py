@@ -14,6 +14,8 @@ on the job so only one driver works on it at a time:
    through the same validation, judge and cache steps as realtime; items with an error that
    another attempt cannot fix (API errors, expiry, cancellation, missing results) are handed to
    the realtime path individually;
+   a batch refused for the provider's enqueued-token limit is split in two and retried in
+   batch instead (:mod:`llm.services.batch_split`);
 4. submits the next batches for tasks waiting for a generation or judge step (split by the
    provider's request and byte limits and ``BATCH_MAX_REQUESTS_PER_BATCH``);
 5. finalizes the job when every task is finished.
@@ -52,6 +54,7 @@ from llm.providers.batch import BatchItemResult, BatchProvider, BatchStatus
 from llm.providers.registry import BATCH_PROVIDERS, ProviderNotConfigured, batch_provider_get
 from llm.services import generation as gen
 from llm.services.batch_files import batch_files_delete
+from llm.services.batch_split import is_refused_for_tokens, split_must_wait, split_refused
 from llm.services.context import cluster_context_build
 from llm.services.deployment import (
     batch_display_name,
@@ -248,7 +251,7 @@ def job_batch_advance(
         if job.status == JobStatus.CANCELLED:
             _cancel_open(job, provider, lease)
         else:
-            for batch in rows.filter(state=ProviderBatch.State.PREPARING):
+            for batch in rows.filter(state=ProviderBatch.State.PREPARING).order_by("pk"):
                 lease.renew()
                 counts["recovered"] += _submit(batch, provider, job, lease, recovering=True)
             for batch in rows.filter(state__in=OPEN_STATES):
@@ -496,6 +499,8 @@ def _submit(
         age = (timezone.now() - batch.created_at).total_seconds()
         if age < PREPARING_GRACE_SECONDS and not batch.items.exists():
             return 0  # still being written by another driver
+        if split_must_wait(batch):
+            return 0  # half of a refused batch: after the model's open batches end
     if batch.submit_attempts > 0:
         try:
             found = _find_submitted(batch, provider)
@@ -611,6 +616,7 @@ def _poll(batch: ProviderBatch, provider: BatchProvider) -> None:
         "completed_count": status.completed,
         "failed_count": status.failed,
         "error": status.error[:4000],
+        "error_code": status.error_code[:64],
     }
     final = _FINAL_FROM_PROVIDER.get(status.state)
     if final is not None:
@@ -650,6 +656,13 @@ def _collect(
     """
     from llm.prompts.schemas import JudgeVerdict, summary_class_for
 
+    if is_refused_for_tokens(batch) and split_refused(batch):
+        logger.warning(
+            "%s was refused for the enqueued-token limit; split in two, retried in batch",
+            batch.display_name,
+        )
+        batch_files_delete(batch, provider)
+        return 0, 0
     index: dict[str, int] = {}
     output_classes: dict[str, type[BaseModel]] = {}
     for custom_id, pk, kind, cluster_type in (

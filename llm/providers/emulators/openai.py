@@ -514,7 +514,8 @@ class OpenAIEmulator(EmulatorServer):
         if batch.validation_errors:
             errors = {"object": "list", "data": batch.validation_errors}
         elif batch.state == "failed":
-            failure = {"code": "batch_failed", "line": None, "message": batch.error, "param": None}
+            code = batch.extra.get("error_code_name") or "batch_failed"
+            failure = {"code": code, "line": None, "message": batch.error, "param": None}
             errors = {"object": "list", "data": [failure]}
         failed = batch.count("error") + batch.count("expired") + batch.count("cancelled")
         return {
