@@ -13,8 +13,11 @@ serialised size fits ``inline_limit_bytes`` (20 MB) are sent inline, each with
 batch is created from the file. ``display_name`` is our tag, so :meth:`GeminiProvider.batch_find`
 lists batches and matches it. Results come from the inlined responses or the downloaded responses
 file (streamed to a temporary file, then read line by line), matched by ``key`` = custom id, never
-by position. The batch status is read from the raw operation JSON, because the SDK maps neither
-``batchStats`` nor the reason of a FAILED job.
+by position (responses-file lines through the SDK's public pydantic model,
+:func:`response_from_rest`). The batch status is read from the raw operation JSON, because the
+SDK maps neither ``batchStats`` nor the reason of a FAILED job nor the input file; that and the
+JSONL request serialiser are the two SDK internals used, with google-genai pinned to a tested
+range (``tests/llm/test_genai_internals.py`` says what to update when they change).
 
 What the three SDK providers share (key check and redaction, the call guard, HTTP status
 classification, answer validation, batch checks and item errors) is in
@@ -449,7 +452,9 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
         """One request as the SDK serialises it inline: ``{"request": {...}, "metadata"}``.
 
         Uses the SDK's own converter so the JSONL file path sends exactly what the inline path
-        sends (same schema translation of the pydantic class).
+        sends (same schema translation of the pydantic class). The SDK has no public serialiser
+        for this: the private converter is pinned with google-genai's tested range and checked
+        by ``tests/llm/test_genai_internals.py``.
         """
         from google.genai import _common as genai_common
         from google.genai import batches as genai_batches
