@@ -245,9 +245,22 @@ BATCH_THRESHOLD = env_int("BATCH_THRESHOLD", 100, minimum=0, maximum=10_000_000)
 BATCH_POLL_INTERVAL = env_int(
     "BATCH_POLL_INTERVAL", 60, minimum=1, maximum=_DAY
 )  # seconds between polls
-BATCH_TIMEOUT = env_int(
-    "BATCH_TIMEOUT", _DAY, minimum=60, maximum=7 * _DAY
-)  # seconds before realtime fallback
+# seconds a batch may stay open before it is cancelled and its items redone in realtime: each
+# provider's documented window by default (Gemini batches may run 48 h, OpenAI's and Anthropic's
+# 24 h); BATCH_TIMEOUT, when set, overrides all three
+BATCH_TIMEOUT: int | None = (
+    env_int("BATCH_TIMEOUT", 0, minimum=60, maximum=7 * _DAY)
+    if os.environ.get("BATCH_TIMEOUT", "").strip()
+    else None
+)
+BATCH_TIMEOUT_GEMINI = env_int("BATCH_TIMEOUT_GEMINI", 48 * 3600, minimum=60, maximum=7 * _DAY)
+BATCH_TIMEOUT_OPENAI = env_int("BATCH_TIMEOUT_OPENAI", 24 * 3600, minimum=60, maximum=7 * _DAY)
+BATCH_TIMEOUT_ANTHROPIC = env_int(
+    "BATCH_TIMEOUT_ANTHROPIC", 24 * 3600, minimum=60, maximum=7 * _DAY
+)
+# keep a batch's uploaded input and result files at the provider after its results are stored
+# (OpenAI and Gemini file storage has quotas; `llm_batch files` lists and removes leftovers)
+LLM_BATCH_KEEP_FILES = env_bool("LLM_BATCH_KEEP_FILES", False)
 BATCH_MAX_REQUESTS_PER_BATCH = env_int(
     "BATCH_MAX_REQUESTS_PER_BATCH", 10_000, minimum=1, maximum=1_000_000
 )

@@ -47,6 +47,7 @@ from . import schedule_admin  # noqa: F401  (re-registers the beat schedules' ad
 from .models import (
     BatchItem,
     ClusterSummary,
+    Deployment,
     GenerationJob,
     LLMCall,
     ProviderBatch,
@@ -944,3 +945,17 @@ class ProviderBatchAdmin(ReadOnlyAdmin):
     list_filter = ("state", "provider", "kind")
     search_fields = ("display_name", "provider_batch_id")
     inlines = [BatchItemInline]
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(ReadOnlyAdmin):
+    """This deployment's instance id, which batch display names and custom ids carry (created
+    on first use; listing it here creates it if no batch has yet)."""
+
+    list_display = ("instance_id", "created_at")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Deployment]:
+        from .services.deployment import deployment_identity
+
+        deployment_identity()
+        return super().get_queryset(request)

@@ -185,6 +185,8 @@ class GenerationJob(models.Model):
     driver_lease_owner = models.CharField(max_length=32, blank=True)
     # times the reconciler re-sent the plan or start message of the pending job
     redrives = models.PositiveSmallIntegerField(default=0)
+    # batch mode: the operator's --batch-size (requests per batch), for every batch of the job
+    batch_size = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     deadline = models.DateTimeField(null=True, blank=True)
@@ -345,11 +347,17 @@ class ProviderBatch(models.Model):
     submit_started_at = models.DateTimeField(null=True, blank=True)
     poll_count = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    # the provider's machine-readable reason of a failed batch (e.g. token_limit_exceeded)
+    error_code = models.CharField(max_length=64, blank=True)
+    # results whose custom_id is not one of this batch's items (never stored)
+    unknown_results = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
     last_polled_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     collected_at = models.DateTimeField(null=True, blank=True)
+    # when the batch's input and result files were deleted at the provider (None: kept or none)
+    files_deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -383,3 +391,22 @@ class BatchItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.custom_id} ({self.state})"
+
+
+class Deployment(models.Model):
+    """This deployment's identity: one row (pk 1) holding a random ``instance_id`` created once
+    in the database, on first use (:func:`llm.services.deployment.deployment_identity`).
+
+    Batch display names and custom ids carry it, so two databases sharing one provider key
+    (staging and production, or a database recreated after a reset) never take each other's
+    batches or results for their own.
+    """
+
+    SINGLETON_PK = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_PK, editable=False)
+    instance_id = models.CharField(max_length=16, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"deployment {self.instance_id}"

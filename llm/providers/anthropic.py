@@ -290,10 +290,10 @@ class AnthropicProvider(SdkProvider[Any]):
         entry = self._batch_entry(request, "x" * TAG_PREFIX_LENGTH)
         return len(json.dumps(entry, separators=(",", ":")).encode("utf-8")) + 1
 
-    def batch_submit(
+    def batch_create(
         self, requests: Sequence[ProviderRequest[BaseModel]], *, display_name: str
-    ) -> str:
-        """Create one message batch; returns its id (``msgbatch_...``).
+    ) -> BatchStatus:
+        """Create one message batch; returns it as created (id ``msgbatch_...``).
 
         Every custom id is sent as ``tag_prefix(display_name) + custom_id`` (see the module
         docstring); results give the caller's custom ids back. Not idempotent.
@@ -321,7 +321,7 @@ class AnthropicProvider(SdkProvider[Any]):
         entries = [self._batch_entry(request, prefix) for request in requests]
         batch = self._guard(lambda: self._client.messages.batches.create(requests=entries))  # type: ignore[arg-type]
         _remember(display_name, batch.id)
-        return batch.id
+        return self._status(batch, display_name)
 
     # -- batch: status -------------------------------------------------------------------------
 
@@ -353,6 +353,7 @@ class AnthropicProvider(SdkProvider[Any]):
             completed=int(counts.succeeded or 0),
             failed=int(counts.errored or 0) + int(counts.canceled or 0) + int(counts.expired or 0),
             error=error,
+            created_at=getattr(batch, "created_at", None),
         )
 
     def batch_get(self, batch_id: str) -> BatchStatus:
@@ -403,11 +404,11 @@ class AnthropicProvider(SdkProvider[Any]):
                 break  # newest first: every later batch is older still
             if batch.id in excluded:
                 continue
+            if request_count is not None and _total(batch.request_counts) != request_count:
+                continue  # another size: not the batch submitted under this name
             if batch.processing_status == "ended":
                 if batch.archived_at is None and self._first_custom_id(batch.id).startswith(prefix):
                     return self._status(batch, display_name)
-                continue
-            if request_count is not None and _total(batch.request_counts) != request_count:
                 continue
             undecided.append(batch.id)
         if undecided:

@@ -7,8 +7,9 @@ grow with the number of requests beyond the results the caller keeps.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -31,6 +32,9 @@ class BatchStatus:
         raw_state: the provider's own state string.
         request_count, completed, failed: item counts as reported (0 when unknown).
         error: the provider's reason for a failed batch, if any.
+        error_code: the provider's machine-readable reason, if it gives one (OpenAI
+            ``token_limit_exceeded``: the per-model enqueued-token limit refused the batch).
+        created_at: when the provider created the batch (aware), None when not reported.
     """
 
     batch_id: str
@@ -41,6 +45,8 @@ class BatchStatus:
     completed: int = 0
     failed: int = 0
     error: str = ""
+    error_code: str = ""
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,20 @@ class BatchItemResult:
     custom_id: str
     result: ProviderResult[Any] | None
     error: ProviderError | None
+
+
+@dataclass(frozen=True)
+class ProviderFile:
+    """A file held by the provider's file storage (OpenAI files, Gemini files).
+
+    ``name`` is the file name (OpenAI) or display name (Gemini) as the provider lists it,
+    ``size_bytes`` its size in bytes, ``created_at`` when it was stored (None if not reported).
+    """
+
+    file_id: str
+    name: str
+    size_bytes: int = 0
+    created_at: datetime | None = None
 
 
 class BatchProvider(Protocol):
@@ -85,8 +105,29 @@ class BatchProvider(Protocol):
         """
         ...
 
-    def batch_find(self, display_name: str) -> BatchStatus | None:
-        """The batch whose display name or metadata tag is ``display_name``, if it exists."""
+    def batch_create(
+        self, requests: Sequence[ProviderRequest[BaseModel]], *, display_name: str
+    ) -> BatchStatus:
+        """As :meth:`batch_submit`, returning the batch as the provider answered the creation
+        (its id and its first state, e.g. ``validating``)."""
+        ...
+
+    def batch_find(
+        self,
+        display_name: str,
+        *,
+        request_count: int | None = None,
+        created_after: datetime | None = None,
+        exclude_ids: Collection[str] = (),
+    ) -> BatchStatus | None:
+        """The batch whose display name or metadata tag is ``display_name``, if it exists.
+
+        ``request_count`` (the number of requests submitted), ``created_after`` (safely before
+        the submission attempt, e.g. the row's creation minus a minute of clock skew; naive
+        means UTC) and ``exclude_ids`` (ids known to belong to other work) only rule batches
+        out, where the provider reports them: a batch of another size, or created before the
+        row was written, is never adopted.
+        """
         ...
 
     def batch_get(self, batch_id: str) -> BatchStatus:
@@ -114,4 +155,21 @@ class BatchProvider(Protocol):
 
     def batch_list(self) -> Iterator[BatchStatus]:
         """All batches the provider knows for this key, newest first, across pages."""
+        ...
+
+    def batch_files(self, batch_id: str) -> list[str]:
+        """Ids of the files the provider holds for one batch (uploaded input, results and error
+        files); [] for a provider without file storage (Anthropic) or an inline batch."""
+        ...
+
+    def file_delete(self, file_id: str) -> bool:
+        """Delete one stored file; False when the provider does not know it (any more).
+
+        Raises:
+            ProviderError: a transport failure or another refusal.
+        """
+        ...
+
+    def files_list(self) -> Iterator[ProviderFile]:
+        """Every file the provider stores for this key, newest first, across pages."""
         ...

@@ -20,7 +20,7 @@ import math
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import ModuleType
@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel
 
 from llm.providers.base import ProviderError, ProviderRequest, ProviderResult, T, redact
-from llm.providers.batch import BatchItemResult, BatchStatus
+from llm.providers.batch import BatchItemResult, BatchStatus, ProviderFile
 from llm.providers.parsing import parse_structured
 
 R = TypeVar("R")
@@ -218,10 +218,55 @@ def decode_row(line: str | bytes) -> dict[str, Any] | str:
     return value if isinstance(value, dict) else "result line is not an object"
 
 
-def first_named(statuses: Iterable[BatchStatus], display_name: str) -> BatchStatus | None:
-    """The first status (listings are newest first) whose display name is ``display_name``."""
+def as_utc(moment: datetime | None) -> datetime | None:
+    """``moment`` as an aware datetime (naive means UTC, as Django stores it)."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
+def batch_matches(
+    status: BatchStatus,
+    display_name: str,
+    *,
+    request_count: int | None = None,
+    created_after: datetime | None = None,
+    exclude_ids: Collection[str] = (),
+) -> bool:
+    """Whether ``status`` may be the batch submitted as ``display_name``: same name, not an
+    excluded id, and, where the provider reports them, the same request count (0 = not
+    reported yet, e.g. a batch still validating) and created no earlier than ``created_after``.
+    """
+    if status.display_name != display_name or status.batch_id in exclude_ids:
+        return False
+    if (
+        request_count is not None
+        and status.request_count
+        and status.request_count != (request_count)
+    ):
+        return False
+    after = as_utc(created_after)
+    created = as_utc(status.created_at)
+    return not (after is not None and created is not None and created < after)
+
+
+def first_named(
+    statuses: Iterable[BatchStatus],
+    display_name: str,
+    *,
+    request_count: int | None = None,
+    created_after: datetime | None = None,
+    exclude_ids: Collection[str] = (),
+) -> BatchStatus | None:
+    """The first status (listings are newest first) that :func:`batch_matches`."""
     for status in statuses:
-        if status.display_name == display_name:
+        if batch_matches(
+            status,
+            display_name,
+            request_count=request_count,
+            created_after=created_after,
+            exclude_ids=exclude_ids,
+        ):
             return status
     return None
 
@@ -482,6 +527,31 @@ class SdkProvider(ABC, Generic[ResponseT]):
     @abstractmethod
     def batch_request_bytes(self, request: ProviderRequest[BaseModel]) -> int:
         """Size in bytes of one request as it would be serialised into the batch input."""
+
+    @abstractmethod
+    def batch_create(
+        self, requests: Sequence[ProviderRequest[BaseModel]], *, display_name: str
+    ) -> BatchStatus:
+        """Create one batch; the batch as the provider answered the creation (id, state)."""
+
+    def batch_submit(
+        self, requests: Sequence[ProviderRequest[BaseModel]], *, display_name: str
+    ) -> str:
+        """Create one batch (:meth:`batch_create`) and return its id. Not idempotent: store
+        ``display_name`` first and use ``batch_find`` after a crash."""
+        return self.batch_create(requests, display_name=display_name).batch_id
+
+    def batch_files(self, batch_id: str) -> list[str]:
+        """Ids of the files held for the batch (none: a provider without file storage)."""
+        return []
+
+    def file_delete(self, file_id: str) -> bool:
+        """Delete a stored file (a provider without file storage knows none: False)."""
+        return False
+
+    def files_list(self) -> Iterator[ProviderFile]:
+        """Stored files (a provider without file storage has none)."""
+        return iter(())
 
     def _batch_check(
         self,

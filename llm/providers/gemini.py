@@ -13,8 +13,11 @@ serialised size fits ``inline_limit_bytes`` (20 MB) are sent inline, each with
 batch is created from the file. ``display_name`` is our tag, so :meth:`GeminiProvider.batch_find`
 lists batches and matches it. Results come from the inlined responses or the downloaded responses
 file (streamed to a temporary file, then read line by line), matched by ``key`` = custom id, never
-by position. The batch status is read from the raw operation JSON, because the SDK maps neither
-``batchStats`` nor the reason of a FAILED job.
+by position (responses-file lines through the SDK's public pydantic model,
+:func:`response_from_rest`). The batch status is read from the raw operation JSON, because the
+SDK maps neither ``batchStats`` nor the reason of a FAILED job nor the input file; that and the
+JSONL request serialiser are the two SDK internals used, with google-genai pinned to a tested
+range (``tests/llm/test_genai_internals.py`` says what to update when they change).
 
 What the three SDK providers share (key check and redaction, the call guard, HTTP status
 classification, answer validation, batch checks and item errors) is in
@@ -24,11 +27,13 @@ classification, answer validation, batch checks and item errors) is in
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import re
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import IO, Any, ClassVar
 
 from google import genai
@@ -37,13 +42,13 @@ from google.genai import types
 from pydantic import BaseModel
 
 from llm.providers.base import ProviderError, ProviderRequest, ProviderResult, T
-from llm.providers.batch import FINAL_BATCH_STATES, BatchItemResult, BatchStatus
+from llm.providers.batch import FINAL_BATCH_STATES, BatchItemResult, BatchStatus, ProviderFile
 from llm.providers.common import (
     SdkExceptions,
     SdkProvider,
     batch_item_error,
+    batch_matches,
     decode_row,
-    first_named,
     parse_retry_after,
     unknown_custom_id,
 )
@@ -151,6 +156,54 @@ def iter_lines(handle: IO[bytes]) -> Iterator[dict[str, Any]]:
         yield row if isinstance(row, dict) else {"__invalid__": row}
 
 
+def _parts_from_rest(content: Any) -> dict[str, Any] | None:
+    if not isinstance(content, Mapping):
+        return None
+    parts = [
+        {"text": part.get("text"), "thought": part.get("thought")}
+        for part in content.get("parts") or []
+        if isinstance(part, Mapping)
+    ]
+    return {"role": content.get("role"), "parts": parts}
+
+
+def response_from_rest(raw: Mapping[str, Any]) -> types.GenerateContentResponse:
+    """A ``GenerateContentResponse`` from the REST JSON of one answer (a line of a batch
+    responses file), through the SDK's public pydantic model.
+
+    Only the fields this provider reads are kept (candidates' text parts and finish reason,
+    usage, prompt feedback, model version), so fields the SDK does not know (its models forbid
+    extra fields) never make an answer unreadable.
+
+    Raises:
+        pydantic.ValidationError: a kept field has the wrong type.
+    """
+    found = raw.get("usageMetadata")
+    usage: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+    feedback = raw.get("promptFeedback")
+    lean: dict[str, Any] = {
+        "candidates": [
+            {
+                "content": _parts_from_rest(candidate.get("content")),
+                "finish_reason": candidate.get("finishReason"),
+            }
+            for candidate in raw.get("candidates") or []
+            if isinstance(candidate, Mapping)
+        ],
+        "usage_metadata": {
+            "prompt_token_count": usage.get("promptTokenCount"),
+            "candidates_token_count": usage.get("candidatesTokenCount"),
+            "thoughts_token_count": usage.get("thoughtsTokenCount"),
+        },
+        "prompt_feedback": (
+            {"block_reason": feedback.get("blockReason")} if isinstance(feedback, Mapping) else None
+        ),
+        "model_version": raw.get("modelVersion"),
+        "response_id": raw.get("responseId"),
+    }
+    return types.GenerateContentResponse.model_validate(lean)
+
+
 # --------------------------------------------------------------------------------------------
 # Gemini
 # --------------------------------------------------------------------------------------------
@@ -202,6 +255,22 @@ def _as_count(value: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         return 0
+
+
+_FRACTION_RE = re.compile(r"(\.\d{1,6})\d*")
+
+
+def _as_time(value: Any) -> datetime | None:
+    """An RFC 3339 time as Google sends it (``2026-12-03T10:00:00.123456789Z``); None when
+    absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(
+            _FRACTION_RE.sub(r"\1", value, count=1).replace("Z", "+00:00")
+        )
+    except ValueError:
+        return None
 
 
 class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
@@ -383,7 +452,9 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
         """One request as the SDK serialises it inline: ``{"request": {...}, "metadata"}``.
 
         Uses the SDK's own converter so the JSONL file path sends exactly what the inline path
-        sends (same schema translation of the pydantic class).
+        sends (same schema translation of the pydantic class). The SDK has no public serialiser
+        for this: the private converter is pinned with google-genai's tested range and checked
+        by ``tests/llm/test_genai_internals.py``.
         """
         from google.genai import _common as genai_common
         from google.genai import batches as genai_batches
@@ -403,10 +474,10 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
         """
         return len(json.dumps(self._rest_request(request)).encode("utf-8")) + 2
 
-    def batch_submit(
+    def batch_create(
         self, requests: Sequence[ProviderRequest[BaseModel]], *, display_name: str
-    ) -> str:
-        """Create one batch job; returns its name (``batches/...``).
+    ) -> BatchStatus:
+        """Create one batch job; returns it as created (name ``batches/...``, state pending).
 
         All requests must use the same model (a Gemini batch belongs to one model). Sets whose
         serialised size is at most ``inline_limit_bytes`` go inline; larger ones through an
@@ -439,7 +510,22 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
         )
         if not job.name:
             raise self._error("Gemini created a batch but returned no name", transient=False)
-        return job.name
+        return self._job_status(job, display_name=display_name, request_count=len(requests))
+
+    def _job_status(
+        self, job: types.BatchJob, *, display_name: str = "", request_count: int = 0
+    ) -> BatchStatus:
+        """A status from the SDK's ``BatchJob`` (which maps no counts: ``request_count`` is
+        the caller's, 0 when unknown)."""
+        raw_state = _enum_value(job.state) or "JOB_STATE_UNSPECIFIED"
+        return BatchStatus(
+            batch_id=job.name or "",
+            display_name=job.display_name or display_name,
+            state=batch_state(raw_state),
+            raw_state=raw_state,
+            request_count=request_count,
+            created_at=job.create_time,
+        )
 
     def _upload_input(self, requests: Sequence[ProviderRequest[Any]], display_name: str) -> str:
         """Write the JSONL input (``{"key", "request"}`` lines) to a temporary file, upload it
@@ -473,11 +559,58 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
             ProviderError: unknown id (404, permanent) or a transport failure.
         """
         name = _batch_name(batch_id)
+        return self._status(self._operation(name), name)
+
+    def _operation(self, name: str) -> dict[str, Any]:
+        """The raw operation JSON of batch ``name``.
+
+        The SDK's public ``batches.get`` maps neither ``batchStats``, nor the ``error`` of a
+        FAILED job, nor the input file: read through the SDK's own (private) request method, so
+        auth, base URL, API version and timeouts stay the SDK's. google-genai is pinned to a
+        tested range; ``tests/llm/test_genai_internals.py`` fails loudly if this changes.
+        """
         response = self._guard(lambda: self._client._api_client.request("get", name, {}, None))
         operation = decode_row(response.body or "{}")
         if not isinstance(operation, dict):
             raise self._error(f"Gemini returned an unreadable batch {name}", transient=True)
-        return self._status(operation, name)
+        return operation
+
+    # -- batch: files --------------------------------------------------------------------------
+
+    def batch_files(self, batch_id: str) -> list[str]:
+        """The batch's uploaded input file and its responses file (those it has; an inline
+        batch has neither)."""
+        metadata = self._operation(_batch_name(batch_id)).get("metadata") or {}
+        source = metadata.get("inputConfig") or {}
+        output = metadata.get("output") or {}
+        names = (source.get("fileName"), output.get("responsesFile"))
+        return [str(name) for name in names if name]
+
+    def file_delete(self, file_id: str) -> bool:
+        """``files.delete``; False when Gemini does not know the file (404).
+
+        Raises:
+            ProviderError: a transport failure or another refusal.
+        """
+        try:
+            self._guard(lambda: self._client.files.delete(name=file_id))
+        except ProviderError as error:
+            if error.status_code == 404:
+                return False
+            raise
+        return True
+
+    def files_list(self) -> Iterator[ProviderFile]:
+        """Every stored file of this key, across pages (``files.list``)."""
+        for stored in self._pages(
+            lambda: self._client.files.list(config=types.ListFilesConfig(page_size=100))
+        ):
+            yield ProviderFile(
+                file_id=stored.name or "",
+                name=stored.display_name or "",
+                size_bytes=int(stored.size_bytes or 0),
+                created_at=stored.create_time,
+            )
 
     def _status(self, operation: Mapping[str, Any], name: str) -> BatchStatus:
         metadata = operation.get("metadata") or {}
@@ -497,6 +630,7 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
             completed=_as_count(stats.get("successfulRequestCount")),
             failed=_as_count(stats.get("failedRequestCount")),
             error=self._batch_error(state, error),
+            created_at=_as_time(metadata.get("createTime")),
         )
 
     def batch_list(self) -> Iterator[BatchStatus]:
@@ -504,21 +638,32 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
         for job in self._pages(
             lambda: self._client.batches.list(config=types.ListBatchJobsConfig(page_size=100))
         ):
-            raw_state = _enum_value(job.state) or "JOB_STATE_UNSPECIFIED"
-            yield BatchStatus(
-                batch_id=job.name or "",
-                display_name=job.display_name or "",
-                state=batch_state(raw_state),
-                raw_state=raw_state,
-            )
+            yield self._job_status(job)
 
-    def batch_find(self, display_name: str) -> BatchStatus | None:
-        """The newest batch whose display name is ``display_name`` (full status), or None.
+    def batch_find(
+        self,
+        display_name: str,
+        *,
+        request_count: int | None = None,
+        created_after: datetime | None = None,
+        exclude_ids: Collection[str] = (),
+    ) -> BatchStatus | None:
+        """The newest batch whose display name is ``display_name``, created no earlier than
+        ``created_after`` and holding ``request_count`` requests (its full status), or None.
 
-        Gemini stores the display name with the job, so a listing finds batches in any state.
+        Gemini stores the display name with the job, so a listing finds batches in any state;
+        the count is read from each candidate's ``batchStats``.
         """
-        listed = first_named(self.batch_list(), display_name)
-        return self.batch_get(listed.batch_id) if listed is not None else None
+        for listed in self.batch_list():
+            if not batch_matches(
+                listed, display_name, created_after=created_after, exclude_ids=exclude_ids
+            ):
+                continue
+            full = self.batch_get(listed.batch_id)
+            full = dataclasses.replace(full, created_at=full.created_at or listed.created_at)
+            if batch_matches(full, display_name, request_count=request_count):
+                return full
+        return None
 
     def batch_cancel(self, batch_id: str) -> BatchStatus:
         """Ask Gemini to cancel; returns the state polled right after."""
@@ -587,12 +732,7 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
                 output_classes,
             )
         try:
-            from google.genai import models as genai_models
-
-            response = types.GenerateContentResponse._from_response(
-                response=genai_models._GenerateContentResponse_from_mldev(line["response"]),
-                kwargs={},
-            )
+            response = response_from_rest(line["response"])
         except Exception as problem:
             return batch_item_error(
                 "Gemini", custom_id, f"unreadable response ({type(problem).__name__}: {problem})"

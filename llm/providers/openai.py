@@ -30,7 +30,8 @@ import copy
 import json
 import re
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Final
 
 import openai
@@ -39,7 +40,7 @@ from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ValidationError
 
 from llm.providers.base import ProviderError, ProviderRequest, ProviderResult, T
-from llm.providers.batch import FINAL_BATCH_STATES, BatchItemResult, BatchStatus
+from llm.providers.batch import FINAL_BATCH_STATES, BatchItemResult, BatchStatus, ProviderFile
 from llm.providers.common import (
     SdkExceptions,
     SdkProvider,
@@ -321,12 +322,13 @@ class OpenAIProvider(SdkProvider[ChatCompletion]):
         """Bytes of one request's JSONL line in the batch input file (newline included)."""
         return len(json.dumps(self._batch_line(request)).encode("utf-8")) + 1
 
-    def batch_submit(
+    def batch_create(
         self, requests: Sequence[ProviderRequest[BaseModel]], *, display_name: str
-    ) -> str:
-        """Upload the JSONL input and create one batch tagged ``metadata.tag = display_name``;
-        returns the batch id (``batch_...``). Not idempotent: store ``display_name`` first and
-        use :meth:`batch_find` after a crash.
+    ) -> BatchStatus:
+        """Upload the JSONL input (file name ``<display_name>.jsonl``) and create one batch
+        tagged ``metadata.tag = display_name``; returns it as created (id ``batch_...``, state
+        ``validating``). Not idempotent: store ``display_name`` first and use
+        :meth:`batch_find` after a crash.
 
         Raises:
             ProviderError: invalid or oversize set, or a tag over 512 characters (permanent,
@@ -358,7 +360,7 @@ class OpenAIProvider(SdkProvider[ChatCompletion]):
                 metadata={"tag": display_name},
             )
         )
-        return batch.id
+        return self._status(batch)
 
     # -- batch: status -------------------------------------------------------------------------
 
@@ -366,9 +368,10 @@ class OpenAIProvider(SdkProvider[ChatCompletion]):
         raw_state = str(batch.status)
         state = batch_state(raw_state)
         counts = batch.request_counts
+        errors = (batch.errors.data or []) if batch.errors else []
         messages = [
             f"line {item.line}: {item.message}" if item.line else str(item.message)
-            for item in ((batch.errors.data or []) if batch.errors else [])
+            for item in errors
         ]
         return BatchStatus(
             batch_id=batch.id,
@@ -379,6 +382,10 @@ class OpenAIProvider(SdkProvider[ChatCompletion]):
             completed=int(counts.completed) if counts else 0,
             failed=int(counts.failed) if counts else 0,
             error=self._batch_error(state, "; ".join(messages)),
+            error_code=next((str(item.code) for item in errors if getattr(item, "code", None)), ""),
+            created_at=(
+                datetime.fromtimestamp(int(batch.created_at), UTC) if batch.created_at else None
+            ),
         )
 
     def batch_get(self, batch_id: str) -> BatchStatus:
@@ -394,16 +401,65 @@ class OpenAIProvider(SdkProvider[ChatCompletion]):
         for batch in self._pages(lambda: self._client.batches.list(limit=100)):
             yield self._status(batch)
 
-    def batch_find(self, display_name: str) -> BatchStatus | None:
-        """The newest batch whose ``metadata.tag`` is ``display_name``, or None.
-
-        The tag is stored with the batch, so a listing finds batches in any state.
+    def batch_find(
+        self,
+        display_name: str,
+        *,
+        request_count: int | None = None,
+        created_after: datetime | None = None,
+        exclude_ids: Collection[str] = (),
+    ) -> BatchStatus | None:
+        """The newest batch whose ``metadata.tag`` is ``display_name`` and that matches the
+        request count and creation time (see :func:`~llm.providers.common.batch_matches`), or
+        None. The tag is stored with the batch, so a listing finds batches in any state.
         """
-        return first_named(self.batch_list(), display_name)
+        return first_named(
+            self.batch_list(),
+            display_name,
+            request_count=request_count,
+            created_after=created_after,
+            exclude_ids=exclude_ids,
+        )
 
     def batch_cancel(self, batch_id: str) -> BatchStatus:
         """Ask OpenAI to cancel; returns the state after the request (``cancelling``)."""
         return self._status(self._guard(lambda: self._client.batches.cancel(batch_id)))
+
+    # -- batch: files --------------------------------------------------------------------------
+
+    def batch_files(self, batch_id: str) -> list[str]:
+        """The batch's input, output and error file ids (those it has)."""
+        batch = self._guard(lambda: self._client.batches.retrieve(batch_id))
+        ids = (batch.input_file_id, batch.output_file_id, batch.error_file_id)
+        return [file_id for file_id in ids if file_id]
+
+    def file_delete(self, file_id: str) -> bool:
+        """``files.delete``; False when OpenAI does not know the file (404).
+
+        Raises:
+            ProviderError: a transport failure or another refusal.
+        """
+        try:
+            self._guard(lambda: self._client.files.delete(file_id))
+        except ProviderError as error:
+            if error.status_code == 404:
+                return False
+            raise
+        return True
+
+    def files_list(self) -> Iterator[ProviderFile]:
+        """Every stored file of this key, newest first, across pages (``files.list``)."""
+        for stored in self._pages(lambda: self._client.files.list(limit=1000)):
+            yield ProviderFile(
+                file_id=stored.id,
+                name=str(stored.filename or ""),
+                size_bytes=int(stored.bytes or 0),
+                created_at=(
+                    datetime.fromtimestamp(int(stored.created_at), UTC)
+                    if stored.created_at
+                    else None
+                ),
+            )
 
     # -- batch: results ------------------------------------------------------------------------
 

@@ -68,6 +68,16 @@ def provider_check(name: str) -> None:
             )
 
 
+def missing_key(name: str) -> str:
+    """What is missing for ``name`` to make calls in this process ("" when nothing is), e.g.
+    "OPENAI_API_KEY is not set"; never calls the provider."""
+    if name in _KEYS:
+        attribute, missing = _KEYS[name]
+        if not getattr(settings, attribute, ""):
+            return missing
+    return ""
+
+
 _instances: dict[tuple[str, str, str | None, float], Any] = {}
 _instances_lock = threading.Lock()
 

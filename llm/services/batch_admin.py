@@ -40,6 +40,7 @@ from llm.providers.registry import (
     batch_provider_get,
     default_judge_model,
     default_model,
+    missing_key,
     provider_check,
 )
 from llm.services import batches as driver
@@ -202,7 +203,7 @@ def batch_job_create(
     now: batch rows are written and submitted (at most ``batch_size`` requests per batch, else
     ``BATCH_MAX_REQUESTS_PER_BATCH`` and the provider's limits). Later steps (polling, collecting,
     the judge batches) are beat's ``llm.poll_batches`` or ``llm_batch fetch``; ``batch_size``
-    applies to the batches submitted by this call only.
+    is stored with the job and caps every batch of it (generation, judge and regeneration).
 
     Args:
         dataset: dataset slug; None = the only dataset with a succeeded run.
@@ -238,6 +239,7 @@ def batch_job_create(
             model=default_model(name),
             judge_model=default_judge_model(name),
             force=force,
+            batch_size=batch_size,
         )
         SummaryTask.objects.bulk_create(
             [SummaryTask(job=job, cluster=c) for c in clusters], batch_size=2000
@@ -351,23 +353,40 @@ def _lease_held(job_id: int, now: datetime) -> bool:
     return GenerationJob.objects.filter(pk=job_id, driver_lease_until__gt=now).exists()
 
 
+def _require_keys(job_ids: Sequence[int]) -> None:
+    """Raise :class:`BatchAdminError` (exit 2) when this process lacks the key of one of the
+    jobs' providers, before anything is written: a process that cannot reach the provider
+    leaves batch rows and tasks as they are."""
+    jobs = GenerationJob.objects.filter(pk__in=list(job_ids)).order_by("pk")
+    for job_id, name in jobs.values_list("pk", "provider"):
+        missing = missing_key(name)
+        if missing:
+            raise BatchAdminError(
+                f"job {job_id} uses provider {name} but {missing} in this process; nothing "
+                "was fetched and no batch or task was changed (run it where the key is set)"
+            )
+
+
 def batch_fetch(
     *, ids: Sequence[int] | None = None, all_pending: bool = False, batch_size: int | None = None
 ) -> list[JobFetch]:
     """Poll and collect now: one driver step (:func:`~llm.services.batches.job_batch_advance`)
-    for every job owning one of the batches ``ids`` (or, with ``all_pending``, every job with a
-    batch whose results are not collected yet, and every running batch-mode job, as beat's
-    ``llm.poll_batches`` does: one whose clusters finish in realtime is finalized). The step
-    also submits the next batches those jobs need (e.g. the judge batch after a generation
-    batch), at most ``batch_size`` requests each, and finalizes jobs that are done. Returns one
-    :class:`JobFetch` per job, in job order.
+    for every job owning one of the batches ``ids``, restricted to those batches (they alone
+    are recovered, polled and collected; no new batch is written), or, with ``all_pending``,
+    for every job with a batch whose results are not collected yet and every running
+    batch-mode job, as beat's ``llm.poll_batches`` does: the step also submits the next batches
+    those jobs need (e.g. the judge batch after a generation batch) and finalizes jobs that are
+    done. ``batch_size`` is stored with the jobs (it caps each of their later batches). Returns
+    one :class:`JobFetch` per job, in job order.
 
     Raises:
         BatchAdminError: unknown batch ids (exit 2, nothing is done), neither ``ids`` nor
-            ``all_pending``, or ``batch_size`` < 1.
+            ``all_pending``, ``batch_size`` < 1, or the key of a job's provider is not set in
+            this process (exit 2; no row is changed).
     """
     if batch_size is not None and batch_size < 1:
         raise BatchAdminError(f"--batch-size must be at least 1, got {batch_size}")
+    found: dict[int, int] = {}
     if ids:
         wanted = sorted(set(ids))
         found = dict(
@@ -391,13 +410,17 @@ def batch_fetch(
         job_ids = sorted(set(uncollected) | set(running))
     else:
         raise BatchAdminError("give batch ids (--ids ID ...) or --all-pending")
+    _require_keys(job_ids)
+    if batch_size is not None:  # the operator's size, for every later batch of these jobs
+        GenerationJob.objects.filter(pk__in=job_ids).update(batch_size=batch_size)
     report: list[JobFetch] = []
     for job_id in job_ids:
         before = _snapshot(job_id)
         busy = _lease_held(job_id, timezone.now())
         counts: dict[str, int] = {}
+        named = [i for i, owner in found.items() if owner == job_id] if ids else None
         if not busy:
-            counts = driver.job_batch_advance(job_id=job_id, batch_size=batch_size)
+            counts = driver.job_batch_advance(job_id=job_id, batch_ids=named)
         after = _snapshot(job_id)
         rows = ProviderBatch.objects.filter(pk__in=list(after)).in_bulk()
         changes = []
@@ -501,7 +524,7 @@ def batch_cancel(*, batch_id: int) -> BatchCancelled:
         provider_id = batch.provider_batch_id
         if not provider_id and batch.submit_attempts > 0:
             # the submission may have reached the provider: find it rather than leave it running
-            found = provider.batch_find(batch.display_name)
+            found = driver._find_submitted(batch, provider)
             if found is not None:
                 driver._adopt(batch, found)
                 provider_id = found.batch_id

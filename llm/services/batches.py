@@ -7,11 +7,15 @@ on the job so only one driver works on it at a time:
 1. recovers batches written but not known to be submitted (``preparing``): the provider is asked
    for a batch with the row's deterministic display name first, so a crash between submission and
    saving the id never leads to a second, paid, submission;
-2. polls open batches; a batch older than ``BATCH_TIMEOUT`` is cancelled (``timed_out``);
+2. polls open batches; a batch open longer than its provider's window (:func:`batch_timeout`:
+   Gemini 48 h, OpenAI and Anthropic 24 h, ``BATCH_TIMEOUT_<PROVIDER>`` or ``BATCH_TIMEOUT``) is
+   cancelled (``timed_out``);
 3. collects finished batches: results are streamed and matched by ``custom_id``; each item goes
    through the same validation, judge and cache steps as realtime; items with an error that
    another attempt cannot fix (API errors, expiry, cancellation, missing results) are handed to
    the realtime path individually;
+   a batch refused for the provider's enqueued-token limit is split in two and retried in
+   batch instead (:mod:`llm.services.batch_split`);
 4. submits the next batches for tasks waiting for a generation or judge step (split by the
    provider's request and byte limits and ``BATCH_MAX_REQUESTS_PER_BATCH``);
 5. finalizes the job when every task is finished.
@@ -49,7 +53,15 @@ from llm.providers.base import ProviderError, ProviderRequest, redact
 from llm.providers.batch import BatchItemResult, BatchProvider, BatchStatus
 from llm.providers.registry import BATCH_PROVIDERS, ProviderNotConfigured, batch_provider_get
 from llm.services import generation as gen
+from llm.services.batch_files import batch_files_delete
+from llm.services.batch_split import is_refused_for_tokens, split_must_wait, split_refused
 from llm.services.context import cluster_context_build
+from llm.services.deployment import (
+    batch_display_name,
+    belongs_to,
+    deployment_identity,
+    scoped_custom_id,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +74,9 @@ _FINAL_FROM_PROVIDER = {
 }
 #: a preparing batch younger than this may still be in its submitter's hands (seconds)
 PREPARING_GRACE_SECONDS = 120
+#: clock skew allowed between us and the provider when ruling out batches created before a
+#: row was written (seconds)
+CLOCK_SKEW_SECONDS = 60
 
 
 def batch_mode_wanted(*, provider: str, misses: int) -> bool:
@@ -73,16 +88,42 @@ def batch_mode_wanted(*, provider: str, misses: int) -> bool:
     )
 
 
+#: each provider's documented batch window (seconds): Gemini batches expire after 48 h pending
+#: or running, OpenAI's completion window and Anthropic's expiry are 24 h
+DEFAULT_BATCH_TIMEOUTS = {"gemini": 48 * 3600, "openai": 24 * 3600, "anthropic": 24 * 3600}
+
+
+def batch_timeout(provider: str) -> int:
+    """Seconds a batch of ``provider`` may stay open before it is cancelled (``timed_out``) and
+    its items redone in realtime: ``BATCH_TIMEOUT`` when set (a global override), else
+    ``BATCH_TIMEOUT_<PROVIDER>`` (defaults: :data:`DEFAULT_BATCH_TIMEOUTS`); 24 h for a provider
+    without its own setting."""
+    override = getattr(settings, "BATCH_TIMEOUT", None)
+    if override:
+        return int(override)
+    default = DEFAULT_BATCH_TIMEOUTS.get(provider, 24 * 3600)
+    return int(getattr(settings, f"BATCH_TIMEOUT_{provider.upper()}", default) or default)
+
+
+def _timeout_setting(provider: str) -> str:
+    if getattr(settings, "BATCH_TIMEOUT", None):
+        return "BATCH_TIMEOUT"
+    return f"BATCH_TIMEOUT_{provider.upper()}"
+
+
 def job_batch_begin(*, job_id: int, task_ids: Sequence[int]) -> None:
     """Switch a planned job to batch mode: its tasks wait for a generation batch.
 
-    Their lease outlasts ``BATCH_TIMEOUT`` so the stalled-work reconciler leaves them to the
-    batch driver, and the job's deadline becomes ``BATCH_TIMEOUT`` plus ``LLM_JOB_TIME_LIMIT``
-    (seconds) so that items redone in realtime after a long batch still have their time.
+    Their lease outlasts the provider's :func:`batch_timeout` so the stalled-work reconciler
+    leaves them to the batch driver, and the job's deadline becomes that timeout plus
+    ``LLM_JOB_TIME_LIMIT`` (seconds) so that items redone in realtime after a long batch still
+    have their time.
     """
     now = timezone.now()
-    lease = now + timedelta(seconds=settings.BATCH_TIMEOUT + 3600)
-    deadline = now + timedelta(seconds=settings.BATCH_TIMEOUT + settings.LLM_JOB_TIME_LIMIT)
+    provider = GenerationJob.objects.values_list("provider", flat=True).get(pk=job_id)
+    window = batch_timeout(provider)
+    lease = now + timedelta(seconds=window + 3600)
+    deadline = now + timedelta(seconds=window + settings.LLM_JOB_TIME_LIMIT)
     with transaction.atomic():
         GenerationJob.objects.filter(pk=job_id).update(
             mode=GenerationJob.Mode.BATCH, deadline=deadline
@@ -168,12 +209,21 @@ class DriverLease:
         )
 
 
-def job_batch_advance(*, job_id: int, batch_size: int | None = None) -> dict[str, int]:
+def job_batch_advance(
+    *, job_id: int, batch_size: int | None = None, batch_ids: Sequence[int] | None = None
+) -> dict[str, int]:
     """One step of a batch-mode job (see the module docstring). Idempotent and safe to call
     from several workers at once: only the holder of the job's lease works.
 
+    ``batch_size`` caps the requests of each new batch (None: the job's stored
+    ``batch_size``, the operator's ``--batch-size``, else the limits alone). With
+    ``batch_ids``, only those batch rows of the job are recovered, polled and collected and no
+    new batch is written (the finished job is still finalized).
+
     Returns counts of what it did: recovered, polled, collected, submitted (batches), items,
-    fallbacks (items sent to realtime), finalized (0/1).
+    fallbacks (items sent to realtime), finalized (0/1), and ``unconfigured`` = 1 when this
+    process cannot call the job's provider (its key is not set): then nothing at all is written
+    (no lease, no batch or task row) and a warning is logged.
     """
     counts = dict.fromkeys(
         ("recovered", "polled", "collected", "submitted", "items", "fallbacks", "finalized"), 0
@@ -181,34 +231,46 @@ def job_batch_advance(*, job_id: int, batch_size: int | None = None) -> dict[str
     job = GenerationJob.objects.filter(pk=job_id).first()
     if job is None or job.mode != GenerationJob.Mode.BATCH:
         return counts
+    try:
+        provider = batch_provider_get(job.provider)
+    except ProviderNotConfigured as exc:
+        # a process that cannot reach the provider (no key here) leaves every row as it is:
+        # the batches are paid for, and a process with the key collects them
+        logger.warning(
+            "job %s: batches left untouched, this process cannot call them: %s", job_id, exc
+        )
+        counts["unconfigured"] = 1
+        return counts
     lease = DriverLease.take(job_id)
     if lease is None:
         return counts
+    rows = ProviderBatch.objects.filter(job=job)
+    if batch_ids is not None:
+        rows = rows.filter(pk__in=list(batch_ids))
     try:
         if job.status == JobStatus.CANCELLED:
-            _cancel_open(job, lease)
+            _cancel_open(job, provider, lease)
         else:
-            provider = batch_provider_get(job.provider)
-            for batch in ProviderBatch.objects.filter(job=job, state=ProviderBatch.State.PREPARING):
+            for batch in rows.filter(state=ProviderBatch.State.PREPARING).order_by("pk"):
                 lease.renew()
                 counts["recovered"] += _submit(batch, provider, job, lease, recovering=True)
-            for batch in ProviderBatch.objects.filter(job=job, state__in=OPEN_STATES):
+            for batch in rows.filter(state__in=OPEN_STATES):
                 lease.renew()
                 counts["polled"] += 1
                 _poll(batch, provider)
-            for batch in ProviderBatch.objects.filter(
-                job=job,
-                state__in=[*_FINAL_FROM_PROVIDER.values(), ProviderBatch.State.TIMED_OUT],
+            for batch in rows.filter(
+                state__in=[*_FINAL_FROM_PROVIDER.values(), ProviderBatch.State.TIMED_OUT]
             ):
                 lease.renew()
                 items, fallbacks = _collect(batch, provider, job, lease)
                 counts["collected"] += 1
                 counts["items"] += items
                 counts["fallbacks"] += fallbacks
-            for batch in _create_batches(job, provider, batch_size, lease):
-                counts["submitted"] += _submit(batch, provider, job, lease, recovering=False)
-    except ProviderNotConfigured as exc:
-        _fail_waiting(job, str(exc))
+            if batch_ids is None:
+                size = batch_size or job.batch_size
+                identity = deployment_identity()
+                for batch in _create_batches(job, provider, size, lease, identity):
+                    counts["submitted"] += _submit(batch, provider, job, lease, recovering=False)
     except DriverLeaseLost as exc:
         # another driver took over (this one stalled longer than the lease): it carries on
         # from the database; this one stops without touching the job again
@@ -222,18 +284,13 @@ def job_batch_advance(*, job_id: int, batch_size: int | None = None) -> dict[str
     return counts
 
 
-def _cancel_open(job: GenerationJob, lease: DriverLease) -> None:
-    try:
-        provider = batch_provider_get(job.provider)
-    except ProviderNotConfigured:
-        provider = None
+def _cancel_open(job: GenerationJob, provider: BatchProvider, lease: DriverLease) -> None:
     for batch in ProviderBatch.objects.filter(job=job, state__in=OPEN_STATES):
         lease.renew()
-        if provider is not None:
-            try:
-                provider.batch_cancel(batch.provider_batch_id)
-            except ProviderError as exc:
-                logger.warning("cancelling %s failed: %s", batch.display_name, exc.message)
+        try:
+            provider.batch_cancel(batch.provider_batch_id)
+        except ProviderError as exc:
+            logger.warning("cancelling %s failed: %s", batch.display_name, exc.message)
         ProviderBatch.objects.filter(pk=batch.pk).update(
             state=ProviderBatch.State.COLLECTED, finished_at=timezone.now(), error="job cancelled"
         )
@@ -260,7 +317,7 @@ def _requests_of(
     for n, item in enumerate(items.iterator(chunk_size=LOAD_CHUNK)):
         if n % LOAD_CHUNK == 0:
             lease.renew()
-        yield _request_for(item.task, job, item.kind)
+        yield dataclasses.replace(_request_for(item.task, job, item.kind), custom_id=item.custom_id)
 
 
 def _request_for(task: SummaryTask, job: GenerationJob, kind: str) -> ProviderRequest[Any]:
@@ -288,10 +345,15 @@ LOAD_CHUNK = 500
 
 
 def _create_batches(
-    job: GenerationJob, provider: BatchProvider, batch_size: int | None, lease: DriverLease
+    job: GenerationJob,
+    provider: BatchProvider,
+    batch_size: int | None,
+    lease: DriverLease,
+    identity: str | None = None,
 ) -> list[ProviderBatch]:
     """Write batch rows (state preparing) and their items for every waiting task, before any
-    provider call. A task waits when it is running in a phase and has no pending item.
+    provider call. A task waits when it is running in a phase and has no pending item. Display
+    names and custom ids carry the deployment ``identity``.
 
     Tasks are loaded ``LOAD_CHUNK`` at a time; only (task id, attempt, custom_id, bytes) is kept
     per request until the rows are written.
@@ -301,6 +363,7 @@ def _create_batches(
         .exclude(phase="")
         .exclude(batch_items__state=BatchItem.State.PENDING)
     )
+    identity = identity or deployment_identity()
     max_count, max_bytes = _chunk_limits(provider, batch_size)
     created: list[ProviderBatch] = []
     for kind in (gen.NEXT_GENERATE, gen.NEXT_JUDGE):
@@ -324,6 +387,9 @@ def _create_batches(
                         continue
                     task.attempts += 1  # written below, with the batch rows
                 request = _request_for(task, job, kind)
+                request = dataclasses.replace(
+                    request, custom_id=scoped_custom_id(identity, request.custom_id)
+                )
                 sized.append(
                     (
                         task.pk,
@@ -347,7 +413,8 @@ def _create_batches(
             ]
             round_no = (last_round or 0) + 1
             for index, chunk in enumerate(_chunks(sized, max_count, max_bytes)):
-                created.append(_write_batch(job, kind, round_no, index, chunk))
+                name = batch_display_name(identity, job.pk, kind, round_no, index)
+                created.append(_write_batch(job, kind, round_no, index, chunk, name))
     return created
 
 
@@ -374,6 +441,7 @@ def _write_batch(
     round_no: int,
     chunk_index: int,
     chunk: list[tuple[int, int, str]],
+    display_name: str,
 ) -> ProviderBatch:
     batch = ProviderBatch.objects.create(
         job=job,
@@ -382,7 +450,7 @@ def _write_batch(
         kind=kind,
         round=round_no,
         chunk_index=chunk_index,
-        display_name=f"clustersum-j{job.pk}-{kind}-r{round_no}-c{chunk_index}",
+        display_name=display_name,
         request_count=len(chunk),
     )
     for start in range(0, len(chunk), 2000):  # a slice of model instances at a time
@@ -431,9 +499,11 @@ def _submit(
         age = (timezone.now() - batch.created_at).total_seconds()
         if age < PREPARING_GRACE_SECONDS and not batch.items.exists():
             return 0  # still being written by another driver
+        if split_must_wait(batch):
+            return 0  # half of a refused batch: after the model's open batches end
     if batch.submit_attempts > 0:
         try:
-            found = provider.batch_find(batch.display_name)
+            found = _find_submitted(batch, provider)
         except ProviderError as exc:
             logger.warning("looking up %s failed: %s", batch.display_name, exc.message)
             return 0  # try again at the next tick; never resubmit blindly
@@ -454,7 +524,7 @@ def _submit(
     if not claimed:
         return 0  # another driver submitted, adopted or attempted it meanwhile
     try:
-        batch_id = provider.batch_submit(requests, display_name=batch.display_name)
+        created = provider.batch_create(requests, display_name=batch.display_name)
     except ProviderError as exc:
         if exc.transient:
             if exc.status_code is not None:
@@ -469,10 +539,14 @@ def _submit(
             finished_at=timezone.now(),
         )
         return 0
+    batch_id = created.batch_id
     stored = ProviderBatch.objects.filter(
         pk=batch.pk, state=ProviderBatch.State.PREPARING, provider_batch_id=""
     ).update(
-        provider_batch_id=batch_id, state=ProviderBatch.State.SUBMITTED, submitted_at=timezone.now()
+        provider_batch_id=batch_id,
+        state=ProviderBatch.State.SUBMITTED,
+        submitted_at=timezone.now(),
+        provider_state=created.raw_state,  # shown by `llm_batch list` before the first poll
     )
     if not stored:
         current = ProviderBatch.objects.values_list("provider_batch_id", flat=True).get(pk=batch.pk)
@@ -489,6 +563,32 @@ def _submit(
             logger.error("cancelling duplicate %s failed: %s", batch_id, redact(exc.message))
         return 0
     return 1
+
+
+def _find_submitted(batch: ProviderBatch, provider: BatchProvider) -> BatchStatus | None:
+    """The provider's batch submitted for ``batch`` by an attempt whose answer was lost: same
+    display name (which carries the deployment identity), same request count, created after the
+    row was written (less :data:`CLOCK_SKEW_SECONDS`), and not a batch another row of ours holds.
+
+    Raises:
+        ProviderError: the provider cannot tell now (transport failure; Anthropic: an
+            in-progress batch that may be this one).
+    """
+    created_after = batch.created_at - timedelta(seconds=CLOCK_SKEW_SECONDS)
+    known = set(
+        ProviderBatch.objects.filter(
+            provider=batch.provider, created_at__gte=created_after - timedelta(days=1)
+        )
+        .exclude(pk=batch.pk)
+        .exclude(provider_batch_id="")
+        .values_list("provider_batch_id", flat=True)
+    )
+    return provider.batch_find(
+        batch.display_name,
+        request_count=batch.request_count,
+        created_after=created_after,
+        exclude_ids=known,
+    )
 
 
 def _submit_grace() -> float:
@@ -516,6 +616,7 @@ def _poll(batch: ProviderBatch, provider: BatchProvider) -> None:
         "completed_count": status.completed,
         "failed_count": status.failed,
         "error": status.error[:4000],
+        "error_code": status.error_code[:64],
     }
     final = _FINAL_FROM_PROVIDER.get(status.state)
     if final is not None:
@@ -524,14 +625,15 @@ def _poll(batch: ProviderBatch, provider: BatchProvider) -> None:
     elif status.state == "running":
         update["state"] = ProviderBatch.State.RUNNING
     started = batch.submitted_at or batch.created_at
-    if final is None and (now - started).total_seconds() > settings.BATCH_TIMEOUT:
+    window = batch_timeout(batch.provider)
+    if final is None and (now - started).total_seconds() > window:
         try:
             provider.batch_cancel(batch.provider_batch_id)
         except ProviderError as exc:
             logger.warning("cancelling timed-out %s failed: %s", batch.display_name, exc.message)
         update["state"] = ProviderBatch.State.TIMED_OUT
         update["finished_at"] = now
-        update["error"] = f"no result within BATCH_TIMEOUT ({settings.BATCH_TIMEOUT} s)"
+        update["error"] = f"no result within {_timeout_setting(batch.provider)} ({window} s)"
     ProviderBatch.objects.filter(pk=batch.pk).update(**update)
 
 
@@ -554,6 +656,13 @@ def _collect(
     """
     from llm.prompts.schemas import JudgeVerdict, summary_class_for
 
+    if is_refused_for_tokens(batch) and split_refused(batch):
+        logger.warning(
+            "%s was refused for the enqueued-token limit; split in two, retried in batch",
+            batch.display_name,
+        )
+        batch_files_delete(batch, provider)
+        return 0, 0
     index: dict[str, int] = {}
     output_classes: dict[str, type[BaseModel]] = {}
     for custom_id, pk, kind, cluster_type in (
@@ -597,7 +706,9 @@ def _collect(
         reason = {
             ProviderBatch.State.EXPIRED: "the batch expired before this item ran",
             ProviderBatch.State.CANCELLED: "the batch was cancelled before this item ran",
-            ProviderBatch.State.TIMED_OUT: "the batch did not finish within BATCH_TIMEOUT",
+            ProviderBatch.State.TIMED_OUT: (
+                f"the batch did not finish within {_timeout_setting(batch.provider)}"
+            ),
             ProviderBatch.State.FAILED: f"the batch failed: {batch.error or 'no reason given'}",
         }.get(ProviderBatch.State(batch.state), "the finished batch had no result for this item")
         left = sorted(index.values())
@@ -616,11 +727,25 @@ def _collect(
         )
         unknown = [custom_id for custom_id in unknown if custom_id not in known]
     note = f"{len(unknown)} result(s) with unknown custom_id: {', '.join(unknown[:5])}"
+    if unknown:
+        identity = deployment_identity()
+        foreign = sum(1 for custom_id in unknown if not belongs_to(identity, custom_id))
+        logger.warning(
+            "%s: %d result(s) not stored, their custom_id is not one of this batch's items "
+            "(%d not made by this deployment %s): %s",
+            batch.display_name,
+            len(unknown),
+            foreign,
+            identity,
+            ", ".join(unknown[:5]),
+        )
     ProviderBatch.objects.filter(pk=batch.pk).update(
         state=ProviderBatch.State.COLLECTED,
         collected_at=timezone.now(),
+        unknown_results=F("unknown_results") + len(unknown),
         error=(batch.error + ("; " + note if unknown else ""))[:4000] if unknown else batch.error,
     )
+    batch_files_delete(batch, provider)  # the results are stored: free the provider's storage
     return processed, fallbacks
 
 

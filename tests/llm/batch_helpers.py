@@ -4,10 +4,13 @@ clustered dataset and a loop that plays beat until a job is final."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from clustering.models import ClusteringRun
 from clustering.services import clustering_run_create, clustering_run_execute, dataset_import
 from llm.models import GenerationJob, JobStatus
+from llm.providers.emulators.common import EmulatorServer
+from llm.providers.registry import DEFAULT_MODELS
 from llm.services.batches import job_batch_advance
 from tests.conftest import planted_rows
 from tests.support.waiting import wait_until
@@ -44,3 +47,38 @@ def wait_final(job: GenerationJob, timeout: float = 90.0) -> GenerationJob:
     return wait_until(
         final, timeout, f"job {job.pk} finished", interval=0.2, context=lambda: job.progress_message
     )
+
+
+#: settings attribute of each batch provider's key
+KEY_SETTINGS = {
+    "gemini": "GEMINI_API_KEY",
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+}
+
+
+def point_app_at(settings: Any, provider: str, emulator: EmulatorServer) -> None:
+    """Point the app (``settings``: pytest-django's fixture) at ``emulator`` as ``provider``,
+    with the batch API on and a threshold no run reaches (only operators ask for batch)."""
+    settings.LLM_PROVIDER = provider
+    settings.LLM_MODEL = DEFAULT_MODELS[provider]
+    settings.LLM_JUDGE_MODEL = ""
+    settings.LLM_BASE_URL = emulator.url
+    settings.LLM_TIMEOUT = 10.0
+    settings.LLM_RATE_LIMIT = "1000/second"
+    settings.LLM_BACKOFF_BASE = 0.05
+    setattr(settings, KEY_SETTINGS[provider], "test-key-not-secret")
+    settings.BATCH_API_ENABLED = True
+    settings.BATCH_THRESHOLD = 1000
+
+
+def recreate_llm_database() -> None:
+    """Simulate a database recreated after a reset: every row of the ``llm`` app goes (the
+    deployment row with it) and the id sequences start again at 1, so a new job gets the ids
+    the old one had. The clustering rows are kept (the same clusters are summarised again)."""
+    from django.apps import apps
+    from django.db import connection
+
+    tables = [model._meta.db_table for model in apps.get_app_config("llm").get_models()]
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")

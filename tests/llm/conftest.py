@@ -11,10 +11,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from llm.providers import anthropic as anthropic_module
 from llm.providers.emulators.anthropic import AnthropicEmulator
 from llm.providers.emulators.common import EmulatorServer
 from llm.providers.emulators.openai import OpenAIEmulator
-from tests.llm.provider_helpers import Harness, VendorProvider
+from tests.llm.batch_helpers import point_app_at
+from tests.llm.provider_helpers import HARNESSES, Harness, VendorProvider
 
 
 @pytest.fixture
@@ -66,3 +68,15 @@ def emu(settings) -> Iterator[OpenAIEmulator]:
         settings.BATCH_API_ENABLED = True
         settings.BATCH_THRESHOLD = 1000
         yield emulator
+
+
+@pytest.fixture(params=HARNESSES, ids=[h.name for h in HARNESSES])
+def vendor(request: pytest.FixtureRequest, settings, developer_api) -> Iterator[EmulatorServer]:
+    """The app pointed at each batch provider's emulator in turn (gemini, openai, anthropic),
+    one API key for the whole test; nothing remembered of earlier Anthropic submissions."""
+    harness: Harness = request.param
+    anthropic_module._SUBMITTED.clear()
+    with harness.emulator_class() as emulator:
+        point_app_at(settings, harness.name, emulator)
+        yield emulator
+    anthropic_module._SUBMITTED.clear()

@@ -186,11 +186,15 @@ def test_list_and_fetch_drive_a_job_to_validated_summaries(emu, three) -> None:
 
     code, out, err = run_cmd("fetch", "--ids", str(generate.pk))
     assert code == 0, err
-    judge = ProviderBatch.objects.get(kind="judge")
-    assert f"batch {generate.pk} {generate.display_name} (generate): submitted/" in out
+    assert f"batch {generate.pk} {generate.display_name} (generate): submitted/validating" in out
     assert "-> collected/completed, 3 request(s), 3 completed / 0 failed" in out
-    assert f"batch {judge.pk} {judge.display_name} (judge): new -> submitted/" in out
-    assert "collected 1 batch(es) (3 item(s), 0 sent to realtime), submitted 1" in out
+    assert "collected 1 batch(es) (3 item(s), 0 sent to realtime), submitted 0" in out
+    assert not ProviderBatch.objects.filter(kind="judge").exists()  # only the named batch
+
+    code, out, err = run_cmd("fetch", "--all-pending")  # as beat: the judge batch
+    assert code == 0, err
+    judge = ProviderBatch.objects.get(kind="judge")
+    assert f"batch {judge.pk} {judge.display_name} (judge): new -> submitted/validating" in out
 
     code, out, err = run_cmd("fetch", "--all-pending")
     assert code == 0, err
@@ -221,7 +225,7 @@ def test_fetch_of_a_batch_still_running_reports_no_change_after_the_poll(emu, th
     assert run_cmd("create", "--dataset", "three")[0] == 0
     batch = ProviderBatch.objects.get()
     code, out, _ = run_cmd("fetch", "--ids", str(batch.pk))
-    assert code == 0 and "submitted/- -> running/in_progress" in out
+    assert code == 0 and "submitted/validating -> running/in_progress" in out
     code, out, _ = run_cmd("fetch", "--ids", str(batch.pk))
     assert code == 0 and "polled 1" in out and "no batch changed" in out
 
@@ -300,3 +304,57 @@ def test_cancel_of_a_batch_not_yet_submitted_never_reaches_the_provider(
     job = wait_final(GenerationJob.objects.get(scope="clusters"))
     assert (job.succeeded, job.failed) == (3, 0)
     assert _accepted(emu) == []
+
+
+# --- the operator's batch size, fetch of named batches, provider state ---------------------------
+
+
+def test_the_batch_size_is_kept_for_the_judge_and_regeneration_batches(emu, three) -> None:
+    code, _out, err = run_cmd("create", "--dataset", "three", "--batch-size", "1")
+    assert code == 0, err
+    job = GenerationJob.objects.get(scope="clusters")
+    assert job.batch_size == 1
+    first = list(ProviderBatch.objects.filter(kind="generate").order_by("chunk_index"))
+    assert [b.request_count for b in first] == [1, 1, 1]
+    # two answers come back cut off: those two clusters are regenerated in a second round
+    cut = [BatchItem.objects.get(batch=b).custom_id for b in first[:2]]
+    emu.configure_batches(item_faults={custom_id: "truncated" for custom_id in cut})
+    job = _finish_with_fetch((0, "", ""), rounds=12)  # fetch without --batch-size
+    emu.configure_batches(item_faults={})
+    assert (job.succeeded, job.failed) == (3, 0)
+    regenerated = ProviderBatch.objects.filter(kind="generate", round=2)
+    assert [b.request_count for b in regenerated] == [1, 1]
+    judges = ProviderBatch.objects.filter(kind="judge")
+    assert judges.count() >= 3 and set(judges.values_list("request_count", flat=True)) == {1}
+
+
+def test_fetch_of_named_batches_advances_only_those(emu, three) -> None:
+    assert run_cmd("create", "--dataset", "three", "--batch-size", "1")[0] == 0
+    one, two, three_ = ProviderBatch.objects.filter(kind="generate").order_by("chunk_index")
+    emu.finish_batches()
+    code, out, err = run_cmd("fetch", "--ids", str(one.pk))
+    assert code == 0, err
+    rows = {b.pk: b for b in ProviderBatch.objects.all()}
+    assert rows[one.pk].state == ProviderBatch.State.COLLECTED
+    for other in (two, three_):
+        assert (rows[other.pk].state, rows[other.pk].poll_count) == ("submitted", 0)
+    assert set(rows) == {one.pk, two.pk, three_.pk}  # no judge batch written
+    assert f"batch {two.pk}" not in out
+
+
+def test_list_shows_the_provider_state_as_soon_as_the_batch_is_created(emu, three) -> None:
+    assert run_cmd("create", "--dataset", "three")[0] == 0
+    batch = ProviderBatch.objects.get()
+    assert (batch.state, batch.provider_state, batch.poll_count) == ("submitted", "validating", 0)
+    code, out, _ = run_cmd("list")
+    row = out.splitlines()[1].split()
+    assert (
+        code == 0
+        and row[0] == str(batch.pk)
+        and row[4:7]
+        == [
+            "submitted",
+            "pending",
+            "validating",
+        ]
+    )

@@ -1,15 +1,18 @@
-"""`python manage.py llm_batch create|list|fetch|cancel`: provider batches for operators.
+"""`python manage.py llm_batch create|list|fetch|cancel|files`: provider batches for operators.
 
     llm_batch create [--dataset D] [--clusters N ...] [--batch-size N] [--force] [--provider P]
     llm_batch list [--status pending|completed|failed] [--limit N]
     llm_batch fetch (--ids ID ... | --all-pending) [--batch-size N]
     llm_batch cancel ID
+    llm_batch files (--list | --delete-leftovers) [--provider P]
 
 `create` summarises the clusters of the dataset's latest succeeded run (or the numbered ones)
 through the provider's batch API whatever BATCH_THRESHOLD says, and submits at once; beat's
 `llm.poll_batches` (or `fetch`) then polls, collects and submits the judge batches. `cancel` stops
 one batch: what it answered before is kept and its other clusters are retried in realtime (cancel
-the job to stop the whole job). Bad input (unknown dataset, cluster numbers or batch ids, a
+the job to stop the whole job). `files` lists this deployment's batch files at the provider and
+deletes the leftovers (a batch's files are deleted once its results are stored, unless
+LLM_BATCH_KEEP_FILES). Bad input (unknown dataset, cluster numbers or batch ids, a
 provider without a batch API) prints one line and exits with 2; an action that cannot be done now
 (batch already ended, provider error) exits with 1. See `llm/services/batch_admin.py`.
 """
@@ -25,6 +28,8 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
 from llm.models import ProviderBatch
+from llm.providers.base import ProviderError, redact
+from llm.providers.registry import batch_provider_get
 from llm.services.batch_admin import (
     STATUSES,
     BatchAdminError,
@@ -34,6 +39,7 @@ from llm.services.batch_admin import (
     batch_list,
     batch_outcome,
 )
+from llm.services.batch_files import FilesError, file_providers, leftovers_delete, our_files
 
 
 def _when(value: datetime | None) -> str:
@@ -59,7 +65,8 @@ class Command(BaseCommand):
             "--batch-size",
             type=int,
             metavar="N",
-            help="at most N requests per batch (default: BATCH_MAX_REQUESTS_PER_BATCH)",
+            help="at most N requests per batch, stored with the job for its judge and "
+            "regeneration batches too (default: BATCH_MAX_REQUESTS_PER_BATCH)",
         )
         create.add_argument(
             "--force", action="store_true", help="regenerate cached summaries (not curated ones)"
@@ -77,17 +84,39 @@ class Command(BaseCommand):
         listing.add_argument("--limit", type=int, default=100, help="rows to show (100)")
         fetch = sub.add_parser("fetch", help="poll and collect batches now")
         which = fetch.add_mutually_exclusive_group(required=True)
-        which.add_argument("--ids", nargs="+", type=int, metavar="ID", help="batch ids")
+        which.add_argument(
+            "--ids",
+            nargs="+",
+            type=int,
+            metavar="ID",
+            help="batch ids: only these are polled and collected (no new batch is submitted)",
+        )
         which.add_argument(
             "--all-pending",
             action="store_true",
             help="every batch not collected yet (and every running batch job, as beat does)",
         )
         fetch.add_argument(
-            "--batch-size", type=int, metavar="N", help="at most N requests per new batch"
+            "--batch-size",
+            type=int,
+            metavar="N",
+            help="at most N requests per new batch of these jobs (stored with each job)",
         )
         cancel = sub.add_parser("cancel", help="cancel one batch; its clusters go to realtime")
         cancel.add_argument("id", type=int, help="batch id (see `llm_batch list`)")
+        files = sub.add_parser(
+            "files",
+            help="list or delete this deployment's batch files left at the provider",
+            description="Files at the provider (OpenAI and Gemini file storage) whose name "
+            "carries this deployment's batches. A leftover is a file whose batch is collected "
+            "(its results are stored) or gone; files of batches still at work are kept.",
+        )
+        what = files.add_mutually_exclusive_group(required=True)
+        what.add_argument("--list", action="store_true", help="list this deployment's files")
+        what.add_argument(
+            "--delete-leftovers", action="store_true", help="delete the leftover files"
+        )
+        files.add_argument("--provider", help="gemini or openai (default: those in use)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         action = options["action"]
@@ -98,11 +127,16 @@ class Command(BaseCommand):
                 self._list(options["status"], options["limit"])
             elif action == "fetch":
                 self._fetch(options["ids"], options["all_pending"], options["batch_size"])
+            elif action == "files":
+                self._files(options["provider"], delete=options["delete_leftovers"])
             else:
                 self._cancel(options["id"])
         except BatchAdminError as exc:
             self.stderr.write(f"error: {exc}")
             sys.exit(exc.exit_code)
+        except FilesError as exc:
+            self.stderr.write(f"error: {exc}")
+            sys.exit(2)
 
     # -- create --------------------------------------------------------------------------------
 
@@ -253,6 +287,50 @@ class Command(BaseCommand):
                 f"the provider has not ended it yet ({batch.state}/{batch.provider_state or '-'})"
                 f"; once it has, its unanswered items are retried in realtime (beat, or "
                 f"`llm_batch fetch --ids {batch.pk}`)"
+            )
+
+    # -- files --------------------------------------------------------------------------------
+
+    def _files(self, name: str | None, *, delete: bool) -> None:
+        names = file_providers(name)
+        if not names:
+            self.stdout.write("no provider with batch files in use (gemini, openai)")
+            return
+        for provider_name in names:
+            provider = batch_provider_get(provider_name)
+            try:
+                if delete:
+                    deleted = leftovers_delete(provider_name, provider)
+                    for found in deleted:
+                        self.stdout.write(
+                            f"{provider_name}: deleted {found.file.file_id} {found.file.name}"
+                        )
+                    self.stdout.write(f"{provider_name}: {len(deleted)} leftover file(s) deleted")
+                    continue
+                rows = list(our_files(provider_name, provider))
+            except ProviderError as exc:
+                raise BatchAdminError(
+                    f"provider {provider_name} could not list or delete files: "
+                    f"{redact(exc.message)}",
+                    exit_code=1,
+                ) from None
+            if not rows:
+                self.stdout.write(f"{provider_name}: no batch files of this deployment")
+                continue
+            self._table(
+                ("provider", "file", "name", "bytes", "created", "batch", "status"),
+                [
+                    (
+                        provider_name,
+                        f.file.file_id,
+                        f.file.name or "-",
+                        str(f.file.size_bytes),
+                        _when(f.file.created_at),
+                        str(f.batch.pk) if f.batch else "-",
+                        "leftover" if f.leftover else "in use",
+                    )
+                    for f in rows
+                ],
             )
 
     # -- output --------------------------------------------------------------------------------

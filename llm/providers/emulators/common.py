@@ -1272,6 +1272,11 @@ class BatchSettings:
         shuffle: return results in a deterministic shuffled order instead of input order.
         max_requests, max_bytes: submission limits answering 400 (None = the provider's real
             limits; bytes are the serialised input: request body or input file).
+        enqueued_token_limit: OpenAI's per-model limit of tokens enqueued in open batches
+            (None = no limit). A batch whose estimated tokens (:func:`estimated_tokens`), with
+            those of the model's other open batches, exceed it is created, then fails at its
+            first poll with ``errors`` code ``token_limit_exceeded`` and no results, as OpenAI
+            does.
     """
 
     polls: int = 0
@@ -1289,6 +1294,7 @@ class BatchSettings:
     shuffle: bool = False
     max_requests: int | None = None
     max_bytes: int | None = None
+    enqueued_token_limit: int | None = None
 
     def update(self, **changes: Any) -> None:
         """Set the given settings, validated.
@@ -1341,7 +1347,7 @@ class BatchSettings:
             faults[str(custom_id)] = fault
         self.item_faults = faults
         self.shuffle = bool(self.shuffle)
-        for name in ("max_requests", "max_bytes"):
+        for name in ("max_requests", "max_bytes", "enqueued_token_limit"):
             value = getattr(self, name)
             if value is not None:
                 if int(value) < 1:
@@ -1441,6 +1447,15 @@ class EmuFile:
     purpose: str
     data: bytes
     created: float
+
+
+def estimated_tokens(item: BatchItem) -> int:
+    """Tokens one batch request counts against an enqueued-token limit: its body's JSON length
+    / 4 (prompt) plus its ``max_tokens`` / ``max_completion_tokens`` (output), as OpenAI
+    counts the prompt and the maximum answer."""
+    body = item.body
+    answer = as_int(body.get("max_completion_tokens") or body.get("max_tokens"), 0)
+    return len(json.dumps(body)) // 4 + max(0, answer)
 
 
 def pick_fraction(ids: Sequence[str], fraction: float, salt: str) -> set[str]:
@@ -2052,6 +2067,8 @@ class EmulatorServer:
             if batch.final:
                 return batch
             batch.polls += 1
+            if batch.polls == 1 and self._over_enqueued_limit(batch):
+                return batch
             if (
                 batch.cancel_requested is not None
                 or batch.validation_errors
@@ -2121,6 +2138,34 @@ class EmulatorServer:
             return self._files.pop(file_id, None) is not None
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _over_enqueued_limit(self, batch: EmuBatch) -> bool:
+        """Fail ``batch`` (``token_limit_exceeded``, no results) when its tokens and those of
+        the model's other open batches exceed the enqueued-token limit (batch lock held)."""
+        limit = self._batch_settings.enqueued_token_limit
+        if limit is None:
+            return False
+        mine = sum(estimated_tokens(item) for item in batch.items)
+        others = sum(
+            estimated_tokens(item)
+            for other in self._batches.values()
+            if other is not batch and other.model == batch.model and not other.final
+            for item in other.items
+        )
+        if mine + others <= limit:
+            return False
+        batch.state = "failed"
+        batch.error = (
+            f"Enqueued token limit reached for {batch.model} in organization org-emulated. "
+            f"Limit: {limit} enqueued tokens. Please try again once some in_progress batches "
+            "have been completed."
+        )
+        batch.error_code = 429
+        batch.extra["error_code_name"] = "token_limit_exceeded"
+        batch.outcomes = []
+        batch.ended = time.time()
+        self.batch_finished(batch)
+        return True
 
     def _finalise(self, batch: EmuBatch) -> None:
         """Compute the item outcomes and the final state of ``batch`` (batch lock held)."""

@@ -362,7 +362,7 @@ class GeminiEmulator(EmulatorServer):
             if method == "DELETE" and not match.group(3):
                 return self._guarded(request, "cancel", lambda: self._delete(name))
         if method == "GET" and _FILES_RE.match(path):
-            return self._guarded(request, "list", self._list_files)
+            return self._guarded(request, "list", lambda: self._list_files(request))
         if match := _FILE_RE.match(path):
             name = f"files/{match.group(2)}"
             if method == "GET" and match.group(3):
@@ -442,6 +442,7 @@ class GeminiEmulator(EmulatorServer):
                 items=items,
                 size_bytes=size,
                 source=source,
+                extra={"input_file": str(file_name)} if file_name else None,
                 validation_errors=errors,
                 default_max_bytes=limit,
             )
@@ -499,6 +500,8 @@ class GeminiEmulator(EmulatorServer):
             },
             "state": _STATES[batch.state],
         }
+        if batch.extra.get("input_file"):
+            metadata["inputConfig"] = {"fileName": batch.extra["input_file"]}
         operation: dict[str, Any] = {"name": batch.id, "metadata": metadata, "done": batch.final}
         if batch.ended is not None:
             metadata["endTime"] = iso_time(batch.ended)
@@ -603,12 +606,19 @@ class GeminiEmulator(EmulatorServer):
         source = "GENERATED" if stored.purpose == "batch" else "UPLOADED"
         return Reply(200, self._file_json(stored, source=source))
 
-    def _list_files(self) -> Reply:
+    def _list_files(self, request: Request) -> Reply:
+        """``GET files?pageSize&pageToken``: newest first, ``nextPageToken`` while more."""
+        stored = self.list_files()
+        size = max(1, min(as_int(request.arg("pageSize"), 10), 100))
+        start = as_int(request.arg("pageToken"), 0)
         files = [
             self._file_json(f, source="GENERATED" if f.purpose == "batch" else "UPLOADED")
-            for f in self.list_files()
+            for f in stored[start : start + size]
         ]
-        return Reply(200, {"files": files})
+        payload: dict[str, Any] = {"files": files}
+        if start + size < len(stored):
+            payload["nextPageToken"] = str(start + size)
+        return Reply(200, payload)
 
     def _download(self, name: str) -> Reply:
         stored = self.find_file(name)

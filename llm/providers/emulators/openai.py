@@ -324,7 +324,7 @@ class OpenAIEmulator(EmulatorServer):
             if method == "POST":
                 return self.batch_op("upload", lambda: self._upload(request))
             if method == "GET":
-                return self.batch_op("list", self._list_files)
+                return self.batch_op("list", lambda: self._list_files(request))
         if match := _FILE_RE.match(path):
             file_id = match.group(1)
             if method == "GET" and match.group(2):
@@ -390,9 +390,32 @@ class OpenAIEmulator(EmulatorServer):
         )
         return Reply(200, self._file_json(stored))
 
-    def _list_files(self) -> Reply:
-        files = [self._file_json(stored) for stored in self.list_files()]
-        return Reply(200, {"object": "list", "data": files, "has_more": False})
+    def _list_files(self, request: Request) -> Reply:
+        """``GET /v1/files?purpose&limit&after&order``: newest first by default (``order=asc``
+        oldest first), at most ``limit`` (10,000) a page, ``has_more`` while more."""
+        stored = self.list_files()
+        if request.arg("order") == "asc":
+            stored.reverse()
+        purpose = request.arg("purpose")
+        if purpose:
+            stored = [f for f in stored if f.purpose == purpose]
+        limit = max(1, min(as_int(request.arg("limit"), 10_000), 10_000))
+        after = request.arg("after")
+        start = 0
+        if after:
+            ids = [f.id for f in stored]
+            start = ids.index(after) + 1 if after in ids else len(ids)
+        page = stored[start : start + limit]
+        return Reply(
+            200,
+            {
+                "object": "list",
+                "data": [self._file_json(f) for f in page],
+                "first_id": page[0].id if page else None,
+                "last_id": page[-1].id if page else None,
+                "has_more": start + limit < len(stored),
+            },
+        )
 
     def _file_info(self, file_id: str) -> Reply:
         stored = self.find_file(file_id)
@@ -492,7 +515,8 @@ class OpenAIEmulator(EmulatorServer):
         if batch.validation_errors:
             errors = {"object": "list", "data": batch.validation_errors}
         elif batch.state == "failed":
-            failure = {"code": "batch_failed", "line": None, "message": batch.error, "param": None}
+            code = batch.extra.get("error_code_name") or "batch_failed"
+            failure = {"code": code, "line": None, "message": batch.error, "param": None}
             errors = {"object": "list", "data": [failure]}
         failed = batch.count("error") + batch.count("expired") + batch.count("cancelled")
         return {
