@@ -13,7 +13,7 @@ from tests.support.waiting import wait_until
 pytestmark = pytest.mark.worker
 
 
-def _wait(run_id: int, timeout: float = 120.0) -> ClusteringRun:
+def _wait(run_id: int, timeout: float = 600.0) -> ClusteringRun:
     def final() -> ClusteringRun | None:
         run = ClusteringRun.objects.get(pk=run_id)
         return run if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED) else None
