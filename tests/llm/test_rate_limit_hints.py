@@ -106,6 +106,17 @@ def test_bucket_emulator_429_reads_as_a_precise_rate_limit(harness: Harness) -> 
     assert error.provider_limit == 60
 
 
+@pytest.mark.parametrize("harness", HARNESSES, ids=[h.name for h in HARNESSES])
+def test_a_provider_that_does_not_name_its_limit(harness: Harness) -> None:
+    with harness.emulator_class(rpm=60, window=60, rate_mode="bucket", burst=1) as emulator:
+        emulator.report_limit = False
+        provider = harness.provider(emulator)
+        provider.generate(harness.request())
+        error = failure_of(provider, harness.request())
+    assert error.rate_limited and error.provider_limit is None
+    assert error.retry_after is not None and 0 < error.retry_after <= 1.0
+
+
 def test_window_mode_still_answers_429(harness_gemini_window: Any) -> None:
     emulator, provider, request = harness_gemini_window
     provider.generate(request)

@@ -222,9 +222,10 @@ class AnthropicEmulator(EmulatorServer):
         )
         reply = self.error_reply(429, message, retry_after=max(1, math.ceil(decision.wait)))
         reset = datetime.now(UTC) + timedelta(seconds=decision.wait)
+        if self.report_limit:
+            reply.headers["anthropic-ratelimit-requests-limit"] = str(decision.limit)
         reply.headers.update(
             {
-                "anthropic-ratelimit-requests-limit": str(decision.limit),
                 "anthropic-ratelimit-requests-remaining": str(decision.remaining),
                 "anthropic-ratelimit-requests-reset": reset.isoformat(
                     timespec="milliseconds"

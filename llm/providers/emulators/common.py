@@ -1488,6 +1488,9 @@ class EmulatorServer:
     #: Default messages of status faults, by HTTP code.
     default_messages: ClassVar[dict[int, str]] = {}
     rate_limit_message: ClassVar[str] = "Rate limit exceeded; retry later."
+    #: whether a 429 names the limit (x-ratelimit-limit-requests, Gemini's QuotaFailure); set
+    #: False on an instance to emulate a provider that does not say (clients must learn it)
+    report_limit: bool = True
 
     def __init__(
         self,

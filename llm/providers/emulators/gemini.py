@@ -298,7 +298,7 @@ class GeminiEmulator(EmulatorServer):
         """429 RESOURCE_EXHAUSTED as the Gemini API answers it: no Retry-After header; the
         wait is the ``google.rpc.RetryInfo`` ``retryDelay`` (a protobuf Duration such as
         ``"1.5s"``) next to a ``QuotaFailure`` naming the per-minute quota and its value."""
-        details = [
+        quota = [
             {
                 "@type": "type.googleapis.com/google.rpc.QuotaFailure",
                 "violations": [
@@ -310,7 +310,10 @@ class GeminiEmulator(EmulatorServer):
                         "quotaValue": str(decision.limit),
                     }
                 ],
-            },
+            }
+        ]
+        details = [
+            *(quota if self.report_limit else []),
             _retry_info(round(max(0.001, decision.wait), 3)),
         ]
         message = (

@@ -237,11 +237,12 @@ class OpenAIEmulator(EmulatorServer):
         reply = self.error_reply(429, message, retry_after=max(1, math.ceil(decision.wait)))
         reply.headers.update(
             {
-                "x-ratelimit-limit-requests": str(decision.limit),
                 "x-ratelimit-remaining-requests": str(decision.remaining),
                 "x-ratelimit-reset-requests": go_duration(decision.wait),
             }
         )
+        if self.report_limit:
+            reply.headers["x-ratelimit-limit-requests"] = str(decision.limit)
         return reply
 
     def error_body(self, code: int, message: str, *, retry_delay: float | None = None) -> Any:
