@@ -16,6 +16,7 @@ from clustering.services import dataset_import
 from llm.models import GenerationJob, JobStatus, LLMCall, SummaryTask, TaskState
 from llm.providers.emulators.gemini import GeminiEmulator
 from llm.providers.gemini import GeminiProvider
+from llm.ratelimit import rate_note_for
 from llm.services.calls import provider_call
 from llm.services.pipeline import pipeline_start
 from llm.services.requeue import REQUEUE_DEADLINE_MARGIN, requeue_countdown
@@ -88,6 +89,8 @@ def test_a_429_storm_longer_than_the_tries_loses_nothing(
     assert sum(e["status"] == 200 for e in log) == 2
     limited = LLMCall.objects.filter(job=job, kind="generate", error_class__contains="429")
     assert limited.count() == 9
+    # the learned rate is shown with the job's progress (the worker runs in this process)
+    assert "learned from the provider's 429s" in rate_note_for(job.pk)
     # at least one call went on past LLM_CALL_TRIES on 429s alone and then succeeded
     last = LLMCall.objects.filter(job=job, kind="generate", status="success")
     assert max(c.try_number for c in last) > 3
