@@ -49,7 +49,7 @@ machine-wide; the emulator's HTTP server keeps Python socketserver's listen back
 dropped connection is retried by the client's TCP after 1 s; ``--listen-backlog`` raises it);
 ``--dump FILE`` writes the request log as JSON lines.
 
-Own database ``clustersum_bench_realtime`` (dropped, created, migrated) and Redis db 14 (flushed);
+Own database ``clustersum_bench_realtime`` (dropped, created, migrated) and Redis db 13 (flushed);
 workers and emulator are stopped on exit, also on Ctrl-C, SIGTERM or SIGHUP.
 """
 
@@ -85,7 +85,7 @@ from bench._harness import (  # noqa: E402
 )
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/clustersum_bench_realtime"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"  # not 14: bench/pipeline.py flushes that
 #: The shared limiter's Redis hash (llm/ratelimit.py: TAT, learned factor, ...).
 LIMITER_KEY = f"clustersum:ratelimit:gemini:{MODEL}"
 #: Calls per scenario unless --calls says otherwise.
