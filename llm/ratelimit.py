@@ -5,7 +5,9 @@ algorithm: one request every ``interval = (period + margin) / amount`` seconds (
 120/minute with the default ``LLM_RATE_LIMIT_MARGIN`` of 0.25 s), with at most ``burst``
 (``LLM_RATE_LIMIT_BURST``, default 1) back to back after an idle spell. The state is one
 "theoretical arrival time" (TAT) per provider and model; a request may start when
-``now >= TAT - (burst - 1) * interval`` and then moves the TAT one interval on. Providers enforce
+``now >= TAT - (burst - 1) * interval - min(interval, LATENESS_SECONDS)`` and then moves the TAT
+one interval on (the 50 ms of lateness allowance keeps a caller that woke a little late from
+pushing every later slot back). Providers enforce
 their per-minute limits at sub-minute granularity (a token bucket refilled continuously), so a
 window that admits a minute's calls at once gets most of them refused; evenly spaced calls are
 never refused. The margin makes the pace slightly slower than the limit so the jitter between
@@ -53,6 +55,10 @@ FLOOR = 0.02
 COOLDOWN_SECONDS = 1.0
 #: seconds a provider-reported limit caps the rate
 CAP_SECONDS = 600.0
+#: seconds a request may start ahead of its slot (at most one interval): a caller that woke
+#: late (scheduling, the poll's jitter, a Redis round trip) does not push every later slot back,
+#: so small delays are not lost throughput; the long-run pace stays one call per interval
+LATENESS_SECONDS = 0.05
 #: seconds an idle limiter's state is kept in Redis
 STATE_TTL_SECONDS = 3600
 
@@ -98,7 +104,7 @@ local h = load(KEYS[1])
 local factor = factor_of(h, now, tonumber(ARGV[5]))
 local step = interval / factor
 local tat = math.max(tonumber(h.tat) or now, now) + step
-local wait = tat - burst * step - now
+local wait = tat - burst * step - math.min(step, LATE_US) - now
 local ttat = tonumber(h.ttat) or now
 if per_token > 0 and tokens > 0 then
   local cost = tokens * per_token / factor
@@ -138,7 +144,9 @@ if now - (tonumber(h.cut) or 0) >= cooldown then
 end
 local step = interval / factor
 local tat = math.max(tonumber(h.tat) or now, now)
-if retry_after > 0 then tat = math.max(tat, now + retry_after + (burst - 1) * step) end
+if retry_after > 0 then
+  tat = math.max(tat, now + retry_after + (burst - 1) * step + math.min(step, LATE_US))
+end
 redis.call('HSET', KEYS[1], 'tat', tat, 'factor', factor, 'fstamp', now)
 redis.call('PEXPIRE', KEYS[1], TTL_MS)
 return {math.floor(factor * 1000000), cut}
@@ -160,6 +168,7 @@ def _constants(script: str) -> str:
     return (
         script.replace("CAP_US", str(int(CAP_SECONDS * 1_000_000)))
         .replace("TTL_MS", str(STATE_TTL_SECONDS * 1000))
+        .replace("LATE_US", str(int(LATENESS_SECONDS * 1_000_000)))
         .replace("FLOOR", repr(FLOOR))
         .replace("DECREASE", repr(DECREASE))
     )
@@ -387,7 +396,7 @@ class SharedRateLimiter:
             factor = self._local_factor(state, now)
             step = self.interval / factor
             tat = max(state.get("tat", now), now) + step
-            wait = tat - self.burst_requests * step - now
+            wait = tat - self.burst_requests * step - min(step, LATENESS_SECONDS) - now
             ttat = state.get("ttat", now)
             if self.per_token and tokens:
                 cost = tokens * self.per_token / factor
@@ -414,7 +423,8 @@ class SharedRateLimiter:
             step = self.interval / factor
             tat = max(state.get("tat", now), now)
             if wait > 0:
-                tat = max(tat, now + wait + (self.burst_requests - 1) * step)
+                late = min(step, LATENESS_SECONDS)
+                tat = max(tat, now + wait + (self.burst_requests - 1) * step + late)
             state.update(tat=tat, factor=factor, fstamp=now)
             return factor, decreased
 

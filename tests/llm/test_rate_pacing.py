@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from llm.ratelimit import FLOOR, RateLimitWaitExceeded, SharedRateLimiter
+from llm.ratelimit import FLOOR, LATENESS_SECONDS, RateLimitWaitExceeded, SharedRateLimiter
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,8 @@ def _key() -> str:
 
 def test_calls_are_spaced_one_interval_apart(settings) -> None:
     """8 calls from 3 threads at "5 per 1 second" (no margin, burst 1): the first at once,
-    each later one at least 0.2 s after the one before, so 7 intervals at least."""
+    then one every 0.2 s (the schedule may start up to LATENESS_SECONDS early), so 7 intervals
+    at least."""
     assert settings.REDIS_URL, "the suite runs against Redis"
     limiter = SharedRateLimiter(key=_key(), rate="5 per 1 second", margin=0.0, burst=1)
     assert limiter.interval == pytest.approx(0.2)
@@ -49,7 +50,7 @@ def test_calls_are_spaced_one_interval_apart(settings) -> None:
     for t in threads:
         t.join()
     assert len(stamps) == 8
-    assert max(stamps) - started >= 7 * 0.2 - 0.02
+    assert max(stamps) - started >= 7 * 0.2 - LATENESS_SECONDS - 0.02
     assert max(stamps) - started < 20  # it does let calls through
 
 
@@ -60,7 +61,7 @@ def test_margin_slows_the_pace(settings) -> None:
     started = time.monotonic()
     for _ in range(3):
         limiter.acquire(max_wait=10)
-    assert time.monotonic() - started >= 2 * 0.65 - 0.02
+    assert time.monotonic() - started >= 2 * 0.65 - LATENESS_SECONDS - 0.02
 
 
 def test_burst_lets_that_many_through_then_paces(settings) -> None:
@@ -71,7 +72,25 @@ def test_burst_lets_that_many_through_then_paces(settings) -> None:
     started = time.monotonic()
     limiter.acquire(max_wait=10)
     limiter.acquire(max_wait=10)
-    assert time.monotonic() - started >= 0.5 + 0.5 - 0.02
+    assert time.monotonic() - started >= 0.5 + 0.5 - LATENESS_SECONDS - 0.02
+
+
+def test_a_late_caller_does_not_push_every_later_slot_back(settings, monkeypatch) -> None:
+    """On a fake clock (the in-process twin of the Lua script, same formula): at "2 per 1
+    second" a call may start up to LATENESS_SECONDS before its slot, so one that woke 20 ms
+    after that keeps the schedule (the next slot stays at 1.0 s) instead of resetting it."""
+    settings.REDIS_URL = None
+    clock = [100.0]
+    monkeypatch.setattr("llm.ratelimit.time.monotonic", lambda: clock[0])
+    limiter = SharedRateLimiter(key=_key(), rate="2 per 1 second", margin=0.0, burst=1)
+    assert limiter._try(0) is None  # t = 0
+    clock[0] = 100.0 + 0.5 - LATENESS_SECONDS - 0.01
+    assert limiter._try(0) == pytest.approx(0.01)  # not yet: 10 ms before the allowance
+    clock[0] = 100.0 + 0.5 - LATENESS_SECONDS + 0.02  # woke 20 ms late
+    assert limiter._try(0) is None
+    clock[0] = 100.0 + 0.6
+    wait = limiter._try(0)  # the next slot is 1.0 s (less the allowance), not 0.47 + 0.5
+    assert wait == pytest.approx(1.0 - LATENESS_SECONDS - 0.6)
 
 
 def test_limiter_gives_up_after_max_wait(settings) -> None:
@@ -120,7 +139,7 @@ def test_two_processes_share_one_pace(settings) -> None:
     assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
     stamps = sorted(s for out, _ in outputs for s in json.loads(out))
     assert len(stamps) == 10
-    assert stamps[-1] - stamps[0] >= 9 * 0.2 - 0.05, stamps
+    assert stamps[-1] - stamps[0] >= 9 * 0.2 - LATENESS_SECONDS - 0.05, stamps
 
 
 def test_a_429_slows_every_worker_and_the_rate_recovers(settings) -> None:
@@ -181,7 +200,7 @@ def test_in_process_pace_and_penalty_without_redis(settings) -> None:
     started = time.monotonic()
     for _ in range(4):
         limiter.acquire(max_wait=10)
-    assert time.monotonic() - started >= 3 * 0.2 - 0.02
+    assert time.monotonic() - started >= 3 * 0.2 - LATENESS_SECONDS - 0.02
     assert limiter.penalize(retry_after=0.5).factor == pytest.approx(0.8, abs=0.01)
     started = time.monotonic()
     limiter.acquire(max_wait=10)
