@@ -23,10 +23,10 @@ L requests per window W seconds), emulator latency ``--latency`` (0.2 s). The ru
 need at least ``--duration`` (30) seconds at the allowed rate: L * (ceil(duration / W) + 1) calls,
 two per cluster (generate + judge). From the emulator's own request log (arrival times, between
 the first and the last request): achieved calls/minute = L / mean(t[i + L] - t[i]) * 60 over
-every request i that has an L-th successor. A saturated limit spaces each request exactly W after
-the one L places earlier, so this is exact for a moving window, where a plain first-to-last
-average is not (the limiter lets a burst of L through at the start and again whenever the window
-frees up, so the result would depend on where the last burst is cut off). Printed:
+every request i that has an L-th successor. The shared limiter paces calls evenly (one every
+(W + margin) / L s), so each request comes L intervals after the one L places earlier and the
+figure is exact for it (as it was for the moving window it replaced, which let bursts of L
+through). Printed:
 ``rate_utilisation`` = achieved / allowed calls per minute (1.0 = the limit never idles).
 
 (b) Orchestration overhead per cluster at zero provider latency (emulator latency 0,

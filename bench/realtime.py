@@ -1,58 +1,55 @@
 """Benchmark: realtime efficiency against the Gemini emulator with 1 s latency, two worker
 processes and a server-side rate limit; items lost when the product is configured above it.
 
-    python bench/realtime.py                        # the four scenarios, about 13 minutes
+    python bench/realtime.py                        # the four scenarios, bucket server, ~9 min
     python bench/realtime.py --scenario a b         # some of them
-    python bench/realtime.py --minutes 1            # the same measured minutes for every one
-    python bench/realtime.py --listen-backlog 128   # emulator accepting bursts of connections
+    python bench/realtime.py --server-mode window   # the same against a moving-window server
+    python bench/realtime.py --calls 100            # the same number of calls for every one
+    python bench/realtime.py --scenario c --hide-server-limit   # 429s without the limit in them
 
-Scenarios (product = ``LLM_RATE_LIMIT``, shared by both workers through Redis; server = the
-emulator's own moving window ``rpm`` per ``window`` s, answering 429 with Retry-After):
+Scenarios (product = ``LLM_RATE_LIMIT``, shared by both workers through Redis and paced by its
+GCRA; server = the emulator's own limit, ``--server-mode bucket`` (default: a token bucket
+refilled at rpm/60 per second holding ``--server-burst`` (2) requests, how providers enforce a
+per-minute limit) or ``window`` (a moving window of rpm per 60 s); either answers 429 with
+RetryInfo and a per-minute QuotaFailure naming the limit, as Gemini does, or without the
+QuotaFailure with ``--hide-server-limit``, so the product learns the rate from 429s alone):
 
-    a  server 30/60 s,  product "30/minute"    achieved / server limit, >= 0.99, zero 429s
-    b  server 600/60 s, product "600/minute"   achieved / server limit, >= 0.99, zero 429s
-    c  server 30/60 s,  product "60/minute"    items lost (target 0: every 429 honoured
-                                               through Retry-After); 429s answered
-    d  no server limit, product "600/minute"   achieved / configured rate, >= 0.97
+    a  server 30/min,  product "30/minute"    achieved / server limit >= 0.97, 429s < 2%, 0 lost
+    b  server 120/min, product "120/minute"   achieved / server limit >= 0.97, 429s < 2%, 0 lost
+    c  server 120/min, product "600/minute"   items lost (target 0: 429s are waited through);
+                                              429s answered, achieved / server limit
+    d  no server limit, product "600/minute"  achieved / configured rate, >= 0.97
 
 Method. Each scenario has fresh workers (``--workers`` 2 ``celery worker --pool threads -c
---concurrency`` (16) subprocesses; 600 RPM x 1 s latency needs only 10 calls in flight, but the
-moving window admits a full window's worth in a burst, so more threads keep up with it), a fresh
-``GeminiEmulator(latency=--latency (1 s), rpm, window)`` in this process, reached by the real
-google-genai SDK through ``LLM_BASE_URL``, and a flushed Redis db (broker, results and the shared
-rate window). The run is a synthetic succeeded clustering run (``bulk_create``, 10 members and 6
-enriched terms per cluster, cold cache) whose plan step is sent to the workers: plan (one bulk
-cache lookup) -> chord of one task per cluster (generate -> validation -> judge; the emulator's
-judge accepts, so two calls per cluster) -> finalize.
+--concurrency`` (16) subprocesses), a fresh ``GeminiEmulator(latency=--latency (1 s), rpm,
+rate_mode, burst)`` in this process, reached by the real google-genai SDK through
+``LLM_BASE_URL``, and a flushed Redis db (broker, results and the shared limiter). The run is a
+synthetic succeeded clustering run (``bulk_create``, 10 members and 6 enriched terms per cluster,
+cold cache) whose plan step is sent to the workers: plan -> chord of one task per cluster
+(generate -> validation -> judge; the emulator's judge accepts, so two calls per cluster) ->
+finalize. Each scenario makes ``--calls`` calls (default a 80, b 160, c 240, d 600: about
+2.7, 1.3, 2 and 1 minutes of steady pacing).
 
-With a binding limit of L calls per window W s (the smaller of product and server; W = 60) and
-``--minutes`` M (default 2 for a and c, 1 for b and d), the run is sized to
-L x (ceil(60 M / W) + 2) calls: the measured windows, plus one so the product has work waiting
-throughout them. Steady state = the first L x (ceil(60 M / W) + 1) accepted arrivals (answered
-200) of the emulator's log; the last window, where the run drains and requests no longer wait
-for the limit, is left out. Achieved calls/minute = L / mean(t[i + L] - t[i]) * 60 over those
-arrival times (exact for a saturated moving window, see ``bench/_harness.gap_rate``);
-efficiency = achieved / the server's limit (a, b, c) or / the configured rate (d). The
-product's limiter window is the rate's period plus ``LLM_RATE_LIMIT_MARGIN`` (0.25 s;
-``--margin`` sets another for the workers), so the ceiling is 60 / 60.25 = 0.996.
-Items lost = clusters whose task did not end ``succeeded``; beside it, the calls given up after
-their last try (``LLM_CALL_TRIES``) and the summaries stored without a verdict because their
-judge call was given up. 429s = answers with status 429 in the log. Worker peak memory =
-``VmHWM`` of each worker process (and children) read just before it stops, in MiB; the largest
-is printed.
+Achieved calls/minute. Bucket server (or none): the pace of the accepted arrivals (answered 200)
+in the emulator's log, ``(n - 1) / (t[-1] - t[0]) * 60`` over them without the first
+``--server-burst`` (the bucket starts full) and the last 5% (the run drains: fewer calls wait).
+Window server: ``L / mean(t[i + L] - t[i]) * 60`` over the accepted arrivals (exact for a
+saturated moving window, see ``bench/_harness.gap_rate``). Efficiency = achieved / the server's
+limit (a, b, c) or / the configured rate (d). The product paces at one call every
+(60 s + ``LLM_RATE_LIMIT_MARGIN`` 0.25 s) / L, so its ceiling is 60 / 60.25 = 0.996.
+Items lost = clusters whose task did not end ``succeeded``; beside it, the calls that ended in
+an error and the summaries stored without a verdict because their judge call was given up.
+429s = answers with status 429 in the log, and their share of all requests. The learned rate =
+the shared limiter's factor of the configured rate when the run ends (1.0 = never lowered).
+Worker peak memory = ``VmHWM`` of each worker process (and children) read just before it stops,
+in MiB; the largest is printed.
 
-Diagnostics: the closest two arrivals L places apart (below the server's window W means the
-product let more than L requests into one server window); the delay from taking a slot of the
-shared limiter (its Redis sorted set, polled every 0.25 s) to the emulator receiving the
-request, matching the k-th slot with the k-th arrival (the margin must cover it); the kernel's
-listen-queue overflows during the run (``/proc/net/netstat``, machine-wide): the emulator's HTTP
-server keeps Python socketserver's listen backlog of 5, so a burst of new connections (the first
-call of each worker thread) can overflow it, and the client's TCP retries the dropped connection
-after 1 s - longer than the margin, so that request lands in the next server window and causes a
-429 there. ``--listen-backlog`` raises the backlog (a real provider front end accepts such
-bursts); ``--dump FILE`` writes the slots and the request log as JSON lines.
+Diagnostics: the kernel's listen-queue overflows during the run (``/proc/net/netstat``,
+machine-wide; the emulator's HTTP server keeps Python socketserver's listen backlog of 5, and a
+dropped connection is retried by the client's TCP after 1 s; ``--listen-backlog`` raises it);
+``--dump FILE`` writes the request log as JSON lines.
 
-Own database ``clustersum_bench_realtime`` (dropped, created, migrated) and Redis db 14 (flushed);
+Own database ``clustersum_bench_realtime`` (dropped, created, migrated) and Redis db 13 (flushed);
 workers and emulator are stopped on exit, also on Ctrl-C, SIGTERM or SIGHUP.
 """
 
@@ -63,7 +60,6 @@ import json
 import math
 import sys
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,48 +85,31 @@ from bench._harness import (  # noqa: E402
 )
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/clustersum_bench_realtime"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
-#: The shared limiter's Redis sorted set (llm/ratelimit.py: member per slot taken, score = the
-#: Redis clock in microseconds when it was taken).
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"  # not 14: bench/pipeline.py flushes that
+#: The shared limiter's Redis hash (llm/ratelimit.py: TAT, learned factor, ...).
 LIMITER_KEY = f"clustersum:ratelimit:gemini:{MODEL}"
+#: Calls per scenario unless --calls says otherwise.
+DEFAULT_CALLS = {"a": 80, "b": 160, "c": 240, "d": 600}
 
 
-class SlotRecorder:
-    """Polls the shared limiter's sorted set every 0.25 s from a thread and keeps every slot
-    seen with its start time (seconds since the epoch, Redis clock). Entries live a whole
-    window (>= 60 s here) before the limiter drops them, so none is missed."""
+def learned_factor(redis_url: str) -> float:
+    """The shared limiter's learned fraction of the configured rate as last written (1.0 when
+    never lowered or not written)."""
+    import redis
 
-    def __init__(self, redis_url: str) -> None:
-        import redis
+    raw = redis.Redis.from_url(redis_url).hget(LIMITER_KEY, "factor")
+    return float(raw) if raw else 1.0
 
-        self._client = redis.Redis.from_url(redis_url)
-        self._slots: dict[bytes, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="slot-recorder", daemon=True)
 
-    def __enter__(self) -> SlotRecorder:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._poll()
-
-    def _poll(self) -> None:
-        rows: list[tuple[bytes, float]] = self._client.zrange(  # type: ignore[assignment]
-            LIMITER_KEY, 0, -1, withscores=True
-        )
-        for member, score in rows:
-            self._slots[member] = float(score) / 1_000_000
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.25):
-            self._poll()
-
-    def starts(self) -> list[float]:
-        """Slot start times, sorted (seconds since the epoch)."""
-        return sorted(self._slots.values())
+def pace_rate(arrivals: list[float], skip: int) -> float | None:
+    """Calls/minute of evenly paced arrivals (seconds): ``(n - 1) / (t[-1] - t[0]) * 60`` over
+    them without the first ``skip`` and the last 5%; None with fewer than 3 left."""
+    times = sorted(arrivals)
+    tail = max(1, round(0.05 * len(times)))
+    steady = times[skip : len(times) - tail]
+    if len(steady) < 3 or steady[-1] <= steady[0]:
+        return None
+    return (len(steady) - 1) / (steady[-1] - steady[0]) * 60.0
 
 
 def listen_overflows() -> int:
@@ -148,27 +127,15 @@ def listen_overflows() -> int:
         return 0
 
 
-def delay_stats(starts: list[float], arrivals: list[float]) -> tuple[float, float] | None:
-    """(median, max) seconds from taking a limiter slot to the emulator receiving the request,
-    matching the k-th slot with the k-th arrival (both sorted; every try takes a slot and makes
-    one request). None when the counts differ (then the matching would be meaningless)."""
-    if not starts or len(starts) != len(arrivals):
-        return None
-    delays = sorted(a - s for s, a in zip(starts, sorted(arrivals), strict=True))
-    return delays[len(delays) // 2], delays[-1]
-
-
 @dataclass(frozen=True)
 class Scenario:
     """One measured configuration: ``product`` rate (LLM_RATE_LIMIT), the emulator's
-    ``server_rpm`` per ``server_window`` s (None = no server limit), default ``minutes``."""
+    ``server_rpm`` requests per minute (None = no server limit)."""
 
     key: str
     name: str
     product: str
     server_rpm: int | None
-    server_window: float
-    minutes: float
     what: str
 
     def binding(self) -> Rate:
@@ -176,23 +143,17 @@ class Scenario:
         product = rate_parse(self.product)
         if self.server_rpm is None:
             return product
-        server = Rate(
-            text=f"{self.server_rpm} per {self.server_window:g} seconds",
-            amount=self.server_rpm,
-            window=self.server_window,
-        )
+        server = Rate(text=f"{self.server_rpm}/minute", amount=self.server_rpm, window=60.0)
         return server if server.per_minute <= product.per_minute else product
 
 
 SCENARIOS = {
     s.key: s
     for s in (
-        Scenario("a", "realtime_30rpm", "30/minute", 30, 60.0, 2.0, "server 30 RPM"),
-        Scenario("b", "realtime_600rpm", "600/minute", 600, 60.0, 1.0, "server 600 RPM"),
-        Scenario(
-            "c", "realtime_over_limit", "60/minute", 30, 60.0, 2.0, "product 60 > server 30 RPM"
-        ),
-        Scenario("d", "realtime_no_server_limit", "600/minute", None, 60.0, 1.0, "no server limit"),
+        Scenario("a", "realtime_30rpm", "30/minute", 30, "server 30 RPM"),
+        Scenario("b", "realtime_120rpm", "120/minute", 120, "server 120 RPM"),
+        Scenario("c", "realtime_over_limit", "600/minute", 120, "product 600 > server 120 RPM"),
+        Scenario("d", "realtime_no_server_limit", "600/minute", None, "no server limit"),
     )
 }
 
@@ -204,20 +165,15 @@ def scenario_run(
     from config.celery import app
     from llm.providers.emulators.gemini import GeminiEmulator
 
-    minutes = args.minutes if args.minutes is not None else scenario.minutes
     limit = scenario.binding()
-    windows = max(1, math.ceil(minutes * 60.0 / limit.window))
-    calls = limit.amount * (windows + 2)
+    calls = args.calls if args.calls is not None else DEFAULT_CALLS[scenario.key]
     clusters = math.ceil(calls / CALLS_PER_CLUSTER)
-    # the first window's calls start at once, each later window one period on
-    expected = (math.ceil(calls / limit.amount) - 1) * limit.window + 10.0
-    server = (
-        f"{scenario.server_rpm}/{scenario.server_window:g} s" if scenario.server_rpm else "none"
-    )
+    expected = calls / limit.per_minute * 60.0 + 10.0
+    mode = args.server_mode
+    server = f"{scenario.server_rpm}/min ({mode})" if scenario.server_rpm else "none"
     print(
         f"# {scenario.key}: {scenario.what}; product {scenario.product}, server {server}"
-        f", {clusters} clusters ({calls} calls), {minutes:g} measured minutes, "
-        f"expected run about {expected / 60:.1f} min",
+        f", {clusters} clusters ({calls} calls), expected run about {expected / 60:.1f} min",
         flush=True,
     )
     run_id = synthetic_run_create(
@@ -225,8 +181,13 @@ def scenario_run(
     )
     redis_flush(env["REDIS_URL"])
     emulator = GeminiEmulator(
-        latency=args.latency, rpm=scenario.server_rpm, window=scenario.server_window
+        latency=args.latency,
+        rpm=scenario.server_rpm,
+        window=60.0,
+        rate_mode=mode,
+        burst=args.server_burst,
     )
+    emulator.report_limit = not args.hide_server_limit
     with emulator:
         phase_env = {**env, "LLM_BASE_URL": emulator.url, "LLM_RATE_LIMIT": scenario.product}
         with running_workers(
@@ -238,11 +199,11 @@ def scenario_run(
             tag=f"realtime-{scenario.key}",
         ) as workers:
             overflows = listen_overflows()
-            with SlotRecorder(env["REDIS_URL"]) as recorder:
-                plan_send(run_id)
-                job = job_wait(run_id=run_id, timeout=3 * expected + 300)
+            plan_send(run_id)
+            job = job_wait(run_id=run_id, timeout=3 * expected + 300)
             overflows = listen_overflows() - overflows
             peaks = workers.peak_rss_mib()
+            factor = learned_factor(env["REDIS_URL"])
         log = emulator.request_log()
     redis_flush(env["REDIS_URL"])
 
@@ -252,17 +213,10 @@ def scenario_run(
     accepted = sorted(e["monotonic"] for e in log if e["status"] == 200)
     answered_429 = sum(1 for e in log if e["status"] == 429)
     other_errors = sum(1 for e in log if e["status"] not in (200, 429))
-    steady = accepted[: limit.amount * (windows + 1)]
-    every = sorted(e["monotonic"] for e in log)
-    closest = min(
-        (every[i + limit.amount] - every[i] for i in range(len(every) - limit.amount)),
-        default=float("nan"),
-    )
-    delays = delay_stats(recorder.starts(), [e["wall"] for e in log])
     if args.dump:
         record = {
             "scenario": scenario.key,
-            "slots": recorder.starts(),
+            "server_mode": mode,
             "requests": [
                 {k: e.get(k) for k in ("wall", "monotonic", "status", "target", "duration")}
                 for e in log
@@ -270,32 +224,32 @@ def scenario_run(
         }
         with Path(args.dump).open("a", encoding="utf-8") as out:
             out.write(json.dumps(record) + "\n")
-    achieved = gap_rate(steady, limit.amount)
+    if mode == "window" and scenario.server_rpm is not None:
+        achieved = gap_rate(accepted, limit.amount)
+    else:
+        achieved = pace_rate(accepted, skip=args.server_burst or 2)
     lost = sum(n for state, n in states.items() if state != "succeeded")
-    p = scenario.name
-    emit(f"{p}_measured_minutes", minutes, "minutes (setting)")
-    emit(f"{p}_steady_span", steady[-1] - steady[0] if steady else 0.0, "seconds")
+    p = f"{scenario.name}_{mode}"
     emit(f"{p}_clusters", sum(states.values()), "clusters")
     emit(f"{p}_calls_accepted", len(accepted), "calls")
     emit(f"{p}_other_errors", other_errors, "answers (not 200/429)")
     figures: dict[str, float] = {"peak_rss": max(peaks, default=0.0)}
-    emit(f"{p}_generate_calls_given_up", given_up.get("generate", 0), "calls (tries exhausted)")
-    emit(f"{p}_judge_calls_given_up", given_up.get("judge", 0), "calls (tries exhausted)")
+    emit(f"{p}_generate_calls_given_up", given_up.get("generate", 0), "calls (ended in error)")
+    emit(f"{p}_judge_calls_given_up", given_up.get("judge", 0), "calls (ended in error)")
     emit(f"{p}_unjudged_summaries", unjudged, "summaries (stored pending: judge unreachable)")
-    if scenario.key == "c":
-        emit(f"{p}_429", answered_429, "answers (honoured through Retry-After)")
-        emit(f"{p}_items_lost", lost, "clusters", target="0")
-        figures["items_lost"] = lost
-        figures["429"] = answered_429
-    else:
-        emit(f"{p}_429", answered_429, "answers", target="0")
-        emit(f"{p}_items_lost", lost, "clusters", target="0")
+    share = answered_429 / len(log) if log else 0.0
+    target_429 = "" if scenario.key in ("c", "d") else "< 0.02"
+    emit(f"{p}_429", answered_429, f"answers of {len(log)} requests")
+    emit(f"{p}_429_share", share, "ratio of requests", target=target_429)
+    emit(f"{p}_items_lost", lost, "clusters", target="0")
+    emit(f"{p}_learned_factor_at_end", factor, "of the configured rate")
+    figures.update(items_lost=lost, share_429=share)
     if scenario.server_rpm is None:
         allowed = rate_parse(scenario.product).per_minute
         label, target = "achieved / configured rate", ">= 0.97"
     else:
-        allowed = scenario.server_rpm * 60.0 / scenario.server_window
-        label, target = "achieved / server limit", ">= 0.99" if scenario.key != "c" else ""
+        allowed = float(scenario.server_rpm)
+        label, target = "achieved / server limit", ">= 0.97" if scenario.key != "c" else ""
     emit(f"{p}_allowed_rate", allowed, "calls/minute")
     if achieved is None:
         emit(f"{p}_achieved_rate", "n/a", "calls/minute (too few arrivals)")
@@ -303,38 +257,30 @@ def scenario_run(
         emit(f"{p}_achieved_rate", achieved, "calls/minute")
         emit(f"{p}_efficiency", achieved / allowed, f"ratio ({label})", target=target)
         figures["efficiency"] = achieved / allowed
-    emit(
-        f"{p}_closest_arrivals_{limit.amount}_apart",
-        closest,
-        f"seconds (below {limit.window:g}: the product put more than {limit.amount} requests "
-        "into one server window)",
-    )
     emit(f"{p}_listen_overflows", overflows, "connection attempts dropped (machine-wide)")
-    if delays is not None:
-        emit(f"{p}_slot_to_arrival_median", delays[0], "seconds")
-        emit(
-            f"{p}_slot_to_arrival_max", delays[1], "seconds (rank-matched; compare with the margin)"
-        )
     emit(f"{p}_worker_peak_rss", max(peaks, default=0.0), "MiB (largest of the workers)")
     emit(f"{p}_job_seconds", _job_seconds(job), "seconds (plan to finalize)")
     return figures
 
 
 def _calls_given_up(job_id: int) -> dict[str, int]:
-    """Provider calls that ended in an error on their last allowed try (``LLM_CALL_TRIES``), by
-    kind (generate | judge)."""
-    from django.conf import settings
-    from django.db.models import Count
-
+    """Provider calls that ended in an error (their last try failed: permanent, tries used up,
+    or rate limited past LLM_RATE_LIMIT_BUDGET), by kind (generate | judge)."""
     from llm.models import LLMCall
 
-    rows = (
-        LLMCall.objects.filter(job_id=job_id, try_number=settings.LLM_CALL_TRIES)
-        .exclude(status=LLMCall.Status.SUCCESS)
-        .values("kind")
-        .annotate(n=Count("id"))
+    last: dict[tuple[int | None, str, int], tuple[int, str]] = {}
+    rows = LLMCall.objects.filter(job_id=job_id).values_list(
+        "task_id", "kind", "attempt", "try_number", "status"
     )
-    return {row["kind"]: row["n"] for row in rows}
+    for task_id, kind, attempt, try_number, status in rows:
+        key = (task_id, kind, attempt)
+        if key not in last or try_number > last[key][0]:
+            last[key] = (try_number, status)
+    counts: dict[str, int] = {}
+    for (_, kind, _), (_, status) in last.items():
+        if status != LLMCall.Status.SUCCESS:
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts
 
 
 def _unjudged_summaries(job_id: int) -> int:
@@ -356,10 +302,27 @@ def main(argv: list[str] | None = None) -> int:
         "--scenario", nargs="+", choices=sorted(SCENARIOS), default=sorted(SCENARIOS)
     )
     parser.add_argument(
-        "--minutes",
-        type=float,
+        "--calls",
+        type=int,
         default=None,
-        help="measured minutes per scenario (default: 2 for a and c, 1 for b and d)",
+        help="provider calls per scenario (default: a 80, b 160, c 240, d 600)",
+    )
+    parser.add_argument(
+        "--server-mode",
+        choices=("bucket", "window"),
+        default="bucket",
+        help="how the emulator enforces its limit (default bucket, as providers do)",
+    )
+    parser.add_argument(
+        "--hide-server-limit",
+        action="store_true",
+        help="429s do not name the server's limit (no QuotaFailure): the product must learn it",
+    )
+    parser.add_argument(
+        "--server-burst",
+        type=int,
+        default=2,
+        help="the emulator's bucket size in requests (bucket mode; default 2)",
     )
     parser.add_argument("--latency", type=float, default=1.0, help="emulator seconds per call")
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
@@ -389,13 +352,14 @@ def main(argv: list[str] | None = None) -> int:
     if (
         args.workers < 1
         or args.concurrency < 1
-        or (args.minutes is not None and args.minutes <= 0)
+        or (args.calls is not None and args.calls < 10)
+        or args.server_burst < 1
         or (args.margin is not None and args.margin < 0)
         or (args.listen_backlog is not None and args.listen_backlog < 1)
     ):
         parser.error(
-            "--workers >= 1, --concurrency >= 1, --minutes > 0, --margin >= 0, "
-            "--listen-backlog >= 1"
+            "--workers >= 1, --concurrency >= 1, --calls >= 10, --server-burst >= 1, "
+            "--margin >= 0, --listen-backlog >= 1"
         )
 
     if args.listen_backlog is not None:
@@ -411,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.listen_backlog is not None:
         emit("emulator_listen_backlog", args.listen_backlog, "connections")
     emit("emulator_latency", args.latency, "seconds")
+    emit("server_mode", args.server_mode, f"(burst {args.server_burst} in bucket mode)")
+    if args.hide_server_limit:
+        emit("server_limit_in_429", "hidden", "(no QuotaFailure: learned from 429s alone)")
     peaks: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-realtime-") as tmp:
         for key in args.scenario:

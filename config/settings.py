@@ -267,14 +267,22 @@ BATCH_MAX_REQUESTS_PER_BATCH = env_int(
 # seconds a batch driver's lease on a job lasts without renewal: a crashed driver blocks its job
 # this long; a live one renews it every quarter of it, however long building or collecting takes
 BATCH_DRIVER_LEASE_SECONDS = env_int("BATCH_DRIVER_LEASE_SECONDS", 120, minimum=10, maximum=_DAY)
-# Requests per provider+model shared by every worker (Redis when REDIS_URL is set, else in-process);
-# any rate the `limits` library parses: "30/minute", "6 per 2 seconds".
+# Requests per provider+model shared by every worker (Redis when REDIS_URL is set, else in-process),
+# paced evenly (one every period/amount s); any rate the `limits` library parses: "30/minute",
+# "6 per 2 seconds".
 LLM_RATE_LIMIT = env_rate("LLM_RATE_LIMIT", "30/minute")
 LLM_TOKENS_PER_MINUTE = env_int(
     "LLM_TOKENS_PER_MINUTE", 0, minimum=0, maximum=10**9
 )  # 0: no token limit
 # seconds added to the rate's window so call-start jitter never shows as a burst at the provider
 LLM_RATE_LIMIT_MARGIN = env_float("LLM_RATE_LIMIT_MARGIN", 0.25, minimum=0.0, maximum=60.0)
+# requests that may start back to back after an idle spell (then one per interval)
+LLM_RATE_LIMIT_BURST = env_int("LLM_RATE_LIMIT_BURST", 1, minimum=1, maximum=1000)
+# seconds for the shared rate to climb back by the whole configured rate after 429s lowered it
+LLM_RATE_LIMIT_RECOVERY = env_float("LLM_RATE_LIMIT_RECOVERY", 60.0, minimum=1.0, maximum=_DAY)
+# seconds a call may keep waiting for capacity through 429s before it is given up (a 429 does
+# not use up LLM_CALL_TRIES; the job's deadline still bounds it)
+LLM_RATE_LIMIT_BUDGET = env_float("LLM_RATE_LIMIT_BUDGET", 900.0, minimum=1.0, maximum=_DAY)
 LLM_MAX_ATTEMPTS = env_int(
     "LLM_MAX_ATTEMPTS", 3, minimum=1, maximum=10
 )  # generation attempts per cluster

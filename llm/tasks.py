@@ -12,7 +12,13 @@ from django.db import transaction
 
 from clustering.tasks import cluster_run
 from llm.models import GenerationJob, JobStatus
-from llm.services.generation import job_finalize, job_plan, job_start, summary_task_execute
+from llm.services.generation import (
+    TaskRequeued,
+    job_finalize,
+    job_plan,
+    job_start,
+    summary_task_execute,
+)
 
 from . import batch_tasks  # noqa: F401  (registers the batch tasks with Celery)
 
@@ -57,10 +63,18 @@ def start_job(job_id: int) -> int:
     return job_id
 
 
-@shared_task(name="llm.summarise_cluster", acks_late=True)
-def summarise_cluster(task_id: int) -> int:
-    """Generate, validate and judge one cluster's summary; returns the task id only."""
-    summary_task_execute(task_id=task_id)
+@shared_task(name="llm.summarise_cluster", bind=True, acks_late=True, max_retries=None)
+def summarise_cluster(self: Any, task_id: int) -> int:
+    """Generate, validate and judge one cluster's summary; returns the task id only.
+
+    A transient failure of the generation call after its last try sends the task back to the
+    queue with a delay (a Celery retry with ``countdown``; the chord waits for it), bounded by
+    the job's deadline rather than a count (see ``generation.requeue_countdown``).
+    """
+    try:
+        summary_task_execute(task_id=task_id)
+    except TaskRequeued as requeued:
+        raise self.retry(countdown=requeued.countdown) from None
     return task_id
 
 

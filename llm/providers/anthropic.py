@@ -63,6 +63,7 @@ from llm.providers.common import (
     stainless_exceptions,
     unknown_custom_id,
 )
+from llm.providers.ratelimit_hints import rate_limit_hint
 
 MAX_BATCH_REQUESTS = 100_000
 MAX_BATCH_BYTES = 256 * 1000 * 1000
@@ -166,11 +167,14 @@ class AnthropicProvider(SdkProvider[Any]):
     # -- errors --------------------------------------------------------------------------------
 
     def _status_error(self, error: anthropic.APIStatusError) -> ProviderError:
+        headers = error.response.headers
+        detail = getattr(error, "api_message", None) or error.message
         return self._http_error(
             int(error.status_code),
             getattr(error, "type", None),
-            getattr(error, "api_message", None) or error.message,
-            lambda: retry_after_from_headers(error.response.headers),
+            detail,
+            lambda: retry_after_from_headers(headers),
+            hint=lambda: rate_limit_hint(headers, detail),
         )
 
     # -- realtime ------------------------------------------------------------------------------

@@ -51,6 +51,10 @@ class ProviderError(Exception):
         kind: one of ``api_error``, ``timeout``, ``blocked``, ``validation_failed``.
         status_code: the HTTP status when there was one.
         raw_text: model output that failed validation, when there was any.
+        rate_limited: the provider refused the call for its rate limit (HTTP 429 with a
+            transient cause): waiting for capacity, not an error of the call.
+        provider_limit: the provider's request limit per minute when its answer named it
+            (``x-ratelimit-limit-requests``, Gemini's QuotaFailure), else None.
     """
 
     def __init__(
@@ -64,6 +68,8 @@ class ProviderError(Exception):
         raw_text: str = "",
         input_tokens: int = 0,
         output_tokens: int = 0,
+        rate_limited: bool = False,
+        provider_limit: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -74,6 +80,8 @@ class ProviderError(Exception):
         self.raw_text = raw_text
         self.input_tokens = input_tokens
         self.output_tokens = output_tokens
+        self.rate_limited = rate_limited
+        self.provider_limit = provider_limit
 
     def __repr__(self) -> str:
         return (

@@ -31,6 +31,7 @@ from pydantic import BaseModel
 from llm.providers.base import ProviderError, ProviderRequest, ProviderResult, T, redact
 from llm.providers.batch import BatchItemResult, BatchStatus, ProviderFile
 from llm.providers.parsing import parse_structured
+from llm.providers.ratelimit_hints import RateLimitHint
 
 R = TypeVar("R")
 ResponseT = TypeVar("ResponseT")
@@ -365,17 +366,32 @@ class SdkProvider(ABC, Generic[ResponseT]):
         qualifier: str | None,
         detail: str,
         retry_after: Callable[[], float | None],
+        *,
+        hint: Callable[[], RateLimitHint] | None = None,
+        permanent: bool = False,
     ) -> ProviderError:
         """An HTTP error answer: ``"<Vendor> API error <code> [<qualifier>]: <detail>"``,
-        transient for 408, 429 and 5xx, with ``retry_after()`` seconds (asked only then)."""
-        transient = is_transient_status(code)
+        transient for 408, 429 and 5xx (unless ``permanent``: e.g. OpenAI's 429
+        ``insufficient_quota``), with ``retry_after()`` seconds (asked only then). A transient
+        429 is ``rate_limited``; its wait and the provider's limit come from ``hint()`` when
+        given (see :func:`llm.providers.ratelimit_hints.rate_limit_hint`)."""
+        transient = is_transient_status(code) and not permanent
         label = f"{code} {qualifier}" if qualifier else f"{code}"
+        wait = retry_after() if transient else None
+        limit: int | None = None
+        rate_limited = transient and code == 429
+        if rate_limited and hint is not None:
+            told = hint()
+            wait = told.retry_after if told.retry_after is not None else wait
+            limit = told.limit_per_minute
         return self._error(
             f"{self.vendor} API error {label}: {detail}",
             transient=transient,
-            retry_after=retry_after() if transient else None,
+            retry_after=wait,
             kind="api_error",
             status_code=code,
+            rate_limited=rate_limited,
+            provider_limit=limit,
         )
 
     def _guard(self, call: Callable[[], R]) -> R:

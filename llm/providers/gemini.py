@@ -52,6 +52,7 @@ from llm.providers.common import (
     parse_retry_after,
     unknown_custom_id,
 )
+from llm.providers.ratelimit_hints import rate_limit_hint
 
 #: Finish reasons meaning the answer was withheld by a safety or policy filter.
 BLOCKED_FINISH_REASONS = frozenset(
@@ -336,8 +337,13 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
         """Map an SDK ``APIError`` (HTTP status != 200) to a ProviderError; the wait comes from
         Retry-After or the RetryInfo of the error body."""
         code = int(error.code) if isinstance(error.code, int) else None
+        headers = getattr(getattr(error, "response", None), "headers", None)
         return self._http_error(
-            code, error.status or "", error.message or str(error), lambda: _retry_after_from(error)
+            code,
+            error.status or "",
+            error.message or str(error),
+            lambda: _retry_after_from(error),
+            hint=lambda: rate_limit_hint(headers, error.message, getattr(error, "details", None)),
         )
 
     # -- realtime ------------------------------------------------------------------------------

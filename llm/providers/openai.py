@@ -52,6 +52,7 @@ from llm.providers.common import (
     stainless_exceptions,
     unknown_custom_id,
 )
+from llm.providers.ratelimit_hints import rate_limit_hint
 
 CHAT_ENDPOINT: Final = "/v1/chat/completions"
 MAX_BATCH_REQUESTS = 50_000
@@ -211,14 +212,19 @@ class OpenAIProvider(SdkProvider[ChatCompletion]):
     def _status_error(self, error: openai.APIStatusError) -> ProviderError:
         code = int(error.status_code)
         body = error.body
-        detail = ""
+        detail = error_code = ""
         if isinstance(body, dict):
             detail = str(body.get("message") or "")
+            error_code = str(body.get("code") or "")
+        headers = error.response.headers
         return self._http_error(
             code,
             None,
             detail or error.message,
-            lambda: retry_after_from_headers(error.response.headers),
+            lambda: retry_after_from_headers(headers),
+            hint=lambda: rate_limit_hint(headers, detail or error.message),
+            # a 429 for an exhausted balance is not a rate: waiting will not help
+            permanent=error_code == "insufficient_quota",
         )
 
     # -- realtime ------------------------------------------------------------------------------

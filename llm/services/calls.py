@@ -1,9 +1,17 @@
 """One provider call with the retry policy, the shared rate limit and an ``LLMCall`` row per try.
 
-Policy: transient errors (429, 5xx, timeouts, connection errors) are retried up to
-``LLM_CALL_TRIES`` tries in all, waiting ``Retry-After`` when the provider sent it, else an
-exponential backoff ``min(LLM_BACKOFF_MAX, LLM_BACKOFF_BASE * 2**(try-1))`` with full jitter in
-[0.5x, 1.5x]. Permanent errors (400, 401/403, invalid output, blocked) are not retried here.
+Policy:
+
+- A **429** (the provider's rate limit) is not a failure of the call: it tells the shared limiter
+  (:meth:`~llm.ratelimit.SharedRateLimiter.penalize`: every worker slows down and waits the
+  provider's Retry-After) and the call waits for capacity and tries again, without using up a
+  try. It is given up on rate limits only when ``LLM_RATE_LIMIT_BUDGET`` seconds (default 900)
+  have passed since its first try, or the job's deadline comes, never after a count of 429s.
+- Other **transient** errors (5xx, timeouts, connection errors) are retried up to
+  ``LLM_CALL_TRIES`` tries in all, waiting ``Retry-After`` when the provider sent it, else an
+  exponential backoff ``min(LLM_BACKOFF_MAX, LLM_BACKOFF_BASE * 2**(try-1))`` with full jitter
+  in [0.5x, 1.5x].
+- **Permanent** errors (400, 401/403/404, invalid output, blocked) are not retried here.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from pydantic import BaseModel
 from llm.models import GenerationJob, LLMCall, SummaryTask
 from llm.pricing import call_cost
 from llm.providers.base import Provider, ProviderError, ProviderRequest, ProviderResult, redact
-from llm.ratelimit import RateLimitWaitExceeded, limiter_for
+from llm.ratelimit import RateLimitWaitExceeded, limiter_for, rate_note
 
 _STATUS_OF_KIND = {
     "api_error": LLMCall.Status.API_ERROR,
@@ -71,19 +79,28 @@ def provider_call(
     limiter = limiter_for(provider.name, request.model)
     tries = settings.LLM_CALL_TRIES
     estimated_tokens = (len(request.system_prompt) + len(request.user_prompt)) // 4
-    call: LLMCall | None = None
-    for try_number in range(1, tries + 1):
+    started = time.monotonic()
+    budget_end = started + settings.LLM_RATE_LIMIT_BUDGET
+    if deadline is not None:
+        budget_end = min(budget_end, deadline)
+    errors = 0  # failed tries that count against LLM_CALL_TRIES (429s do not)
+    try_number = 0
+    while True:
+        try_number += 1
         error: ProviderError | None = None
         result: ProviderResult[Any] | None = None
+        wait_exceeded = False
         try:
-            max_wait = 600.0 if deadline is None else max(1.0, deadline - time.monotonic())
+            # waiting for capacity is bounded by the rate-limit budget (and the deadline)
+            max_wait = max(1.0, budget_end - time.monotonic())
             if provider.name != "extractive":  # the offline baseline calls nobody
                 limiter.acquire(tokens=estimated_tokens, max_wait=max_wait)
             result = provider.generate(request)
         except ProviderError as exc:
             error = exc
-        except RateLimitWaitExceeded as exc:
-            error = ProviderError(str(exc), transient=False, kind="timeout")
+        except RateLimitWaitExceeded as exc:  # no capacity within the budget: given up
+            error = ProviderError(str(exc), transient=True, kind="timeout")
+            wait_exceeded = True
         except Exception as exc:  # a provider bug must not kill the cluster silently
             error = ProviderError(f"{type(exc).__name__}: {exc}", transient=False)
         call = _record(
@@ -99,9 +116,25 @@ def provider_call(
         )
         if error is None:
             return CallOutcome(result=result, error=None, call=call)
-        if not error.transient or try_number == tries:
+        if wait_exceeded:
             return CallOutcome(result=None, error=error, call=call)
-        pause = backoff_seconds(try_number, error.retry_after)
+        if error.rate_limited:
+            learned = limiter.penalize(
+                retry_after=error.retry_after, provider_limit=error.provider_limit
+            )
+            if job is not None:
+                rate_note(job.pk, learned.describe())
+            if time.monotonic() >= budget_end:
+                error.message = (
+                    f"rate limited for {time.monotonic() - started:.0f} s "
+                    f"(LLM_RATE_LIMIT_BUDGET or the job's deadline): {error.message}"
+                )
+                return CallOutcome(result=None, error=error, call=call)
+            continue  # the limiter now holds this call until the provider has room
+        errors += 1
+        if not error.transient or errors >= tries:
+            return CallOutcome(result=None, error=error, call=call)
+        pause = backoff_seconds(errors, error.retry_after)
         if deadline is not None and time.monotonic() + pause > deadline:
             return CallOutcome(result=None, error=error, call=call)
         time.sleep(pause)

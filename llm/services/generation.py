@@ -49,6 +49,7 @@ from llm.providers.registry import (
     provider_check,
     provider_get,
 )
+from llm.ratelimit import rate_note_for
 from llm.services.calls import provider_call
 from llm.services.context import cluster_context_build
 from llm.services.judging import (
@@ -59,6 +60,7 @@ from llm.services.judging import (
     corrections_note,
     verdict_effective,
 )
+from llm.services.requeue import TaskRequeued, task_requeue
 from llm.services.validation import derived_confidence, validate_summary
 
 logger = logging.getLogger(__name__)
@@ -291,6 +293,7 @@ def _progress(job_id: int, number: int) -> None:
         progress_total=counts["total"],
         progress_message=(
             f"Generating {counts['done']}/{counts['total']} clusters - cluster {number}"
+            + (f" - {note}" if (note := rate_note_for(job_id)) else "")
         ),
     )
 
@@ -312,6 +315,8 @@ def summary_task_execute(*, task_id: int) -> str | None:
         return None
     try:
         return _execute(task)
+    except TaskRequeued:
+        raise
     except Exception as exc:  # record, never lose the cluster
         logger.exception("summary task %s crashed", task_id)
         _finish(task, TaskState.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
@@ -356,6 +361,8 @@ def _execute(task: SummaryTask) -> str:
             )
             if outcome.error is not None and outcome.error.kind not in RETRY_BY_REGENERATING:
                 error = f"generation attempt {task.attempts}: {outcome.call.error_message}"
+                if outcome.error.transient:
+                    task_requeue(task, job, outcome.error, error)  # raises TaskRequeued
                 _finish(task, TaskState.FAILED, error=error)
                 return TaskState.FAILED
             step = on_generation(

@@ -390,7 +390,7 @@ def test_rate_limit_answers_429_with_retry_after(emulator: GeminiEmulator) -> No
 
 
 def test_rate_limit_window_slides(emulator: GeminiEmulator) -> None:
-    emulator.configure(rpm=1, window=0.6)
+    emulator.configure(rpm=1, window=0.6, rate_mode="window")
     provider = GeminiProvider(api_key=CANARY_KEY, base_url=emulator.url, timeout=5)
     provider.generate(make_request())
     assert failure_of(provider, make_request()).status_code == 429
@@ -399,7 +399,7 @@ def test_rate_limit_window_slides(emulator: GeminiEmulator) -> None:
 
 
 def test_rate_limit_holds_under_concurrent_clients(emulator: GeminiEmulator) -> None:
-    emulator.configure(rpm=5, window=60, latency=0.05)
+    emulator.configure(rpm=5, window=60, latency=0.05, rate_mode="window")
     provider = GeminiProvider(api_key=CANARY_KEY, base_url=emulator.url, timeout=5)
 
     def call(_: int) -> str:
@@ -452,7 +452,17 @@ def test_http_control_endpoints(emulator: GeminiEmulator, provider: GeminiProvid
     control.reset()
     assert control.log() == [] and control.pending_faults() == []
     assert control.configure(latency=0.1, rpm=10)["rpm"] == 10
-    assert emulator.config() == {"latency": 0.1, "rpm": 10, "window": 60.0}
+    assert emulator.config() == {
+        "latency": 0.1,
+        "rpm": 10,
+        "window": 60.0,
+        "rate_mode": "bucket",
+        "burst": 2,
+    }
+    assert control.configure(rate_mode="window", burst=None)["rate_mode"] == "window"
+    with pytest.raises(RuntimeError, match="rate mode"):
+        control.configure(rate_mode="sometimes")
+    assert emulator.config()["rate_mode"] == "window"  # a refused change changes nothing
 
     # The raw HTTP shape, as another process would use it.
     body = json.dumps({"kind": "empty", "target": "generate"}).encode()
@@ -494,3 +504,30 @@ def test_management_command_serves_until_interrupted() -> None:
         assert isinstance(provider.generate(make_request()).parsed, SummaryOut)
         assert [e["status"] for e in control.log()] == [429, 200]
     assert process.returncode == 0
+
+
+def test_management_command_enforces_a_bucket() -> None:
+    """``--rpm 60 --burst 1``: a second call at once is refused with the RetryInfo delay."""
+    options = ("--rpm", "60", "--rate-mode", "bucket", "--burst", "1")
+    with emulator_command("gemini", *options, expect="listening on") as (_, url):
+        control = EmulatorControl(url)
+        assert control.configure()["rate_mode"] == "bucket"
+        provider = GeminiProvider(api_key=CANARY_KEY, base_url=url, timeout=5)
+        provider.generate(make_request())
+        error = failure_of(provider, make_request())
+        assert error.rate_limited and 0.5 < (error.retry_after or 0) < 1.0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (("--rate-mode", "sometimes"), "--rate-mode must be one of bucket, window"),
+        (("--burst", "0"), "--burst must be a positive number"),
+        (("--window", "0"), "--window must be > 0"),
+    ],
+)
+def test_management_command_rejects_bad_rate_options(
+    options: tuple[str, ...], message: str
+) -> None:
+    with pytest.raises(CommandError, match=message):
+        call_command("provider_emulator", "gemini", *options)

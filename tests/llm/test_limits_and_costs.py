@@ -1,16 +1,10 @@
-"""The shared rate limiter, retry backoff and cost accounting."""
+"""Retry backoff and cost accounting (the shared limiter: tests/llm/test_rate_pacing.py)."""
 
 from __future__ import annotations
 
-import threading
-import time
-import uuid
 from decimal import Decimal
 
-import pytest
-
 from llm.pricing import call_cost
-from llm.ratelimit import RateLimitWaitExceeded, SharedRateLimiter
 from llm.services.calls import backoff_seconds
 
 
@@ -22,41 +16,6 @@ def _max_in_window(stamps: list[float], window: float) -> int:
             start += 1
         best = max(best, end - start + 1)
     return best
-
-
-def test_limiter_holds_across_threads_on_redis(settings) -> None:
-    assert settings.REDIS_URL, "the suite runs against Redis"
-    limiter = SharedRateLimiter(key=f"test:{uuid.uuid4()}", rate="5 per 1 second")
-    stamps: list[float] = []
-    lock = threading.Lock()
-
-    def worker() -> None:
-        for _ in range(4):
-            limiter.acquire(max_wait=10)
-            with lock:
-                stamps.append(time.monotonic())
-
-    threads = [threading.Thread(target=worker) for _ in range(3)]
-    started = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(stamps) == 12
-    assert _max_in_window(stamps, 1.0) <= 5
-    assert time.monotonic() - started >= 2.0  # 12 slots at 5 per second need two full windows
-
-
-def test_limiter_gives_up_after_max_wait(settings) -> None:
-    limiter = SharedRateLimiter(key=f"test:{uuid.uuid4()}", rate="1 per 10 seconds")
-    limiter.acquire(max_wait=1)
-    with pytest.raises(RateLimitWaitExceeded):
-        limiter.acquire(max_wait=0.3)
-
-
-def test_bad_rate_is_rejected() -> None:
-    with pytest.raises(ValueError):
-        SharedRateLimiter(key="x", rate="often")
 
 
 def test_backoff_honours_retry_after_and_grows(settings) -> None:
@@ -79,30 +38,3 @@ def test_call_cost_uses_the_price_table(settings) -> None:
     assert call_cost("unknown-model", 10**6, 10**6) == 0
     settings.LLM_PRICES = {"unknown-model": [1, 2]}
     assert call_cost("unknown-model", 10**6, 10**6) == Decimal("3.000000")
-
-
-def test_window_includes_the_margin(settings) -> None:
-    """The 3rd start of "2 per 1 second" with a 0.3 s margin waits until 1.3 s after the 1st."""
-    limiter = SharedRateLimiter(key=f"test:{uuid.uuid4()}", rate="2 per 1 second", margin=0.3)
-    assert limiter.window_seconds == pytest.approx(1.3)
-    started = time.monotonic()
-    limiter.acquire(max_wait=5)
-    limiter.acquire(max_wait=5)
-    limiter.acquire(max_wait=5)
-    assert time.monotonic() - started >= 1.3
-
-
-def test_in_process_window_without_redis(settings) -> None:
-    settings.REDIS_URL = None
-    limiter = SharedRateLimiter(key=f"test:{uuid.uuid4()}", rate="3 per 1 second", margin=0.0)
-    stamps: list[float] = []
-    for _ in range(7):
-        limiter.acquire(max_wait=5)
-        stamps.append(time.monotonic())
-    assert _max_in_window(stamps, 1.0) <= 3
-    assert stamps[-1] - stamps[0] >= 2.0
-
-
-def test_negative_margin_is_rejected() -> None:
-    with pytest.raises(ValueError, match="margin"):
-        SharedRateLimiter(key="x", rate="1/second", margin=-1)

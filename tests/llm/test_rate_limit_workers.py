@@ -1,19 +1,21 @@
-"""The shared rate limit holds across processes: two separate Celery worker processes summarise
-one run against the Gemini emulator, and the emulator's own request log never shows more than
-``LLM_RATE_LIMIT`` ("6 per 2 seconds") requests in any 2-second window.
+"""The shared rate holds across processes against a provider that enforces it as providers do.
 
-The workers are real ``celery worker`` subprocesses (solo pool, one each) on the suite's Redis and
-the pytest-django test database; the emulator runs in this process and timestamps every request
-on arrival (``time.monotonic()``, seconds). The run has 12 planted clusters, so at least 24
-provider calls (generate + judge per cluster), four times the limit. Which worker ran what comes
-from the workers themselves (``celery inspect stats``: tasks processed per worker).
+Two separate Celery worker processes summarise one run against the Gemini emulator in bucket
+mode: ``SERVER_RPM`` per ``WINDOW_SECONDS`` s refilled continuously (3 requests a second) with a
+bucket of ``SERVER_BURST`` (2), answering 429 with RetryInfo beyond it, as real providers enforce
+a per-minute limit at sub-second granularity. The product is configured at the same rate
+(``LLM_RATE_LIMIT`` "6 per 2 seconds"), which its shared limiter paces at one call every
+(2 s + 0.25 s margin) / 6 = 0.375 s across both processes.
 
-Arrival, not admission, is what the provider counts. A call reaches the provider a little after
-the limiter admits it (the first call of a worker process spends 0.1-0.2 s inside google-genai
-before it is sent), so the limiter keeps its window ``LLM_RATE_LIMIT_MARGIN`` (0.25 s) longer than
-the rate's period; this test checks the plain 2-second window on the emulator's arrival times. A
-limiter not shared between the processes (each allowing 6 per 2 s) puts 12 arrivals into about
-0.6 s and fails it.
+What is asserted is what the provider saw (the emulator's own log), not how fast the test ran:
+every cluster summarised; the emulator answered 429 to at most ``MAX_429`` requests (jitter on a
+loaded machine may cost one or two; a moving window or a limiter per process gets far more:
+one admitting a window's 6 calls at once is refused 4 of them every window, two unshared
+pacers send 5.3 a second to a bucket refilled at 3); and the arrivals span at least the time
+the server's rate needs for them (a lower bound: load only makes the run slower). The workers
+are real ``celery worker`` subprocesses (solo pool, one each) on the suite's Redis and the
+pytest-django test database; which worker ran what comes from the workers themselves
+(``celery inspect stats``).
 """
 
 from __future__ import annotations
@@ -51,8 +53,10 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
 RATE_LIMIT = "6 per 2 seconds"
-MAX_PER_WINDOW = 6
+SERVER_RPM = 6
 WINDOW_SECONDS = 2.0
+SERVER_BURST = 2
+MAX_429 = 3
 GROUPS = 12
 PARAMS = {"k": 5, "min_cluster_size": 5}
 JOB_TIMEOUT = 180.0  # seconds
@@ -189,19 +193,6 @@ def _wait_job(run_id: int, logs: list[Path]) -> GenerationJob:
     raise AssertionError(f"job of run {run_id} did not finish in {JOB_TIMEOUT} s\n{_tails(logs)}")
 
 
-def _busiest_window(times: list[float], window: float) -> tuple[int, float]:
-    """The most requests whose arrival times fall in one half-open window [t, t + window),
-    over every start t, and where that window starts (seconds, monotonic)."""
-    times = sorted(times)
-    best, best_start, j = 0, times[0] if times else 0.0, 0
-    for i, start in enumerate(times):
-        while j < len(times) and times[j] < start + window:
-            j += 1
-        if j - i > best:
-            best, best_start = j - i, start
-    return best, best_start
-
-
 def _summarise_counts(names: list[str]) -> dict[str, int]:
     """``llm.summarise_cluster`` tasks each worker processed, from the workers' own stats."""
     replies = app.control.inspect(timeout=3.0).stats() or {}
@@ -227,7 +218,13 @@ def test_two_worker_processes_share_the_rate_limit(tmp_path: Path, workers: Work
     )
     dataset_import(path=path, slug="twelve-groups", kind="functional")
 
-    with GeminiEmulator(latency=0.05) as emulator:
+    with GeminiEmulator(
+        latency=0.05,
+        rpm=SERVER_RPM,
+        window=WINDOW_SECONDS,
+        rate_mode="bucket",
+        burst=SERVER_BURST,
+    ) as emulator:
         start(
             _worker_env(
                 emulator_url=emulator.url,
@@ -256,22 +253,22 @@ def test_two_worker_processes_share_the_rate_limit(tmp_path: Path, workers: Work
     assert job.succeeded == len(tasks)
 
     # the emulator saw every recorded call, well over the limit in total
-    assert len(log) >= 2 * len(tasks) >= 4 * MAX_PER_WINDOW
-    assert all(entry["status"] == 200 for entry in log), [e for e in log if e["status"] != 200]
+    accepted = [e for e in log if e["status"] == 200]
+    refused = [e for e in log if e["status"] == 429]
+    assert len(accepted) >= 2 * len(tasks) >= 4 * SERVER_RPM
+    assert len(accepted) + len(refused) == len(log), [e for e in log if e not in accepted]
     assert LLMCall.objects.filter(job=job).count() == len(log)
 
-    # the limit, measured where it matters: arrivals at the provider
-    arrivals = [entry["monotonic"] for entry in log]
-    busiest, at = _busiest_window(arrivals, WINDOW_SECONDS)
+    # what the provider saw: (almost) no refusals ...
     first = log[0]["monotonic"]
-    assert busiest <= MAX_PER_WINDOW, (
-        f"{busiest} requests within {WINDOW_SECONDS} s starting "
-        f"{at - first:.3f} s into the run; "
-        f"arrivals: {[round(e['monotonic'] - first, 3) for e in log]}"
+    assert len(refused) <= MAX_429, (
+        f"{len(refused)} of {len(log)} requests answered 429; arrivals: "
+        f"{[(round(e['monotonic'] - first, 3), e['status']) for e in log]}"
     )
-    # the limit was the bottleneck: the run could not have gone faster than it allows
+    # ... and arrivals no faster than the server's rate allows (its bucket starts full)
     span = log[-1]["monotonic"] - first
-    assert span >= (len(log) / MAX_PER_WINDOW - 1) * WINDOW_SECONDS - 0.5, span
+    refill = SERVER_RPM / WINDOW_SECONDS
+    assert span >= (len(log) - SERVER_BURST) / refill - 0.5, span
 
     # both processes did real work: each summarised clusters, together all of them
     assert all(n >= 1 for n in per_worker.values()), f"{per_worker}\n{_tails(logs)}"

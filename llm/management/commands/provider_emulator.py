@@ -1,10 +1,13 @@
-"""``manage.py provider_emulator gemini|openai|anthropic --port P --latency S [--rpm N]``.
+"""``manage.py provider_emulator gemini|openai|anthropic --port P --latency S [--rpm N]
+[--rate-mode bucket|window] [--burst B] [--window S]``.
 
 Runs a provider emulator in the foreground until Ctrl-C, printing its base URL (point
 ``LLM_BASE_URL`` at it; the OpenAI provider appends ``/v1`` itself). Realtime faults, batch
 behaviour and batch-endpoint faults can then be scripted over HTTP (``{url}/_control/...``, see
 ``llm/providers/emulators/common.py``); ``--batch-polls N`` sets how many status polls a batch
-stays running before it finishes.
+stays running before it finishes. ``--rpm`` per ``--window`` seconds is enforced as a token bucket
+of ``--burst`` requests (default ``bucket``, burst 2: how providers enforce a per-minute limit)
+or as a moving window (``--rate-mode window``); refusals are 429 in the vendor's own shape.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import threading
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from llm.providers.emulators.ratelimit import RATE_MODES
 
 #: Provider name -> "module:Class" of its emulator; each class takes (host, port, latency=, rpm=,
 #: window=, batch_settings=) and has start(), stop() and .url.
@@ -33,7 +38,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         """provider name, --host, --port (0 = free port), --latency (s), --rpm, --window (s),
-        --batch-polls."""
+        --rate-mode, --burst, --batch-polls."""
         parser.add_argument("provider", help=f"one of: {', '.join(sorted(EMULATORS))}")
         parser.add_argument("--host", default="127.0.0.1", help="interface to bind")
         parser.add_argument("--port", type=int, default=0, help="TCP port; 0 picks a free one")
@@ -45,6 +50,17 @@ class Command(BaseCommand):
         )
         parser.add_argument("--window", type=float, default=60.0, help="rate-limit window, seconds")
         parser.add_argument(
+            "--rate-mode",
+            default="bucket",
+            help="how --rpm is enforced: bucket (token bucket with --burst) or window (moving)",
+        )
+        parser.add_argument(
+            "--burst",
+            type=int,
+            default=None,
+            help="bucket size in requests (bucket mode; default min(2, --rpm))",
+        )
+        parser.add_argument(
             "--batch-polls",
             type=int,
             default=0,
@@ -55,8 +71,8 @@ class Command(BaseCommand):
         """Start the emulator, print its URL, block until Ctrl-C, then stop it.
 
         Raises:
-            CommandError: unknown provider name, negative latency or batch polls, or the port
-                cannot be bound.
+            CommandError: unknown provider name or rate mode, negative latency or batch polls,
+                a burst below 1, a window not above 0, or the port cannot be bound.
         """
         name = str(options["provider"]).strip().lower()
         if name not in EMULATORS:
@@ -68,6 +84,14 @@ class Command(BaseCommand):
             raise CommandError("--latency must be >= 0 seconds")
         if options["rpm"] is not None and options["rpm"] < 1:
             raise CommandError("--rpm must be a positive number of requests")
+        if options["rate_mode"] not in RATE_MODES:
+            raise CommandError(
+                f"--rate-mode must be one of {', '.join(RATE_MODES)}, got {options['rate_mode']!r}"
+            )
+        if options["burst"] is not None and options["burst"] < 1:
+            raise CommandError("--burst must be a positive number of requests")
+        if options["window"] <= 0:
+            raise CommandError("--window must be > 0 seconds")
         if options["batch_polls"] < 0:
             raise CommandError("--batch-polls must be >= 0")
         module_name, class_name = EMULATORS[name].split(":")
@@ -78,6 +102,8 @@ class Command(BaseCommand):
             latency=options["latency"],
             rpm=options["rpm"],
             window=options["window"],
+            rate_mode=options["rate_mode"],
+            burst=options["burst"],
             batch_settings={"polls": options["batch_polls"]},
         )
         try:

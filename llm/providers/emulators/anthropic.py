@@ -31,8 +31,10 @@ item errored. Limits default to Anthropic's (100,000 requests, 256 MB) and answe
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from llm.providers.emulators.common import (
@@ -48,6 +50,7 @@ from llm.providers.emulators.common import (
     iso_time,
     short_hash,
 )
+from llm.providers.emulators.ratelimit import Decision
 
 #: Custom ids Anthropic accepts.
 CUSTOM_ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -207,6 +210,29 @@ class AnthropicEmulator(EmulatorServer):
     }
 
     # -- EmulatorServer hooks ------------------------------------------------------------------
+
+    def rate_limit_reply(self, decision: Decision) -> Reply:
+        """429 ``rate_limit_error`` as Anthropic answers it: ``retry-after`` in whole seconds
+        and ``anthropic-ratelimit-requests-{limit,remaining,reset}`` (reset: RFC 3339 time at
+        which the limit is whole again, millisecond precision)."""
+        message = (
+            "This request would exceed the rate limit for your organization of "
+            f"{decision.limit} requests per minute. For details, refer to: "
+            "https://docs.claude.com/en/api/rate-limits."
+        )
+        reply = self.error_reply(429, message, retry_after=max(1, math.ceil(decision.wait)))
+        reset = datetime.now(UTC) + timedelta(seconds=decision.wait)
+        if self.report_limit:
+            reply.headers["anthropic-ratelimit-requests-limit"] = str(decision.limit)
+        reply.headers.update(
+            {
+                "anthropic-ratelimit-requests-remaining": str(decision.remaining),
+                "anthropic-ratelimit-requests-reset": reset.isoformat(
+                    timespec="milliseconds"
+                ).replace("+00:00", "Z"),
+            }
+        )
+        return reply
 
     def error_body(self, code: int, message: str, *, retry_delay: float | None = None) -> Any:
         """``{"type": "error", "error": {"type", "message"}}``."""

@@ -10,8 +10,10 @@ server speaking one vendor's REST protocol, so the official SDKs are exercised e
   applies content faults. The same prompt and schema give the same answer on every emulator, in
   realtime and in batch, so golden tests can compare them.
 - **Realtime faults** (:data:`FAULT_KINDS`), scripted FIFO per target (generate | judge | any),
-  a default latency, a sliding-window rate limit (``rpm`` per ``window`` seconds, answered with 429
-  and Retry-After) and a thread-safe log of realtime calls: :class:`EmulatorServer`.
+  a default latency, a rate limit of ``rpm`` per ``window`` seconds enforced as a token bucket
+  with ``burst`` (default) or a moving window (:mod:`llm.providers.emulators.ratelimit`),
+  answered with 429 in each vendor's shape (Retry-After, ``x-ratelimit-*`` headers, the delay in
+  the message or RetryInfo), and a thread-safe log of realtime calls: :class:`EmulatorServer`.
 - **Batches**: a provider-neutral store (:class:`EmuBatch`) with scripted behaviour
   (:class:`BatchSettings`: state progression over polls, whole-batch failure, expiry with some or
   all items unprocessed, per-item errors and content faults, dropped or unknown results, shuffled
@@ -22,8 +24,9 @@ server speaking one vendor's REST protocol, so the official SDKs are exercised e
 
 Control endpoints (JSON in and out; every emulator):
 
-    GET    /_control/health | /_control/config      {"ok", "url", "latency", "rpm", "window"}
-    POST   /_control/config                         {latency?, rpm?, window?}
+    GET    /_control/health | /_control/config      {"ok", "url", "latency", "rpm", "window",
+                                                     "rate_mode", "burst"}
+    POST   /_control/config                         {latency?, rpm?, window?, rate_mode?, burst?}
     GET    /_control/log?target=generate|judge      {"requests": [...]}   realtime calls
     GET    /_control/api_log                        {"requests": [...]}   every API call
     GET    /_control/faults                         {"pending": [...]}
@@ -65,6 +68,7 @@ from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, urlsplit
 
 from llm.context import PATHWAY_CATEGORIES
+from llm.providers.emulators.ratelimit import Decision, ServerLimit
 
 logger = logging.getLogger(__name__)
 
@@ -1481,8 +1485,12 @@ class EmulatorServer:
         port: TCP port; 0 picks a free one (read it back from :attr:`url`).
         latency: default delay in seconds before every realtime answer.
         rpm: server-side limit on realtime calls, requests per ``window`` seconds (None =
-            unlimited); excess requests get 429 with a Retry-After header (seconds).
+            unlimited); excess requests get 429 as the vendor answers it
+            (:meth:`rate_limit_reply`).
         window: length of the rate-limit window in seconds (60 = requests per minute).
+        rate_mode: ``bucket`` (default: a token bucket of ``burst`` requests refilled at
+            ``rpm / window`` per second, as providers enforce) or ``window`` (a moving window).
+        burst: bucket size in requests (default ``min(2, rpm)``); unused by ``window``.
         api_key: when set, requests with another key are refused as the vendor does; requests
             without any key are always refused.
         batch_settings: initial :class:`BatchSettings` (also what :meth:`reset` restores).
@@ -1501,6 +1509,9 @@ class EmulatorServer:
     #: Default messages of status faults, by HTTP code.
     default_messages: ClassVar[dict[int, str]] = {}
     rate_limit_message: ClassVar[str] = "Rate limit exceeded; retry later."
+    #: whether a 429 names the limit (x-ratelimit-limit-requests, Gemini's QuotaFailure); set
+    #: False on an instance to emulate a provider that does not say (clients must learn it)
+    report_limit: bool = True
 
     def __init__(
         self,
@@ -1510,21 +1521,31 @@ class EmulatorServer:
         latency: float = 0.0,
         rpm: int | None = None,
         window: float = 60.0,
+        rate_mode: str = "bucket",
+        burst: int | None = None,
         api_key: str | None = None,
         batch_settings: Mapping[str, Any] | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.api_key = api_key
-        self._initial: tuple[float, int | None, float] = (float(latency), rpm, float(window))
+        self._initial: tuple[float, int | None, float, str, int | None] = (
+            float(latency),
+            rpm,
+            float(window),
+            rate_mode,
+            burst,
+        )
         self._latency = float(latency)
         self._rpm: int | None = rpm
         self._window = float(window)
+        self._rate_mode = rate_mode
+        self._burst = burst
+        self._limit: ServerLimit | None = self._new_limit()
         self._lock = threading.Lock()
         self._faults: deque[dict[str, Any]] = deque()
         self._log: list[dict[str, Any]] = []
         self._api_log: list[dict[str, Any]] = []
-        self._accepted: deque[float] = deque()
         # Batch state has its own (re-entrant) lock: finishing a big batch builds many answers
         # and must not hold up realtime calls.
         self._batch_lock = threading.RLock()
@@ -1603,26 +1624,57 @@ class EmulatorServer:
         latency: float | None = None,
         rpm: Any = _UNCHANGED,
         window: float | None = None,
+        rate_mode: str | None = None,
+        burst: Any = _UNCHANGED,
     ) -> dict[str, Any]:
-        """Change default latency (s), rate limit (``rpm``; None = off) or window (s).
+        """Change default latency (s), rate limit (``rpm``; None = off), window (s), rate mode
+        (``bucket`` | ``window``) or bucket size (``burst`` requests; None = the default). The
+        limit starts afresh (a full bucket, an empty window).
 
-        Returns the current ``{"latency", "rpm", "window"}``.
+        Returns the current ``{"latency", "rpm", "window", "rate_mode", "burst"}``.
+
+        Raises:
+            ValueError: an unknown rate mode, rpm or burst below 1 (nothing is changed then).
         """
         with self._lock:
+            new_rpm = self._rpm if rpm is _UNCHANGED else (None if rpm is None else int(rpm))
+            new_window = self._window if window is None else max(0.001, float(window))
+            new_mode = self._rate_mode if rate_mode is None else str(rate_mode)
+            new_burst = (
+                self._burst if burst is _UNCHANGED else (None if burst is None else int(burst))
+            )
+            if new_rpm is not None:
+                ServerLimit(new_rpm, new_window, new_mode, new_burst)  # validates
+            elif new_mode not in ("bucket", "window"):
+                raise ValueError(f"rate mode must be bucket or window, got {new_mode!r}")
             if latency is not None:
                 self._latency = max(0.0, float(latency))
-            if rpm is not _UNCHANGED:
-                self._rpm = None if rpm is None else int(rpm)
-            if window is not None:
-                self._window = max(0.001, float(window))
-            self._accepted.clear()
+            self._rpm, self._window, self._rate_mode, self._burst = (
+                new_rpm,
+                new_window,
+                new_mode,
+                new_burst,
+            )
+            self._limit = self._new_limit()
             return self._config_locked()
 
+    def _new_limit(self) -> ServerLimit | None:
+        if not self._rpm:
+            return None
+        return ServerLimit(self._rpm, self._window, self._rate_mode, self._burst)
+
     def _config_locked(self) -> dict[str, Any]:
-        return {"latency": self._latency, "rpm": self._rpm, "window": self._window}
+        return {
+            "latency": self._latency,
+            "rpm": self._rpm,
+            "window": self._window,
+            "rate_mode": self._rate_mode,
+            "burst": self._limit.burst if self._limit is not None else self._burst,
+        }
 
     def config(self) -> dict[str, Any]:
-        """Current ``{"latency": s, "rpm": n or None, "window": s}``."""
+        """Current ``{"latency": s, "rpm": n or None, "window": s, "rate_mode": "bucket" |
+        "window", "burst": requests or None}``."""
         with self._lock:
             return self._config_locked()
 
@@ -1663,8 +1715,14 @@ class EmulatorServer:
             self._faults.clear()
             self._log.clear()
             self._api_log.clear()
-            self._accepted.clear()
-            self._latency, self._rpm, self._window = self._initial
+            (
+                self._latency,
+                self._rpm,
+                self._window,
+                self._rate_mode,
+                self._burst,
+            ) = self._initial
+            self._limit = self._new_limit()
         with self._batch_lock:
             self._batch_settings = copy.deepcopy(self._initial_batch_settings)
             self._batches.clear()
@@ -1823,6 +1881,15 @@ class EmulatorServer:
         """Called (under the batch lock) when ``batch`` reaches its final state; e.g. to write
         output files. Default: nothing."""
 
+    def rate_limit_reply(self, decision: Decision) -> Reply:
+        """The 429 answer to a request over the rate limit. Default: the vendor's error body
+        with :attr:`rate_limit_message` and a ``Retry-After`` of whole seconds (rounded up, as
+        HTTP's delta-seconds are). Subclasses add what their vendor sends (headers, the delay in
+        the message or body)."""
+        return self.error_reply(
+            429, self.rate_limit_message, retry_after=max(1, math.ceil(decision.wait))
+        )
+
     # -- helpers for subclasses ----------------------------------------------------------------
 
     def error_reply(
@@ -1919,13 +1986,10 @@ class EmulatorServer:
             self._finish(entry, denied.status)
             return denied
 
-        wait = self._admit(time.monotonic())
-        if wait is not None:
-            seconds = max(1, math.ceil(wait))
+        refused = self._admit(time.monotonic())
+        if refused is not None:
             self._finish(entry, 429, fault="rate_limit")
-            return self.error_reply(
-                429, self.rate_limit_message, retry_after=seconds, retry_delay=seconds
-            )
+            return self.rate_limit_reply(refused)
 
         fault = self._take_fault(target)
         kind = fault["kind"] if fault else None
@@ -2242,17 +2306,13 @@ class EmulatorServer:
             entry["duration"] = time.monotonic() - entry["monotonic"]
             entry.update(extra)
 
-    def _admit(self, now: float) -> float | None:
-        """None when the request fits the rate limit, else seconds until a slot frees."""
+    def _admit(self, now: float) -> Decision | None:
+        """None when the request fits the rate limit, else the refusal."""
         with self._lock:
-            if not self._rpm:
+            if self._limit is None:
                 return None
-            while self._accepted and now - self._accepted[0] >= self._window:
-                self._accepted.popleft()
-            if len(self._accepted) >= self._rpm:
-                return max(0.0, self._accepted[0] + self._window - now)
-            self._accepted.append(now)
-            return None
+            decision = self._limit.admit(now)
+            return None if decision.admitted else decision
 
     def _take_fault(self, target: str) -> dict[str, Any] | None:
         with self._lock:
@@ -2315,13 +2375,15 @@ class EmulatorServer:
         if method == "POST" and path == "/_control/config":
             payload = payload or {}
             if not isinstance(payload, Mapping):
-                raise ValueError("expected {latency, rpm, window}")
+                raise ValueError("expected {latency, rpm, window, rate_mode, burst}")
             kwargs: dict[str, Any] = {
                 "latency": payload.get("latency"),
                 "window": payload.get("window"),
+                "rate_mode": payload.get("rate_mode"),
             }
-            if "rpm" in payload:
-                kwargs["rpm"] = payload["rpm"]
+            for name in ("rpm", "burst"):
+                if name in payload:
+                    kwargs[name] = payload[name]
             return Reply(200, self.configure(**kwargs))
         if method == "GET" and path == "/_control/batches":
             return Reply(200, {"batches": self.batches(), "submissions": self.batch_submissions()})
@@ -2427,7 +2489,8 @@ class EmulatorControl:
         self._call("POST", "/_control/reset", {})
 
     def configure(self, **settings: Any) -> dict[str, Any]:
-        """Set ``latency`` (s), ``rpm`` (None = off) and/or ``window`` (s); returns the config."""
+        """Set ``latency`` (s), ``rpm`` (None = off), ``window`` (s), ``rate_mode`` (bucket |
+        window) and/or ``burst`` (requests); returns the config."""
         return dict(self._call("POST", "/_control/config", settings))
 
     def configure_batches(self, *, reset: bool = False, **settings: Any) -> dict[str, Any]:

@@ -68,6 +68,7 @@ from llm.providers.emulators.common import (
     iso_time,
     normalise_fault,
 )
+from llm.providers.emulators.ratelimit import Decision
 
 __all__ = [
     "BATCH_FAULT_KINDS",
@@ -265,8 +266,10 @@ class GeminiEmulator(EmulatorServer):
         port: TCP port; 0 picks a free one (read it back from :attr:`url`).
         latency: default delay in seconds before every generateContent answer.
         rpm: server-side limit, requests per ``window`` seconds (None = unlimited); excess
-            requests get 429 RESOURCE_EXHAUSTED with a Retry-After header (seconds).
+            requests get 429 RESOURCE_EXHAUSTED with the wait in a RetryInfo detail.
         window: length of the rate-limit window in seconds (60 = requests per minute).
+        rate_mode, burst: ``bucket`` (default; ``burst`` requests, refilled at ``rpm / window``
+            per second) or ``window`` (moving window), see :class:`EmulatorServer`.
         api_key: when set, requests with another key get 400 "API key not valid"; requests
             without any key always get 403 PERMISSION_DENIED, as from Google.
 
@@ -290,6 +293,34 @@ class GeminiEmulator(EmulatorServer):
     }
 
     # -- EmulatorServer hooks ------------------------------------------------------------------
+
+    def rate_limit_reply(self, decision: Decision) -> Reply:
+        """429 RESOURCE_EXHAUSTED as the Gemini API answers it: no Retry-After header; the
+        wait is the ``google.rpc.RetryInfo`` ``retryDelay`` (a protobuf Duration such as
+        ``"1.5s"``) next to a ``QuotaFailure`` naming the per-minute quota and its value."""
+        quota = [
+            {
+                "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                "violations": [
+                    {
+                        "quotaMetric": (
+                            "generativelanguage.googleapis.com/generate_content_requests"
+                        ),
+                        "quotaId": "GenerateRequestsPerMinutePerProjectPerModel",
+                        "quotaValue": str(decision.limit),
+                    }
+                ],
+            }
+        ]
+        details = [
+            *(quota if self.report_limit else []),
+            _retry_info(round(max(0.001, decision.wait), 3)),
+        ]
+        message = (
+            "You exceeded your current quota, please check your plan and billing details. "
+            f"Please retry in {decision.wait:.6f}s."
+        )
+        return Reply(429, _error_body(429, message, details))
 
     def error_body(self, code: int, message: str, *, retry_delay: float | None = None) -> Any:
         """``{"error": {"code", "message", "status"[, "details": [RetryInfo]]}}``."""

@@ -34,6 +34,7 @@ Usage::
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Mapping
@@ -52,6 +53,7 @@ from llm.providers.emulators.common import (
     parse_multipart,
     short_hash,
 )
+from llm.providers.emulators.ratelimit import Decision, go_duration
 
 #: The one batch endpoint emulated.
 CHAT_ENDPOINT = "/v1/chat/completions"
@@ -222,6 +224,26 @@ class OpenAIEmulator(EmulatorServer):
     }
 
     # -- EmulatorServer hooks ------------------------------------------------------------------
+
+    def rate_limit_reply(self, decision: Decision) -> Reply:
+        """429 as OpenAI answers it: ``rate_limit_exceeded`` whose message ends "Please try
+        again in 150ms." (Go duration), ``Retry-After`` in whole seconds and the
+        ``x-ratelimit-{limit,remaining,reset}-requests`` headers (reset as a Go duration)."""
+        message = (
+            f"Rate limit reached for requests per min (RPM): Limit {decision.limit}, Used "
+            f"{decision.limit}, Requested 1. Please try again in {go_duration(decision.wait)}. "
+            "Visit https://platform.openai.com/account/rate-limits to learn more."
+        )
+        reply = self.error_reply(429, message, retry_after=max(1, math.ceil(decision.wait)))
+        reply.headers.update(
+            {
+                "x-ratelimit-remaining-requests": str(decision.remaining),
+                "x-ratelimit-reset-requests": go_duration(decision.wait),
+            }
+        )
+        if self.report_limit:
+            reply.headers["x-ratelimit-limit-requests"] = str(decision.limit)
+        return reply
 
     def error_body(self, code: int, message: str, *, retry_delay: float | None = None) -> Any:
         """``{"error": {"message", "type", "param", "code"}}``."""
