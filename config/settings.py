@@ -225,6 +225,9 @@ LLM_TOKENS_PER_MINUTE = env_int("LLM_TOKENS_PER_MINUTE", 0, minimum=0)  # 0: no 
 LLM_RATE_LIMIT_MARGIN = env_float("LLM_RATE_LIMIT_MARGIN", 0.25, minimum=0.0)
 LLM_MAX_ATTEMPTS = env_int("LLM_MAX_ATTEMPTS", 3, minimum=1)  # generation attempts per cluster
 LLM_CALL_TRIES = env_int("LLM_CALL_TRIES", 3, minimum=1)  # tries per call on transient errors
+# clusters per chord-header message of a realtime job (fewer broker round trips per cluster);
+# a job always gets at least 64 messages, so small jobs still use every worker thread
+LLM_CLUSTERS_PER_MESSAGE = env_int("LLM_CLUSTERS_PER_MESSAGE", 10, minimum=1)
 LLM_BACKOFF_BASE = env_float("LLM_BACKOFF_BASE", 1.0, minimum=0.0)  # seconds, doubled per try
 LLM_BACKOFF_MAX = env_float("LLM_BACKOFF_MAX", 60.0, minimum=0.0)  # seconds
 LLM_JOB_TIME_LIMIT = env_int("LLM_JOB_TIME_LIMIT", 3600, minimum=1)  # seconds per generation job

@@ -1,5 +1,12 @@
 """One provider call with the retry policy, the shared rate limit and an ``LLMCall`` row per try.
 
+Row lifecycle: the row is inserted with status ``started`` (and ``projected_cost_usd``, an upper
+bound from the prompt's token estimate and ``max_output_tokens``) and committed *before* the
+request leaves, then completed by one UPDATE when the answer or error is back. A worker killed
+in flight thus leaves a ``started`` row, which the reconciler marks ``unknown`` (unknown outcome)
+with its projected cost (llm/services/reconcile.py), so the call log and the job's cost never
+under-count what the provider may have received and billed.
+
 Policy: transient errors (429, 5xx, timeouts, connection errors) are retried up to
 ``LLM_CALL_TRIES`` tries in all, waiting ``Retry-After`` when the provider sent it, else an
 exponential backoff ``min(LLM_BACKOFF_MAX, LLM_BACKOFF_BASE * 2**(try-1))`` with full jitter in
@@ -10,10 +17,12 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from pydantic import BaseModel
 
 from llm.models import GenerationJob, LLMCall, SummaryTask
@@ -62,23 +71,43 @@ def provider_call(
     task: SummaryTask | None,
     attempt: int,
     deadline: float | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> CallOutcome:
     """Call ``provider`` with retries, the shared rate limit and one ``LLMCall`` per try.
 
     ``deadline`` is a ``time.monotonic()`` value after which no new try starts (the job's time
-    limit). Never raises for provider failures: they come back as ``CallOutcome.error``.
+    limit). ``on_start`` (the caller's own write, e.g. counting the attempt on its task) runs
+    once, in the transaction that inserts the first try's ``started`` row. Never raises for
+    provider failures: they come back as ``CallOutcome.error``.
     """
     limiter = limiter_for(provider.name, request.model)
     tries = settings.LLM_CALL_TRIES
     estimated_tokens = (len(request.system_prompt) + len(request.user_prompt)) // 4
+    projected = call_cost(request.model, estimated_tokens, request.max_output_tokens)
     call: LLMCall | None = None
+    hook = [on_start] if on_start is not None else []
     for try_number in range(1, tries + 1):
         error: ProviderError | None = None
         result: ProviderResult[Any] | None = None
+        started: LLMCall | None = None
         try:
             max_wait = 600.0 if deadline is None else max(1.0, deadline - time.monotonic())
             if provider.name != "extractive":  # the offline baseline calls nobody
                 limiter.acquire(tokens=estimated_tokens, max_wait=max_wait)
+            with transaction.atomic():
+                while hook:
+                    hook.pop()()
+                started = LLMCall.objects.create(
+                    job=job,
+                    task=task,
+                    kind=kind,
+                    attempt=attempt,
+                    try_number=try_number,
+                    provider=provider.name,
+                    model=request.model,
+                    status=LLMCall.Status.STARTED,
+                    projected_cost_usd=projected,
+                )
             result = provider.generate(request)
         except ProviderError as exc:
             error = exc
@@ -86,7 +115,10 @@ def provider_call(
             error = ProviderError(str(exc), transient=False, kind="timeout")
         except Exception as exc:  # a provider bug must not kill the cluster silently
             error = ProviderError(f"{type(exc).__name__}: {exc}", transient=False)
+        while hook:  # no row was started (the limiter gave up): the caller's write still holds
+            hook.pop()()
         call = _record(
+            started=started,
             provider=provider,
             request=request,
             kind=kind,
@@ -110,6 +142,7 @@ def provider_call(
 
 def _record(
     *,
+    started: LLMCall | None,
     provider: Provider,
     request: ProviderRequest[BaseModel],
     kind: str,
@@ -135,20 +168,30 @@ def _record(
         latency, version = 0.0, ""
         error_class = f"{error.kind}{f' HTTP {error.status_code}' if error.status_code else ''}"
         error_message = redact(error.message, _secrets())[:4000]
-    return LLMCall.objects.create(
-        job=job,
-        task=task,
-        kind=kind,
-        attempt=attempt,
-        try_number=try_number,
-        provider=provider.name,
-        model=request.model,
-        model_version=version,
-        status=status,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        latency_seconds=latency,
-        cost_usd=call_cost(request.model, input_tokens, output_tokens),
-        error_class=error_class,
-        error_message=error_message,
-    )
+    outcome = {
+        "model_version": version,
+        "status": status,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "latency_seconds": latency,
+        "cost_usd": call_cost(request.model, input_tokens, output_tokens),
+        "error_class": error_class,
+        "error_message": error_message,
+    }
+    if started is None:  # the request never left (the rate limiter gave up): one row, as is
+        return LLMCall.objects.create(
+            job=job,
+            task=task,
+            kind=kind,
+            attempt=attempt,
+            try_number=try_number,
+            provider=provider.name,
+            model=request.model,
+            **outcome,
+        )
+    # the reconciler may have marked the row unknown meanwhile (a call slower than its
+    # threshold): the real outcome wins, so no state filter here
+    LLMCall.objects.filter(pk=started.pk).update(**outcome)
+    for name, value in outcome.items():
+        setattr(started, name, value)
+    return started

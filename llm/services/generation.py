@@ -49,6 +49,7 @@ from llm.providers.registry import (
     provider_check,
     provider_get,
 )
+from llm.services.call_log import calls_mark_unknown, job_usage
 from llm.services.calls import provider_call
 from llm.services.context import cluster_context_build
 from llm.services.judging import (
@@ -208,14 +209,31 @@ def _plan_tasks(job: GenerationJob, clusters: list[Cluster]) -> list[int]:
 # --- one cluster --------------------------------------------------------------------------------
 
 
+#: Run columns no summary step reads: a real run's ``unclustered`` list alone holds thousands
+#: of entities, and it was loaded, decoded and thrown away for every cluster.
+_CLAIM_DEFERRED = (
+    "cluster__run__params",
+    "cluster__run__library_versions",
+    "cluster__run__unclustered",
+    "cluster__run__timings",
+    "cluster__run__quality",
+    "cluster__run__evidence_method",
+    "cluster__run__error",
+    "cluster__quality",
+)
+
+
 def _claim(task_id: int) -> SummaryTask | None:
     """Take the task unless it is finished or another worker holds a live lease."""
     now = timezone.now()
     lease = now + timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
     with transaction.atomic():
+        # of=("self",): lock the task row only, not the job, run and dataset rows joined in
+        # (every worker claims tasks of the same job, so locking the job serialised them)
         task = (
-            SummaryTask.objects.select_for_update()
+            SummaryTask.objects.select_for_update(of=("self",))
             .select_related("job", "cluster", "cluster__run", "cluster__run__dataset")
+            .defer(*_CLAIM_DEFERRED)
             .filter(pk=task_id)
             .first()
         )
@@ -227,7 +245,20 @@ def _claim(task_id: int) -> SummaryTask | None:
         task.lease_until = lease
         task.deliveries += 1
         task.started_at = task.started_at or now
-        task.save(update_fields=["state", "lease_until", "deliveries", "started_at", "updated_at"])
+        fields = ["state", "lease_until", "deliveries", "started_at", "updated_at"]
+        job = task.job
+        # the first generation attempt is counted in the claim's own UPDATE (one statement
+        # less per cluster) when nothing can stop it before the call: see _execute
+        task.attempt_counted = (  # type: ignore[attr-defined]
+            job.status != JobStatus.CANCELLED
+            and (job.deadline is None or job.deadline > now)
+            and not (task.phase == NEXT_JUDGE and task.draft)
+            and task.attempts < settings.LLM_MAX_ATTEMPTS
+        )
+        if task.attempt_counted:  # type: ignore[attr-defined]
+            task.attempts += 1
+            fields.append("attempts")
+        task.save(update_fields=fields)
         return task
 
 
@@ -326,10 +357,14 @@ def _execute(task: SummaryTask) -> str:
     step = NEXT_JUDGE if task.phase == NEXT_JUDGE and task.draft else NEXT_GENERATE
     while step in (NEXT_GENERATE, NEXT_JUDGE):
         if step == NEXT_GENERATE:
-            if task.attempts >= settings.LLM_MAX_ATTEMPTS:
-                return attempts_exhausted(task, ctx)
-            task.attempts += 1
-            SummaryTask.objects.filter(pk=task.pk).update(attempts=task.attempts)
+            count_attempt = None
+            if getattr(task, "attempt_counted", False):
+                task.attempt_counted = False  # type: ignore[attr-defined]  # by the claim
+            else:
+                if task.attempts >= settings.LLM_MAX_ATTEMPTS:
+                    return attempts_exhausted(task, ctx)
+                task.attempts += 1
+                count_attempt = _attempt_writer(task.pk, task.attempts)
             outcome = provider_call(
                 provider=provider,
                 request=generation_request(job, task, ctx),
@@ -338,6 +373,7 @@ def _execute(task: SummaryTask) -> str:
                 task=task,
                 attempt=task.attempts,
                 deadline=deadline,
+                on_start=count_attempt,  # in the started call row's transaction
             )
             if outcome.error is not None and outcome.error.kind not in RETRY_BY_REGENERATING:
                 error = f"generation attempt {task.attempts}: {outcome.call.error_message}"
@@ -369,6 +405,16 @@ def _execute(task: SummaryTask) -> str:
                 error_message=outcome.call.error_message or "judge call failed",
             )
     return step
+
+
+def _attempt_writer(task_id: int, attempts: int) -> Any:
+    """The write that counts a generation attempt on its task, for ``provider_call(on_start=)``
+    (committed with the started call row, before the request leaves)."""
+
+    def write() -> None:
+        SummaryTask.objects.filter(pk=task_id).update(attempts=attempts)
+
+    return write
 
 
 # --- steps shared by realtime and batch mode ------------------------------------------------
@@ -570,16 +616,9 @@ def attempts_exhausted(task: SummaryTask, ctx: ClusterContext) -> str:
         reasoning=reasoning,
         failures=failures,
         effective_verdict=REJECT if verdict is not None else "",
+        finish_error=f"rejected after {task.attempts} attempts: {reasoning}",
     )
-    if stored is None or stored.validation_status != ValidationStatus.REJECTED:
-        return _stored_outcome(task, stored)
-    _finish(
-        task,
-        TaskState.REJECTED,
-        error=f"rejected after {task.attempts} attempts: {reasoning}",
-        summary=stored,
-    )
-    return TaskState.REJECTED
+    return _stored_outcome(task, stored)
 
 
 def _stored_verdict(raw: Any) -> JudgeVerdict | None:
@@ -594,15 +633,14 @@ def _stored_verdict(raw: Any) -> JudgeVerdict | None:
 
 
 def _stored_outcome(task: SummaryTask, stored: ClusterSummary | None) -> str:
+    """The task's final state after :func:`_summary_store` (which finished the task)."""
     if stored is None:  # a curator's summary was kept, or another job stored one meanwhile
         return TaskState.SKIPPED
-    state = (
-        TaskState.REJECTED
-        if stored.validation_status == ValidationStatus.REJECTED
-        else TaskState.SUCCEEDED
-    )
-    _finish(task, state, summary=stored)
-    return state
+    return _state_of(stored.validation_status)
+
+
+def _state_of(status: str) -> str:
+    return TaskState.REJECTED if status == ValidationStatus.REJECTED else TaskState.SUCCEEDED
 
 
 def _summary_store(
@@ -616,17 +654,16 @@ def _summary_store(
     failures: list[str],
     effective_verdict: str = "",
     corrections: list[dict[str, Any]] | None = None,
+    finish_error: str = "",
 ) -> ClusterSummary | None:
-    """Write the summary as the current one for its composition, with its audit event.
+    """Write the summary as the current one for its composition, with its audit event, and
+    finish the task (succeeded, or rejected with ``finish_error``) in the same transaction.
 
     Returns None (and finishes the task as skipped) when the current summary is locked by a
     curator, or when another job already stored one and this job is not forcing.
     """
     job = task.job
     cluster = task.cluster
-    totals = LLMCall.objects.filter(task=task).aggregate(
-        i=Sum("input_tokens"), o=Sum("output_tokens"), c=Sum("cost_usd")
-    )
     content = summary.model_dump(mode="json")
     scores: dict[str, Any] = {}
     if verdict is not None:
@@ -666,6 +703,14 @@ def _summary_store(
             return None
         if current is not None:
             ClusterSummary.objects.filter(pk=current.pk).update(is_current=False)
+        # calls of unknown outcome (a worker died in flight) are left out: the summary's cost
+        # is what was billed for it as far as we know; the job's totals count those apart.
+        # (A Subquery per column in the INSERT saves this statement but costs more in Python.)
+        totals = (
+            LLMCall.objects.filter(task_id=task.pk)
+            .exclude(status__in=[LLMCall.Status.STARTED, LLMCall.Status.UNKNOWN])
+            .aggregate(i=Sum("input_tokens"), o=Sum("output_tokens"), c=Sum("cost_usd"))
+        )
         stored = ClusterSummary.objects.create(
             composition_hash=cluster.composition_hash,
             cluster_type=ctx.cluster_type,
@@ -713,6 +758,7 @@ def _summary_store(
                     "Judge corrections applied and re-validated: " + corrections_note(corrections)
                 )[:2000],
             )
+        _finish(task, _state_of(status), error=finish_error, summary=stored)
     return stored
 
 
@@ -721,7 +767,8 @@ def _summary_store(
 
 def job_finalize(*, job_id: int) -> bool:
     """Compute the job's totals from its ``SummaryTask`` rows and tokens and cost from its
-    ``LLMCall`` rows; mark it succeeded when every task is finished.
+    ``LLMCall`` rows (calls of unknown outcome counted apart and at their projected cost, see
+    llm/services/call_log.py); mark it succeeded when every task is finished.
 
     Returns False (and changes nothing but the totals) while some task is still unfinished, so a
     caller can try again later; True once the job is final. Idempotent.
@@ -736,16 +783,13 @@ def job_finalize(*, job_id: int) -> bool:
         failed=Count("id", filter=Q(state=TaskState.FAILED)),
         skipped=Count("id", filter=Q(state=TaskState.SKIPPED)),
     )
-    usage = LLMCall.objects.filter(job=job).aggregate(
-        i=Sum("input_tokens"), o=Sum("output_tokens"), c=Sum("cost_usd")
-    )
     done = counts["succeeded"] + counts["rejected"] + counts["failed"] + counts["skipped"]
     final = done == counts["total"]
+    if final:  # every task is finished, so a call row still started is one of a dead worker
+        calls_mark_unknown(job_id=job.pk)
     update: dict[str, Any] = {
         **counts,
-        "input_tokens": usage["i"] or 0,
-        "output_tokens": usage["o"] or 0,
-        "cost_usd": usage["c"] or Decimal(0),
+        **job_usage(job.pk),
         "progress_current": done,
         "progress_total": counts["total"],
     }
