@@ -15,6 +15,7 @@ exponential backoff ``min(LLM_BACKOFF_MAX, LLM_BACKOFF_BASE * 2**(try-1))`` with
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Callable
@@ -94,7 +95,8 @@ def provider_call(
             max_wait = 600.0 if deadline is None else max(1.0, deadline - time.monotonic())
             if provider.name != "extractive":  # the offline baseline calls nobody
                 limiter.acquire(tokens=estimated_tokens, max_wait=max_wait)
-            with transaction.atomic():
+            # a lone INSERT commits by itself: BEGIN and COMMIT would be two more round trips
+            with transaction.atomic() if hook else contextlib.nullcontext():
                 while hook:
                     hook.pop()()
                 started = LLMCall.objects.create(
