@@ -131,19 +131,21 @@ def _plan_tasks(job: GenerationJob, clusters: QuerySet[Cluster]) -> list[int]:
     """Create the job's tasks for ``clusters``, resolve cache hits, return the misses' ids.
 
     Set-based, so a warm rerun costs the same few statements at 10 or 10,000 clusters: one
-    ``INSERT ... SELECT`` of the tasks, one ``UPDATE`` marking the hits (each linked to its
-    cluster's current summary by a correlated subquery on the composition hash), one read of the
-    misses' ids; no model instance, member list or id list passes through Python.
+    ``INSERT ... SELECT`` writing each new task already marked when its composition is cached
+    (the cache lookup is that statement's join), an ``UPDATE`` marking the hits among tasks that
+    existed before (only when some did), one read of the misses' ids; no model instance, member
+    list or id list passes through Python.
     """
     run = job.run
     now = timezone.now()
     with transaction.atomic():
-        _tasks_insert(job, clusters, now)
+        inserted = _tasks_insert(job, clusters, now)  # new tasks come in marked when a hit
+        total = SummaryTask.objects.filter(job=job).count()
         GenerationJob.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
             status=JobStatus.RUNNING,
             started_at=now,
             deadline=now + timedelta(seconds=settings.LLM_JOB_TIME_LIMIT),
-            total=SummaryTask.objects.filter(job=job).count(),
+            total=total,
         )
         current = ClusterSummary.objects.filter(cluster_type=run.cluster_type, is_current=True)
         if job.force:  # regenerate everything but what a curator decided
@@ -160,13 +162,14 @@ def _plan_tasks(job: GenerationJob, clusters: QuerySet[Cluster]) -> list[int]:
             ).values("pk")[:1]
         )
         pending = SummaryTask.objects.filter(job=job, state=TaskState.PENDING)
-        pending.filter(cluster__composition_hash__in=hits.values("composition_hash")).update(
-            state=TaskState.SKIPPED,
-            summary_id=cached_summary,
-            last_error=reason,
-            finished_at=now,
-            updated_at=now,
-        )
+        if inserted < total:  # tasks that existed before (a replan, a regeneration)
+            pending.filter(cluster__composition_hash__in=hits.values("composition_hash")).update(
+                state=TaskState.SKIPPED,
+                summary_id=cached_summary,
+                last_error=reason,
+                finished_at=now,
+                updated_at=now,
+            )
         misses = list(pending.values_list("pk", flat=True))
         try:
             provider_check(job.provider)
@@ -179,26 +182,42 @@ def _plan_tasks(job: GenerationJob, clusters: QuerySet[Cluster]) -> list[int]:
     return misses
 
 
-def _tasks_insert(job: GenerationJob, clusters: QuerySet[Cluster], now: Any) -> None:
-    """One ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``: a pending task of ``job`` for each
-    of ``clusters`` that has none (what ``bulk_create(ignore_conflicts=True)`` did with one model
-    instance and 16 bound values per cluster). Every other column gets its model default, so
-    a column added to ``SummaryTask`` later is filled the way ``bulk_create`` would fill it."""
+def _tasks_insert(job: GenerationJob, clusters: QuerySet[Cluster], now: Any) -> int:
+    """One ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``: a task of ``job`` for each of
+    ``clusters`` that has none, written in its final state when the cache has the cluster's
+    composition (skipped, linked to the summary; with ``force`` only a curator-locked one), so a
+    warm rerun writes each task once instead of inserting and then updating it.
+
+    ``bulk_create(ignore_conflicts=True)`` did this with one model instance and 16 bound values
+    per cluster; here every column without a rule below gets its model default, so a column
+    added to ``SummaryTask`` later is filled the way ``bulk_create`` would fill it. Returns the
+    number of tasks inserted.
+    """
+    quote = connection.ops.quote_name
+    reason = LOCKED_MESSAGE if job.force else CACHE_HIT_MESSAGE
+    hit = "s.id IS NOT NULL"
+    rules: dict[str, tuple[str, list[Any]]] = {
+        "job": ("%s", [job.pk]),
+        "cluster": ("c.id", []),
+        "state": (f"CASE WHEN {hit} THEN %s ELSE %s END", [TaskState.SKIPPED, TaskState.PENDING]),
+        "summary": ("s.id", []),
+        "last_error": (f"CASE WHEN {hit} THEN %s ELSE '' END", [reason]),
+        "finished_at": (f"CASE WHEN {hit} THEN CAST(%s AS timestamp with time zone) END", [now]),
+    }
     columns: list[str] = []
     values: list[str] = []
     params: list[Any] = []
-    quote = connection.ops.quote_name
     for field in SummaryTask._meta.concrete_fields:
         if field.primary_key:
             continue
         columns.append(quote(str(field.column)))
-        if field.name == "cluster":
-            values.append(f"c.{quote('id')}")
+        if field.name in rules:
+            sql, extra = rules[field.name]
+            values.append(sql)
+            params.extend(extra)
             continue
-        if field.name == "job":
-            value: Any = job.pk
-        elif getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-            value = now
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            value: Any = now
         else:
             value = field.get_default()
         cast = field.cast_db_type(connection)
@@ -206,15 +225,20 @@ def _tasks_insert(job: GenerationJob, clusters: QuerySet[Cluster], now: Any) -> 
         values.append(f"CAST(%s AS {cast})")
         params.append(field.get_db_prep_save(value, connection))
     ids_sql, ids_params = clusters.values("pk").query.sql_with_params()
-    table = quote(SummaryTask._meta.db_table)
+    # at most one current summary per (composition, type): the unique partial index
+    locked_only = " AND s.human_locked" if job.force else ""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"INSERT INTO {quote(SummaryTask._meta.db_table)} ({', '.join(columns)}) "
             f"SELECT {', '.join(values)} FROM {quote(Cluster._meta.db_table)} c "
-            f"WHERE c.{quote('id')} IN ({ids_sql}) "
-            f"ON CONFLICT ({quote('job_id')}, {quote('cluster_id')}) DO NOTHING",
-            [*params, *ids_params],
+            f"LEFT JOIN {quote(ClusterSummary._meta.db_table)} s "
+            f"ON s.composition_hash = c.composition_hash AND s.cluster_type = %s "
+            f"AND s.is_current{locked_only} "
+            f"WHERE c.id IN ({ids_sql}) "
+            f"ON CONFLICT (job_id, cluster_id) DO NOTHING",
+            [*params, job.run.cluster_type, *ids_params],
         )
+        return int(cursor.rowcount)
 
 
 # --- one cluster --------------------------------------------------------------------------------
