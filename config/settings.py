@@ -289,6 +289,9 @@ LLM_MAX_ATTEMPTS = env_int(
 LLM_CALL_TRIES = env_int(
     "LLM_CALL_TRIES", 3, minimum=1, maximum=20
 )  # tries per call on transient errors
+# clusters per chord-header message of a realtime job (fewer broker round trips per cluster);
+# a job always gets at least 64 messages, so small jobs still use every worker thread
+LLM_CLUSTERS_PER_MESSAGE = env_int("LLM_CLUSTERS_PER_MESSAGE", 10, minimum=1, maximum=10_000)
 LLM_BACKOFF_BASE = env_float(
     "LLM_BACKOFF_BASE", 1.0, minimum=0.0, maximum=3600.0
 )  # seconds, doubled per try

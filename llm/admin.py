@@ -875,10 +875,18 @@ class GenerationJobAdmin(ReadOnlyAdmin):
         "failed",
         "skipped",
         "cost_usd",
+        "unknown_outcome",
         "redrives",
         "progress_message",
     )
     list_filter = ("status", "scope", "provider", "mode")
+
+    @admin.display(description="unknown outcome")
+    def unknown_outcome(self, job: GenerationJob) -> str:
+        """Calls whose worker died in flight and their projected cost (in the job's cost)."""
+        if not job.unknown_calls:
+            return "-"
+        return f"{job.unknown_calls} call(s), ${job.unknown_cost_usd:.6f} projected (in cost)"
 
 
 @admin.register(SummaryTask)
@@ -911,6 +919,7 @@ class LLMCallAdmin(ReadOnlyAdmin):
         "output_tokens",
         "latency_seconds",
         "cost_usd",
+        "projected_cost_usd",
         "created_at",
     )
     list_filter = ("kind", "status", "provider", "model")

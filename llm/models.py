@@ -177,6 +177,10 @@ class GenerationJob(models.Model):
     input_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    # calls of unknown outcome (a worker died in flight) and the projected cost of those calls,
+    # which cost_usd includes (USD): the part of cost_usd that is an estimate, not a bill
+    unknown_calls = models.PositiveIntegerField(default=0)
+    unknown_cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
     # batch mode: the whole job's cost extrapolated from the items processed so far (USD)
     projected_cost_usd = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
     # batch mode: one driver at a time advances the job's batches, under a lease it renews
@@ -262,7 +266,10 @@ class LLMCall(models.Model):
     """One provider call (or batch item): what was asked, what it cost, how it ended.
 
     Tokens are as reported by the provider; ``cost_usd`` uses the price table in settings
-    (``LLM_PRICES``, USD per million tokens); ``error_message`` never contains a key.
+    (``LLM_PRICES``, USD per million tokens); ``error_message`` never contains a key. A realtime
+    call's row is written ``started`` before the request leaves and completed after; a row of a
+    call whose worker died stays ``started`` until the reconciler marks it ``unknown`` with
+    ``cost_usd = projected_cost_usd``.
     """
 
     class Kind(models.TextChoices):
@@ -275,6 +282,11 @@ class LLMCall(models.Model):
         API_ERROR = "api_error", "API error"
         TIMEOUT = "timeout", "timeout"
         BLOCKED = "blocked", "blocked"
+        # written before the request leaves; completed to one of the above when it is back
+        STARTED = "started", "started (in flight)"
+        # the worker died in flight: the provider may or may not have answered and billed it;
+        # cost_usd holds projected_cost_usd (llm/services/reconcile.py marks these)
+        UNKNOWN = "unknown", "unknown outcome"
 
     job = models.ForeignKey(
         GenerationJob, on_delete=models.CASCADE, null=True, blank=True, related_name="calls"
@@ -296,6 +308,9 @@ class LLMCall(models.Model):
     output_tokens = models.PositiveIntegerField(default=0)
     latency_seconds = models.FloatField(default=0.0)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
+    # upper bound written with the started row: the prompt's token estimate (characters / 4) at
+    # the input price plus max_output_tokens at the output price (USD)
+    projected_cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
     error_class = models.CharField(max_length=100, blank=True)
     error_message = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

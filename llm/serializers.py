@@ -94,6 +94,15 @@ class TotalsSerializer(serializers.Serializer):
     rejected = serializers.IntegerField()
 
 
+class UnknownOutcomeSerializer(serializers.Serializer):
+    """Calls whose worker died while the request was in flight: the provider may have answered
+    and billed them. ``projected_cost_usd`` is their projected cost (an upper bound from the
+    prompt's token estimate), already included in the job's ``cost_usd``."""
+
+    calls = serializers.IntegerField()
+    projected_cost_usd = serializers.DecimalField(max_digits=14, decimal_places=6)
+
+
 class TokensSerializer(serializers.Serializer):
     """Provider tokens as reported by the provider."""
 
@@ -244,7 +253,8 @@ class SummaryRegenerateSerializer(StrictInputSerializer):
 class GenerationJobSerializer(serializers.ModelSerializer):
     """A generation job: scope (run | clusters), mode (realtime | batch), status (pending |
     running | succeeded | failed | cancelled), provider and models, totals, progress, message,
-    tokens and cost (USD)."""
+    tokens and cost (USD; it includes the projected cost of calls of unknown outcome, counted
+    in ``unknown_outcome``)."""
 
     url = serializers.HyperlinkedIdentityField(view_name="api:job-detail")
     run_url = serializers.HyperlinkedRelatedField(
@@ -258,6 +268,7 @@ class GenerationJobSerializer(serializers.ModelSerializer):
     totals = serializers.SerializerMethodField()
     progress = serializers.SerializerMethodField()
     tokens = serializers.SerializerMethodField()
+    unknown_outcome = serializers.SerializerMethodField()
     requested_by = serializers.SerializerMethodField()
 
     class Meta:
@@ -279,6 +290,7 @@ class GenerationJobSerializer(serializers.ModelSerializer):
             "message",
             "tokens",
             "cost_usd",
+            "unknown_outcome",
             "redrives",
             "requested_by",
             "created_at",
@@ -309,6 +321,10 @@ class GenerationJobSerializer(serializers.ModelSerializer):
     def get_tokens(self, job: GenerationJob) -> dict[str, int]:
         return {"input": job.input_tokens, "output": job.output_tokens}
 
+    @extend_schema_field(UnknownOutcomeSerializer)
+    def get_unknown_outcome(self, job: GenerationJob) -> dict[str, Any]:
+        return {"calls": job.unknown_calls, "projected_cost_usd": f"{job.unknown_cost_usd:.6f}"}
+
     def get_requested_by(self, job: GenerationJob) -> str | None:
         return _username(self.context, job.requested_by)
 
@@ -318,12 +334,18 @@ class GenerationJobSerializer(serializers.ModelSerializer):
 
 class LLMCallSerializer(serializers.ModelSerializer):
     """One provider call: kind (generate | judge), status (success | validation_failed |
-    api_error | timeout | blocked), attempt and try, tokens, latency (seconds), cost (USD) and
-    error (never contains a key)."""
+    api_error | timeout | blocked | started | unknown), attempt and try, tokens, latency
+    (seconds), cost (USD), projected cost (USD, written before the request left) and error
+    (never contains a key). ``started``: in flight; ``unknown``: the worker died in flight, so
+    the outcome is unknown and ``cost_usd`` is the projected cost."""
 
     kind = serializers.CharField(read_only=True, help_text="generate | judge")
     status = serializers.CharField(
-        read_only=True, help_text="success | validation_failed | api_error | timeout | blocked"
+        read_only=True,
+        help_text=(
+            "success | validation_failed | api_error | timeout | blocked | started (in flight) "
+            "| unknown (worker died in flight; cost_usd is the projected cost)"
+        ),
     )
 
     class Meta:
@@ -344,6 +366,7 @@ class LLMCallSerializer(serializers.ModelSerializer):
             "output_tokens",
             "latency_seconds",
             "cost_usd",
+            "projected_cost_usd",
             "error_class",
             "error_message",
             "created_at",

@@ -5,9 +5,11 @@ cluster_run -> plan_summaries -> chord(summarise_cluster per missed cluster) -> 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from celery import chain, chord, shared_task
+from django.conf import settings
 from django.db import transaction
 
 from clustering.tasks import cluster_run
@@ -22,11 +24,26 @@ from llm.services.generation import (
 
 from . import batch_tasks  # noqa: F401  (registers the batch tasks with Celery)
 
+#: A chord header message per at least this many clusters when chunking (see _chunks).
+MESSAGES_PER_JOB_MIN = 64
+
+
+def _chunks(task_ids: list[int]) -> list[list[int]]:
+    """The tasks in header chunks of up to ``LLM_CLUSTERS_PER_MESSAGE`` clusters, but never
+    fewer than :data:`MESSAGES_PER_JOB_MIN` messages while there are that many tasks, so a
+    small job still spreads over every worker thread (one cluster per message below 128)."""
+    size = max(1, min(settings.LLM_CLUSTERS_PER_MESSAGE, len(task_ids) // MESSAGES_PER_JOB_MIN))
+    return [task_ids[at : at + size] for at in range(0, len(task_ids), size)]
+
 
 def _launch(job_id: int, task_ids: list[int]) -> None:
-    """After commit: a chord over the tasks with finalize as its body, or finalize alone."""
+    """After commit: a chord over the tasks (chunked, see :func:`_chunks`) with finalize as its
+    body, or finalize alone."""
     if task_ids:
-        header = [summarise_cluster.si(task_id) for task_id in task_ids]
+        header = [
+            summarise_cluster.si(chunk[0]) if len(chunk) == 1 else summarise_clusters.si(chunk)
+            for chunk in _chunks(task_ids)
+        ]
         transaction.on_commit(lambda: chord(header)(finalize_job.si(job_id)))
     else:
         transaction.on_commit(lambda: finalize_job.delay(job_id))
@@ -76,6 +93,24 @@ def summarise_cluster(self: Any, task_id: int) -> int:
     except TaskRequeued as requeued:
         raise self.retry(countdown=requeued.countdown) from None
     return task_id
+
+
+@shared_task(name="llm.summarise_clusters", acks_late=True)
+def summarise_clusters(task_ids: list[int]) -> int:
+    """Summarise several clusters one after the other (a chunk of a chord header: one broker
+    message, result and chord counter update for the lot); returns how many were run here.
+
+    Each cluster is claimed on its own, so a redelivered chunk skips the finished ones. Past
+    half the task's soft time limit the rest goes out as a new message (the chord's finalize
+    retries until every task row is finished).
+    """
+    budget = time.monotonic() + settings.CELERY_TASK_SOFT_TIME_LIMIT / 2
+    for done, task_id in enumerate(task_ids):
+        if done and time.monotonic() > budget:
+            summarise_clusters.delay(task_ids[done:])
+            return done
+        summary_task_execute(task_id=task_id)
+    return len(task_ids)
 
 
 @shared_task(

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('llm', '0007_judge_v2_corrections'),
+        ('llm', '0008_llmcall_started'),
     ]
 
     operations = [

@@ -37,8 +37,8 @@ from datetime import datetime
 from typing import IO, Any, ClassVar
 
 from google import genai
+from google.genai import _transformers, types
 from google.genai import errors as genai_errors
-from google.genai import types
 from pydantic import BaseModel
 
 from llm.providers.base import ProviderError, ProviderRequest, ProviderResult, T
@@ -94,6 +94,25 @@ def _transport_exception_types() -> tuple[_ExceptionTypes, _ExceptionTypes]:
 
 
 _TIMEOUT_EXCEPTIONS, _TRANSPORT_EXCEPTIONS = _transport_exception_types()
+
+
+_SCHEMAS: dict[type[BaseModel], types.Schema] = {}
+
+
+def _response_schema(output_class: type[BaseModel]) -> types.Schema:
+    """The Gemini ``Schema`` of a pydantic output class, built once per class and process.
+
+    Given the class itself, the SDK regenerates its JSON schema on every call (pydantic's
+    ``model_json_schema``, about 0.5 ms for a summary class, 15% of a profiled call at zero
+    latency); given the ready ``Schema`` it only copies it. The wire payload is the same: this is
+    the SDK's own translation (``t_schema``) of the same class.
+    """
+    schema = _SCHEMAS.get(output_class)
+    if schema is None:  # a race builds it twice, harmlessly: the result is the same
+        built = _transformers.t_schema(None, output_class)
+        assert built is not None
+        schema = _SCHEMAS[output_class] = built
+    return schema
 
 
 def _enum_value(value: Any) -> str:
@@ -355,7 +374,7 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
             temperature=request.temperature,
             max_output_tokens=request.max_output_tokens,
             response_mime_type="application/json",
-            response_schema=request.output_class,
+            response_schema=_response_schema(request.output_class),
         )
 
     def generate(self, request: ProviderRequest[T]) -> ProviderResult[T]:

@@ -1,5 +1,12 @@
 """One provider call with the retry policy, the shared rate limit and an ``LLMCall`` row per try.
 
+Row lifecycle: the row is inserted with status ``started`` (and ``projected_cost_usd``, an upper
+bound from the prompt's token estimate and ``max_output_tokens``) and committed *before* the
+request leaves, then completed by one UPDATE when the answer or error is back. A worker killed
+in flight thus leaves a ``started`` row, which the reconciler marks ``unknown`` (unknown outcome)
+with its projected cost (llm/services/reconcile.py), so the call log and the job's cost never
+under-count what the provider may have received and billed.
+
 Policy:
 
 - A **429** (the provider's rate limit) is not a failure of the call: it tells the shared limiter
@@ -16,12 +23,15 @@ Policy:
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from pydantic import BaseModel
 
 from llm.models import GenerationJob, LLMCall, SummaryTask
@@ -70,17 +80,22 @@ def provider_call(
     task: SummaryTask | None,
     attempt: int,
     deadline: float | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> CallOutcome:
     """Call ``provider`` with retries, the shared rate limit and one ``LLMCall`` per try.
 
     ``deadline`` is a ``time.monotonic()`` value after which no new try starts (the job's time
-    limit). Never raises for provider failures: they come back as ``CallOutcome.error``.
+    limit). ``on_start`` (the caller's own write, e.g. counting the attempt on its task) runs
+    once, in the transaction that inserts the first try's ``started`` row. Never raises for
+    provider failures: they come back as ``CallOutcome.error``.
     """
     limiter = limiter_for(provider.name, request.model)
     tries = settings.LLM_CALL_TRIES
     estimated_tokens = (len(request.system_prompt) + len(request.user_prompt)) // 4
-    started = time.monotonic()
-    budget_end = started + settings.LLM_RATE_LIMIT_BUDGET
+    projected = call_cost(request.model, estimated_tokens, request.max_output_tokens)
+    hook = [on_start] if on_start is not None else []
+    started_at = time.monotonic()
+    budget_end = started_at + settings.LLM_RATE_LIMIT_BUDGET
     if deadline is not None:
         budget_end = min(budget_end, deadline)
     errors = 0  # failed tries that count against LLM_CALL_TRIES (429s do not)
@@ -89,12 +104,28 @@ def provider_call(
         try_number += 1
         error: ProviderError | None = None
         result: ProviderResult[Any] | None = None
+        started: LLMCall | None = None
         wait_exceeded = False
         try:
             # waiting for capacity is bounded by the rate-limit budget (and the deadline)
             max_wait = max(1.0, budget_end - time.monotonic())
             if provider.name != "extractive":  # the offline baseline calls nobody
                 limiter.acquire(tokens=estimated_tokens, max_wait=max_wait)
+            # a lone INSERT commits by itself: BEGIN and COMMIT would be two more round trips
+            with transaction.atomic() if hook else contextlib.nullcontext():
+                while hook:
+                    hook.pop()()
+                started = LLMCall.objects.create(
+                    job=job,
+                    task=task,
+                    kind=kind,
+                    attempt=attempt,
+                    try_number=try_number,
+                    provider=provider.name,
+                    model=request.model,
+                    status=LLMCall.Status.STARTED,
+                    projected_cost_usd=projected,
+                )
             result = provider.generate(request)
         except ProviderError as exc:
             error = exc
@@ -103,7 +134,10 @@ def provider_call(
             wait_exceeded = True
         except Exception as exc:  # a provider bug must not kill the cluster silently
             error = ProviderError(f"{type(exc).__name__}: {exc}", transient=False)
+        while hook:  # no row was started (the limiter gave up): the caller's write still holds
+            hook.pop()()
         call = _record(
+            started=started,
             provider=provider,
             request=request,
             kind=kind,
@@ -126,7 +160,7 @@ def provider_call(
                 rate_note(job.pk, learned.describe())
             if time.monotonic() >= budget_end:
                 error.message = (
-                    f"rate limited for {time.monotonic() - started:.0f} s "
+                    f"rate limited for {time.monotonic() - started_at:.0f} s "
                     f"(LLM_RATE_LIMIT_BUDGET or the job's deadline): {error.message}"
                 )
                 return CallOutcome(result=None, error=error, call=call)
@@ -143,6 +177,7 @@ def provider_call(
 
 def _record(
     *,
+    started: LLMCall | None,
     provider: Provider,
     request: ProviderRequest[BaseModel],
     kind: str,
@@ -168,20 +203,30 @@ def _record(
         latency, version = 0.0, ""
         error_class = f"{error.kind}{f' HTTP {error.status_code}' if error.status_code else ''}"
         error_message = redact(error.message, _secrets())[:4000]
-    return LLMCall.objects.create(
-        job=job,
-        task=task,
-        kind=kind,
-        attempt=attempt,
-        try_number=try_number,
-        provider=provider.name,
-        model=request.model,
-        model_version=version,
-        status=status,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        latency_seconds=latency,
-        cost_usd=call_cost(request.model, input_tokens, output_tokens),
-        error_class=error_class,
-        error_message=error_message,
-    )
+    outcome = {
+        "model_version": version,
+        "status": status,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "latency_seconds": latency,
+        "cost_usd": call_cost(request.model, input_tokens, output_tokens),
+        "error_class": error_class,
+        "error_message": error_message,
+    }
+    if started is None:  # the request never left (the rate limiter gave up): one row, as is
+        return LLMCall.objects.create(
+            job=job,
+            task=task,
+            kind=kind,
+            attempt=attempt,
+            try_number=try_number,
+            provider=provider.name,
+            model=request.model,
+            **outcome,
+        )
+    # the reconciler may have marked the row unknown meanwhile (a call slower than its
+    # threshold): the real outcome wins, so no state filter here
+    LLMCall.objects.filter(pk=started.pk).update(**outcome)
+    for name, value in outcome.items():
+        setattr(started, name, value)
+    return started

@@ -40,7 +40,7 @@ def cluster_context_build(*, cluster: Cluster) -> ClusterContext:
             represents=t.represents,
             branches=tuple(t.branches or ()),
         )
-        for t in cluster.terms.order_by("fdr", "term_id")
+        for t in cluster.terms.order_by("fdr", "term_id").defer("overlap_members", "ancestor_ids")
     )
     run = cluster.run
     return ClusterContext(

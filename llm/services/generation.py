@@ -15,8 +15,8 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Count, OuterRef, Q, Subquery, Sum
+from django.db import connection, transaction
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 from pydantic import BaseModel
 
@@ -50,6 +50,7 @@ from llm.providers.registry import (
     provider_get,
 )
 from llm.ratelimit import rate_note_for
+from llm.services.call_log import calls_mark_unknown, job_usage
 from llm.services.calls import provider_call
 from llm.services.context import cluster_context_build
 from llm.services.judging import (
@@ -66,8 +67,6 @@ from llm.services.validation import derived_confidence, validate_summary
 logger = logging.getLogger(__name__)
 
 CACHE_HIT_MESSAGE = "cache hit: same members and cluster type already summarised"
-#: Tasks per UPDATE statement when planning marks cache hits.
-PLAN_UPDATE_BATCH = 2000
 LOCKED_MESSAGE = "kept: a curator set this summary's status; --force does not overwrite it"
 _STATUS_OF_VERDICT = {
     Verdict.ACCEPT: ValidationStatus.VALIDATED,
@@ -130,8 +129,7 @@ def job_plan(
             finished_at=timezone.now(),
         )
         return []
-    clusters = list(Cluster.objects.filter(run=run).only("id", "composition_hash"))
-    return _plan_tasks(job, clusters)
+    return _plan_tasks(job, Cluster.objects.filter(run=run))
 
 
 def job_start(*, job_id: int) -> list[int]:
@@ -140,58 +138,36 @@ def job_start(*, job_id: int) -> list[int]:
     job = GenerationJob.objects.select_related("run").get(pk=job_id)
     if job.status != JobStatus.PENDING:
         return []
-    clusters = list(Cluster.objects.filter(summarytask__job=job).only("id", "composition_hash"))
-    return _plan_tasks(job, clusters)
+    return _plan_tasks(job, Cluster.objects.filter(summarytask__job=job))
 
 
-def _plan_tasks(job: GenerationJob, clusters: list[Cluster]) -> list[int]:
-    """Create the job's tasks for ``clusters``, resolve cache hits, return the misses' ids."""
+def _plan_tasks(job: GenerationJob, clusters: QuerySet[Cluster]) -> list[int]:
+    """Create the job's tasks for ``clusters``, resolve cache hits, return the misses' ids.
+
+    Set-based, so a warm rerun costs the same few statements at 10 or 10,000 clusters: one
+    ``INSERT ... SELECT`` writing each new task already marked when its composition is cached
+    (the cache lookup is that statement's join), an ``UPDATE`` marking the hits among tasks that
+    existed before (only when some did), one read of the misses' ids; no model instance, member
+    list or id list passes through Python.
+    """
     run = job.run
     now = timezone.now()
     with transaction.atomic():
-        SummaryTask.objects.bulk_create(
-            [SummaryTask(job=job, cluster=c) for c in clusters],
-            ignore_conflicts=True,
-            batch_size=2000,
-        )
+        inserted = _tasks_insert(job, clusters, now)  # new tasks come in marked when a hit
+        total = SummaryTask.objects.filter(job=job).count()
         GenerationJob.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
             status=JobStatus.RUNNING,
             started_at=now,
             deadline=now + timedelta(seconds=settings.LLM_JOB_TIME_LIMIT),
-            total=len(clusters),
+            total=total,
         )
-        # one bulk lookup of the cache for the whole run
-        current = {
-            s.composition_hash: s
-            for s in ClusterSummary.objects.filter(
-                cluster_type=run.cluster_type,
-                is_current=True,
-                composition_hash__in=[c.composition_hash for c in clusters],
-            ).only("id", "composition_hash", "human_locked")
-        }
-        # (task id, composition hash) pairs, streamed: no model instances, no member lists
-        pending = (
-            SummaryTask.objects.filter(job=job, state=TaskState.PENDING)
-            .values_list("pk", "cluster__composition_hash")
-            .iterator(chunk_size=2000)
-        )
-        hits: dict[str, list[int]] = {CACHE_HIT_MESSAGE: [], LOCKED_MESSAGE: []}
-        misses: list[int] = []
-        for task_id, composition_hash in pending:
-            summary = current.get(composition_hash)
-            if summary is not None and summary.human_locked and job.force:
-                hits[LOCKED_MESSAGE].append(task_id)
-            elif summary is not None and not job.force:
-                hits[CACHE_HIT_MESSAGE].append(task_id)
-            else:
-                misses.append(task_id)
-        # each task is linked to its cluster's current summary inside the UPDATE (a correlated
-        # subquery on the composition hash), so hits cost one statement per PLAN_UPDATE_BATCH
-        # tasks, not one per cached summary
+        current = ClusterSummary.objects.filter(cluster_type=run.cluster_type, is_current=True)
+        if job.force:  # regenerate everything but what a curator decided
+            hits, reason = current.filter(human_locked=True), LOCKED_MESSAGE
+        else:
+            hits, reason = current, CACHE_HIT_MESSAGE
         cached_summary = Subquery(
-            ClusterSummary.objects.filter(
-                cluster_type=run.cluster_type,
-                is_current=True,
+            current.filter(
                 composition_hash=Subquery(
                     Cluster.objects.filter(pk=OuterRef(OuterRef("cluster_id"))).values(
                         "composition_hash"
@@ -199,15 +175,16 @@ def _plan_tasks(job: GenerationJob, clusters: list[Cluster]) -> list[int]:
                 ),
             ).values("pk")[:1]
         )
-        for reason, ids in hits.items():
-            for at in range(0, len(ids), PLAN_UPDATE_BATCH):
-                SummaryTask.objects.filter(pk__in=ids[at : at + PLAN_UPDATE_BATCH]).update(
-                    state=TaskState.SKIPPED,
-                    summary_id=cached_summary,
-                    last_error=reason,
-                    finished_at=now,
-                    updated_at=now,
-                )
+        pending = SummaryTask.objects.filter(job=job, state=TaskState.PENDING)
+        if inserted < total:  # tasks that existed before (a replan, a regeneration)
+            pending.filter(cluster__composition_hash__in=hits.values("composition_hash")).update(
+                state=TaskState.SKIPPED,
+                summary_id=cached_summary,
+                last_error=reason,
+                finished_at=now,
+                updated_at=now,
+            )
+        misses = list(pending.values_list("pk", flat=True))
         try:
             provider_check(job.provider)
         except ProviderNotConfigured as exc:
@@ -219,7 +196,80 @@ def _plan_tasks(job: GenerationJob, clusters: list[Cluster]) -> list[int]:
     return misses
 
 
+def _tasks_insert(job: GenerationJob, clusters: QuerySet[Cluster], now: Any) -> int:
+    """One ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``: a task of ``job`` for each of
+    ``clusters`` that has none, written in its final state when the cache has the cluster's
+    composition (skipped, linked to the summary; with ``force`` only a curator-locked one), so a
+    warm rerun writes each task once instead of inserting and then updating it.
+
+    ``bulk_create(ignore_conflicts=True)`` did this with one model instance and 16 bound values
+    per cluster; here every column without a rule below gets its model default, so a column
+    added to ``SummaryTask`` later is filled the way ``bulk_create`` would fill it. Returns the
+    number of tasks inserted.
+    """
+    quote = connection.ops.quote_name
+    reason = LOCKED_MESSAGE if job.force else CACHE_HIT_MESSAGE
+    hit = "s.id IS NOT NULL"
+    rules: dict[str, tuple[str, list[Any]]] = {
+        "job": ("%s", [job.pk]),
+        "cluster": ("c.id", []),
+        "state": (f"CASE WHEN {hit} THEN %s ELSE %s END", [TaskState.SKIPPED, TaskState.PENDING]),
+        "summary": ("s.id", []),
+        "last_error": (f"CASE WHEN {hit} THEN %s ELSE '' END", [reason]),
+        "finished_at": (f"CASE WHEN {hit} THEN CAST(%s AS timestamp with time zone) END", [now]),
+    }
+    columns: list[str] = []
+    values: list[str] = []
+    params: list[Any] = []
+    for field in SummaryTask._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        columns.append(quote(str(field.column)))
+        if field.name in rules:
+            sql, extra = rules[field.name]
+            values.append(sql)
+            params.extend(extra)
+            continue
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            value: Any = now
+        else:
+            value = field.get_default()
+        cast = field.cast_db_type(connection)
+        assert cast is not None  # every concrete column of the table has a type
+        values.append(f"CAST(%s AS {cast})")
+        params.append(field.get_db_prep_save(value, connection))
+    ids_sql, ids_params = clusters.values("pk").query.sql_with_params()
+    # at most one current summary per (composition, type): the unique partial index
+    locked_only = " AND s.human_locked" if job.force else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(SummaryTask._meta.db_table)} ({', '.join(columns)}) "
+            f"SELECT {', '.join(values)} FROM {quote(Cluster._meta.db_table)} c "
+            f"LEFT JOIN {quote(ClusterSummary._meta.db_table)} s "
+            f"ON s.composition_hash = c.composition_hash AND s.cluster_type = %s "
+            f"AND s.is_current{locked_only} "
+            f"WHERE c.id IN ({ids_sql}) "
+            f"ON CONFLICT (job_id, cluster_id) DO NOTHING",
+            [*params, job.run.cluster_type, *ids_params],
+        )
+        return int(cursor.rowcount)
+
+
 # --- one cluster --------------------------------------------------------------------------------
+
+
+#: Run columns no summary step reads: a real run's ``unclustered`` list alone holds thousands
+#: of entities, and it was loaded, decoded and thrown away for every cluster.
+_CLAIM_DEFERRED = (
+    "cluster__run__params",
+    "cluster__run__library_versions",
+    "cluster__run__unclustered",
+    "cluster__run__timings",
+    "cluster__run__quality",
+    "cluster__run__evidence_method",
+    "cluster__run__error",
+    "cluster__quality",
+)
 
 
 def _claim(task_id: int) -> SummaryTask | None:
@@ -227,9 +277,12 @@ def _claim(task_id: int) -> SummaryTask | None:
     now = timezone.now()
     lease = now + timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
     with transaction.atomic():
+        # of=("self",): lock the task row only, not the job, run and dataset rows joined in
+        # (every worker claims tasks of the same job, so locking the job serialised them)
         task = (
-            SummaryTask.objects.select_for_update()
+            SummaryTask.objects.select_for_update(of=("self",))
             .select_related("job", "cluster", "cluster__run", "cluster__run__dataset")
+            .defer(*_CLAIM_DEFERRED)
             .filter(pk=task_id)
             .first()
         )
@@ -241,7 +294,20 @@ def _claim(task_id: int) -> SummaryTask | None:
         task.lease_until = lease
         task.deliveries += 1
         task.started_at = task.started_at or now
-        task.save(update_fields=["state", "lease_until", "deliveries", "started_at", "updated_at"])
+        fields = ["state", "lease_until", "deliveries", "started_at", "updated_at"]
+        job = task.job
+        # the first generation attempt is counted in the claim's own UPDATE (one statement
+        # less per cluster) when nothing can stop it before the call: see _execute
+        task.attempt_counted = (  # type: ignore[attr-defined]
+            job.status != JobStatus.CANCELLED
+            and (job.deadline is None or job.deadline > now)
+            and not (task.phase == NEXT_JUDGE and task.draft)
+            and task.attempts < settings.LLM_MAX_ATTEMPTS
+        )
+        if task.attempt_counted:  # type: ignore[attr-defined]
+            task.attempts += 1
+            fields.append("attempts")
+        task.save(update_fields=fields)
         return task
 
 
@@ -346,10 +412,14 @@ def _execute(task: SummaryTask) -> str:
             _finish(task, TaskState.SKIPPED, error="job cancelled")
             return TaskState.SKIPPED
         if step == NEXT_GENERATE:
-            if task.attempts >= settings.LLM_MAX_ATTEMPTS:
-                return attempts_exhausted(task, ctx)
-            task.attempts += 1
-            SummaryTask.objects.filter(pk=task.pk).update(attempts=task.attempts)
+            count_attempt = None
+            if getattr(task, "attempt_counted", False):
+                task.attempt_counted = False  # type: ignore[attr-defined]  # by the claim
+            else:
+                if task.attempts >= settings.LLM_MAX_ATTEMPTS:
+                    return attempts_exhausted(task, ctx)
+                task.attempts += 1
+                count_attempt = _attempt_writer(task.pk, task.attempts)
             outcome = provider_call(
                 provider=provider,
                 request=generation_request(job, task, ctx),
@@ -358,6 +428,7 @@ def _execute(task: SummaryTask) -> str:
                 task=task,
                 attempt=task.attempts,
                 deadline=deadline,
+                on_start=count_attempt,  # in the started call row's transaction
             )
             if outcome.error is not None and outcome.error.kind not in RETRY_BY_REGENERATING:
                 error = f"generation attempt {task.attempts}: {outcome.call.error_message}"
@@ -396,6 +467,16 @@ def _execute(task: SummaryTask) -> str:
 def _job_cancelled(job_id: int) -> bool:
     """Whether the job was cancelled (``pipeline_cancel``) since the task was claimed."""
     return GenerationJob.objects.filter(pk=job_id, status=JobStatus.CANCELLED).exists()
+
+
+def _attempt_writer(task_id: int, attempts: int) -> Any:
+    """The write that counts a generation attempt on its task, for ``provider_call(on_start=)``
+    (committed with the started call row, before the request leaves)."""
+
+    def write() -> None:
+        SummaryTask.objects.filter(pk=task_id).update(attempts=attempts)
+
+    return write
 
 
 # --- steps shared by realtime and batch mode ------------------------------------------------
@@ -597,16 +678,9 @@ def attempts_exhausted(task: SummaryTask, ctx: ClusterContext) -> str:
         reasoning=reasoning,
         failures=failures,
         effective_verdict=REJECT if verdict is not None else "",
+        finish_error=f"rejected after {task.attempts} attempts: {reasoning}",
     )
-    if stored is None or stored.validation_status != ValidationStatus.REJECTED:
-        return _stored_outcome(task, stored)
-    _finish(
-        task,
-        TaskState.REJECTED,
-        error=f"rejected after {task.attempts} attempts: {reasoning}",
-        summary=stored,
-    )
-    return TaskState.REJECTED
+    return _stored_outcome(task, stored)
 
 
 def _stored_verdict(raw: Any) -> JudgeVerdict | None:
@@ -621,15 +695,14 @@ def _stored_verdict(raw: Any) -> JudgeVerdict | None:
 
 
 def _stored_outcome(task: SummaryTask, stored: ClusterSummary | None) -> str:
+    """The task's final state after :func:`_summary_store` (which finished the task)."""
     if stored is None:  # a curator's summary was kept, or another job stored one meanwhile
         return TaskState.SKIPPED
-    state = (
-        TaskState.REJECTED
-        if stored.validation_status == ValidationStatus.REJECTED
-        else TaskState.SUCCEEDED
-    )
-    _finish(task, state, summary=stored)
-    return state
+    return _state_of(stored.validation_status)
+
+
+def _state_of(status: str) -> str:
+    return TaskState.REJECTED if status == ValidationStatus.REJECTED else TaskState.SUCCEEDED
 
 
 def _summary_store(
@@ -643,17 +716,16 @@ def _summary_store(
     failures: list[str],
     effective_verdict: str = "",
     corrections: list[dict[str, Any]] | None = None,
+    finish_error: str = "",
 ) -> ClusterSummary | None:
-    """Write the summary as the current one for its composition, with its audit event.
+    """Write the summary as the current one for its composition, with its audit event, and
+    finish the task (succeeded, or rejected with ``finish_error``) in the same transaction.
 
     Returns None (and finishes the task as skipped) when the current summary is locked by a
     curator, or when another job already stored one and this job is not forcing.
     """
     job = task.job
     cluster = task.cluster
-    totals = LLMCall.objects.filter(task=task).aggregate(
-        i=Sum("input_tokens"), o=Sum("output_tokens"), c=Sum("cost_usd")
-    )
     content = summary.model_dump(mode="json")
     scores: dict[str, Any] = {}
     if verdict is not None:
@@ -693,6 +765,14 @@ def _summary_store(
             return None
         if current is not None:
             ClusterSummary.objects.filter(pk=current.pk).update(is_current=False)
+        # calls of unknown outcome (a worker died in flight) are left out: the summary's cost
+        # is what was billed for it as far as we know; the job's totals count those apart.
+        # (A Subquery per column in the INSERT saves this statement but costs more in Python.)
+        totals = (
+            LLMCall.objects.filter(task_id=task.pk)
+            .exclude(status__in=[LLMCall.Status.STARTED, LLMCall.Status.UNKNOWN])
+            .aggregate(i=Sum("input_tokens"), o=Sum("output_tokens"), c=Sum("cost_usd"))
+        )
         stored = ClusterSummary.objects.create(
             composition_hash=cluster.composition_hash,
             cluster_type=ctx.cluster_type,
@@ -740,6 +820,7 @@ def _summary_store(
                     "Judge corrections applied and re-validated: " + corrections_note(corrections)
                 )[:2000],
             )
+        _finish(task, _state_of(status), error=finish_error, summary=stored)
     return stored
 
 
@@ -748,7 +829,8 @@ def _summary_store(
 
 def job_finalize(*, job_id: int) -> bool:
     """Compute the job's totals from its ``SummaryTask`` rows and tokens and cost from its
-    ``LLMCall`` rows; mark it succeeded when every task is finished.
+    ``LLMCall`` rows (calls of unknown outcome counted apart and at their projected cost, see
+    llm/services/call_log.py); mark it succeeded when every task is finished.
 
     Returns False (and changes nothing but the totals) while some task is still unfinished, so a
     caller can try again later; True once the job is final. Idempotent.
@@ -763,16 +845,13 @@ def job_finalize(*, job_id: int) -> bool:
         failed=Count("id", filter=Q(state=TaskState.FAILED)),
         skipped=Count("id", filter=Q(state=TaskState.SKIPPED)),
     )
-    usage = LLMCall.objects.filter(job=job).aggregate(
-        i=Sum("input_tokens"), o=Sum("output_tokens"), c=Sum("cost_usd")
-    )
     done = counts["succeeded"] + counts["rejected"] + counts["failed"] + counts["skipped"]
     final = done == counts["total"]
+    if final:  # every task is finished, so a call row still started is one of a dead worker
+        calls_mark_unknown(job_id=job.pk)
     update: dict[str, Any] = {
         **counts,
-        "input_tokens": usage["i"] or 0,
-        "output_tokens": usage["o"] or 0,
-        "cost_usd": usage["c"] or Decimal(0),
+        **job_usage(job.pk),
         "progress_current": done,
         "progress_total": counts["total"],
     }

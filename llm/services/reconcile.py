@@ -34,6 +34,11 @@ dies; tasks still waiting for a batch (``in_batch``) are the poller's.
     job also blocks reruns): plan or start is sent again, while the LLM workers are idle; it gets
     a deadline on the first re-drive, so (d) ends it if it never starts.
 
+(f) ``LLMCall`` rows still ``started`` whose call died in flight (older than ``LLM_TIMEOUT`` plus
+    a margin, or whose task's delivery is gone: finished, re-driven, lease expired) are marked
+    ``unknown`` outcome at their projected cost, and their jobs' totals written again
+    (llm/services/call_log.py).
+
 Each re-drive is counted on the row, in its own ``redrives`` column (``ClusteringRun``,
 ``SummaryTask``, ``GenerationJob``; workers' claims are counted apart, in
 ``SummaryTask.deliveries`` and ``ClusteringRun.attempts``). A row already re-driven
@@ -70,6 +75,7 @@ from llm.models import (
     SummaryTask,
     TaskState,
 )
+from llm.services.call_log import calls_mark_unknown, jobs_usage_refresh
 from llm.services.generation import job_finalize
 
 logger = logging.getLogger(__name__)
@@ -104,6 +110,7 @@ class ReconcileReport:
     jobs_finalized: int = 0
     jobs_timed_out: int = 0
     tasks_timed_out: int = 0
+    calls_unknown: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counts by name."""
@@ -141,6 +148,7 @@ def reconcile(
     if idle:
         _redrive_pending_jobs(now, cutoff, limit, report)
     _redrive_tasks(now, cutoff, limit, idle, report)
+    _mark_dead_calls(now, report)
     _finalize_finished_jobs(report)
     counts = report.as_dict()
     if any(counts.values()):
@@ -403,6 +411,20 @@ def _redrive_tasks(
         logger.warning("re-driven %s stalled summary task(s)", len(redriven))
     if failed:
         logger.warning("summary tasks %s failed: stalled after too many re-drives", failed)
+
+
+# --- (f) calls that died in flight ---------------------------------------------------------
+
+
+def _mark_dead_calls(now: datetime, report: ReconcileReport) -> None:
+    """Mark ``started`` call rows of dead calls ``unknown`` (llm/services/call_log.py) and write
+    the totals of their jobs again (a finished job's cost then includes the projection)."""
+    marked, job_ids = calls_mark_unknown(now=now)
+    report.calls_unknown += marked
+    if not job_ids:
+        return
+    jobs_usage_refresh(job_ids)
+    logger.warning("calls of unknown outcome (worker died in flight) in jobs %s", job_ids)
 
 
 # --- (c) jobs never finalized -------------------------------------------------------------------

@@ -57,6 +57,7 @@ BAD_VALUES: dict[str, str] = {
     "LLM_MAX_OUTPUT_TOKENS": "10",
     "LLM_TOKENS_PER_MINUTE": "-1",
     "LLM_CALL_TRIES": "0",
+    "LLM_CLUSTERS_PER_MESSAGE": "0",
     "LLM_BACKOFF_BASE": "inf",
     "LLM_BACKOFF_MAX": "a minute",
     "LLM_MAX_ATTEMPTS": "0",

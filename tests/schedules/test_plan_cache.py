@@ -1,7 +1,8 @@
 """Planning a rerun resolves the composition-hash cache in bulk: every hit is marked skipped and
-linked to the cached summary with a constant number of statements (one cache lookup, one
-``UPDATE`` per ``PLAN_UPDATE_BATCH`` hits), a forced rerun keeps curator-locked summaries, and
-misses are returned for the provider."""
+linked to the cached summary with a constant number of statements (one ``INSERT ... SELECT``
+that looks the cache up and writes every task, hits already marked; a replan marks hits among
+existing tasks with one ``UPDATE``), a forced rerun keeps curator-locked summaries, and misses are
+returned for the provider."""
 
 from __future__ import annotations
 
@@ -14,8 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from clustering.models import Cluster
 from clustering.services import clustering_run_create, clustering_run_execute
 from llm.models import ClusterSummary, GenerationJob, SummaryTask, TaskState
-from llm.services import generation
-from llm.services.generation import CACHE_HIT_MESSAGE, LOCKED_MESSAGE, job_plan
+from llm.services.generation import CACHE_HIT_MESSAGE, LOCKED_MESSAGE, job_plan, job_start
 from tests.schedules import PARAMS, complete_eagerly, import_planted
 
 pytestmark = pytest.mark.django_db
@@ -29,13 +29,9 @@ def _plan_rerun(slug: str) -> tuple[int, list[int], list[str]]:
     return run.pk, misses, [q["sql"] for q in queries.captured_queries]
 
 
-@pytest.mark.parametrize(("batch", "updates"), [(1000, 1), (2, 2)])
-def test_hits_are_marked_in_bulk_and_linked_to_the_cached_summary(
-    planted_csv: Path, monkeypatch: pytest.MonkeyPatch, batch: int, updates: int
-) -> None:
+def test_hits_are_marked_in_bulk_and_linked_to_the_cached_summary(planted_csv: Path) -> None:
     slug = import_planted(planted_csv)
     complete_eagerly(clustering_run_create(dataset_slug=slug, params=PARAMS))
-    monkeypatch.setattr(generation, "PLAN_UPDATE_BATCH", batch)
 
     run_id, misses, sql = _plan_rerun(slug)
 
@@ -52,10 +48,16 @@ def test_hits_are_marked_in_bulk_and_linked_to_the_cached_summary(
             CACHE_HIT_MESSAGE,
         )
         assert task.finished_at is not None
+    task_inserts = [s for s in sql if s.startswith('INSERT INTO "llm_summarytask"')]
     task_updates = [s for s in sql if s.startswith("UPDATE") and '"llm_summarytask"' in s]
-    lookups = [s for s in sql if s.startswith("SELECT") and 'FROM "llm_clustersummary"' in s]
-    assert len(task_updates) == updates  # 3 hits: one statement per batch, not one per hit
-    assert len(lookups) == 1
+    lookups = [s for s in sql if '"llm_clustersummary"' in s]
+    # one INSERT ... SELECT writes every task, the hits already marked: the cache lookup is its
+    # join, and no task is written twice
+    assert len(task_inserts) == 1 and "SELECT" in task_inserts[0]
+    assert lookups == task_inserts
+    assert task_updates == []
+    statements = [s for s in sql if not s.startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))]
+    assert len(statements) <= 10, statements  # whatever the number of clusters
 
 
 def test_forced_rerun_keeps_locked_summaries_and_returns_the_other_clusters(
@@ -83,3 +85,35 @@ def test_forced_rerun_keeps_locked_summaries_and_returns_the_other_clusters(
     )
     assert sorted(misses) == sorted(tasks[h].pk for h in hashes[1:])
     assert all(tasks[h].state == TaskState.PENDING for h in hashes[1:])
+
+
+def test_tasks_created_before_the_plan_are_marked_by_one_update(planted_csv: Path) -> None:
+    """A regeneration job's tasks exist before it starts: the hits among them are marked by
+    the UPDATE path (the INSERT adds nothing), linked to the cached summary."""
+    slug = import_planted(planted_csv)
+    first = complete_eagerly(clustering_run_create(dataset_slug=slug, params=PARAMS))
+    clusters = list(Cluster.objects.filter(run=first.run).order_by("number"))
+    job = GenerationJob.objects.create(
+        run=first.run,
+        scope=GenerationJob.Scope.CLUSTERS,
+        provider="extractive",
+        model="m",
+        judge_model="m",
+    )
+    SummaryTask.objects.bulk_create([SummaryTask(job=job, cluster=c) for c in clusters])
+    with CaptureQueriesContext(connection) as queries:
+        misses = job_start(job_id=job.pk)
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert misses == []
+    assert sum(1 for s in sql if s.startswith('UPDATE "llm_summarytask"')) == 1
+    for task in SummaryTask.objects.filter(job=job).select_related("cluster"):
+        cached = ClusterSummary.objects.get(
+            composition_hash=task.cluster.composition_hash, is_current=True
+        )
+        assert (task.state, task.summary_id, task.last_error) == (
+            TaskState.SKIPPED,
+            cached.pk,
+            CACHE_HIT_MESSAGE,
+        )
+    job.refresh_from_db()
+    assert job.total == len(clusters)
