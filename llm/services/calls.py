@@ -94,6 +94,18 @@ def provider_call(
     estimated_tokens = (len(request.system_prompt) + len(request.user_prompt)) // 4
     projected = call_cost(request.model, estimated_tokens, request.max_output_tokens)
     hook = [on_start] if on_start is not None else []
+
+    def identity(try_number: int) -> dict[str, Any]:
+        return {
+            "job": job,
+            "task": task,
+            "kind": kind,
+            "attempt": attempt,
+            "try_number": try_number,
+            "provider": provider.name,
+            "model": request.model,
+        }
+
     started_at = time.monotonic()
     budget_end = started_at + settings.LLM_RATE_LIMIT_BUDGET
     if deadline is not None:
@@ -116,13 +128,7 @@ def provider_call(
                 while hook:
                     hook.pop()()
                 started = LLMCall.objects.create(
-                    job=job,
-                    task=task,
-                    kind=kind,
-                    attempt=attempt,
-                    try_number=try_number,
-                    provider=provider.name,
-                    model=request.model,
+                    **identity(try_number),
                     status=LLMCall.Status.STARTED,
                     projected_cost_usd=projected,
                 )
@@ -138,13 +144,8 @@ def provider_call(
             hook.pop()()
         call = _record(
             started=started,
-            provider=provider,
-            request=request,
-            kind=kind,
-            job=job,
-            task=task,
-            attempt=attempt,
-            try_number=try_number,
+            identity=identity(try_number),
+            model=request.model,
             result=result,
             error=error,
         )
@@ -178,16 +179,14 @@ def provider_call(
 def _record(
     *,
     started: LLMCall | None,
-    provider: Provider,
-    request: ProviderRequest[BaseModel],
-    kind: str,
-    job: GenerationJob | None,
-    task: SummaryTask | None,
-    attempt: int,
-    try_number: int,
+    identity: dict[str, Any],
+    model: str,
     result: ProviderResult[Any] | None,
     error: ProviderError | None,
 ) -> LLMCall:
+    """Complete the try's ``started`` row with its outcome (one UPDATE), or, when the request
+    never left (``started`` None), insert the finished row with ``identity`` (job, task, kind,
+    attempt, try number, provider, model)."""
     if result is not None:
         input_tokens, output_tokens = result.input_tokens, result.output_tokens
         status, latency, version = (
@@ -209,21 +208,12 @@ def _record(
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
         "latency_seconds": latency,
-        "cost_usd": call_cost(request.model, input_tokens, output_tokens),
+        "cost_usd": call_cost(model, input_tokens, output_tokens),
         "error_class": error_class,
         "error_message": error_message,
     }
     if started is None:  # the request never left (the rate limiter gave up): one row, as is
-        return LLMCall.objects.create(
-            job=job,
-            task=task,
-            kind=kind,
-            attempt=attempt,
-            try_number=try_number,
-            provider=provider.name,
-            model=request.model,
-            **outcome,
-        )
+        return LLMCall.objects.create(**identity, **outcome)
     # the reconciler may have marked the row unknown meanwhile (a call slower than its
     # threshold): the real outcome wins, so no state filter here
     LLMCall.objects.filter(pk=started.pk).update(**outcome)
