@@ -28,18 +28,26 @@ from llm.selectors import summaries_with_member, summaries_with_tag
 
 
 class StrictFilterSet(django_filters.FilterSet):
-    """A filter set that refuses an empty value for a typed filter (choice, number, boolean):
-    ``?status=`` is a 400 naming ``status``, as the schema's enum (without "") says, rather than
-    silently no filter. An empty text filter (``?gene=``) still means no filter."""
+    """A filter set that refuses an empty value for a typed filter (choice, number, boolean) and
+    a boolean other than true/false: ``?status=`` or ``?is_current=maybe`` is a 400 naming the
+    filter, as the schema (enums without "", type boolean) says, rather than silently no
+    filter. An empty text filter (``?gene=``) still means no filter."""
 
     def is_valid(self) -> bool:
         valid = bool(super().is_valid())
         for name, flt in self.filters.items():
             if isinstance(flt, django_filters.CharFilter) or name not in self.data:
                 continue
-            if not str(self.data.get(name, "")).strip() and name not in self.form.errors:
+            value = str(self.data.get(name, "")).strip()
+            booleans = {"true", "false", "True", "False", "1", "0"}
+            if isinstance(flt, django_filters.BooleanFilter) and value and value not in booleans:
+                # django-filter would read anything else as "unknown" and not filter
+                self.form.add_error(name, f"must be true or false, got {value[:20]!r}")
+                valid = False
+                continue
+            if not value and name not in self.form.errors:
                 expected = (
-                    "one of " + ", ".join(str(value) for value, _ in flt.extra["choices"])
+                    "one of " + ", ".join(str(choice) for choice, _ in flt.extra["choices"])
                     if isinstance(flt, django_filters.ChoiceFilter)
                     else "a value"
                 )

@@ -119,3 +119,21 @@ def test_a_page_out_of_range_is_a_documented_json_404() -> None:
     assert {} in schema["paths"]["/api/runs/"]["get"]["security"]
     assert {} not in schema["paths"]["/api/runs/"]["post"]["security"]
     assert {} not in schema["paths"]["/api/calls/"]["get"]["security"]
+
+
+@pytest.mark.parametrize("query", ["page=", "page=true", "page=1&page=2", "page=-1", "page=0"])
+def test_a_malformed_page_is_the_invalid_page_404(query: str) -> None:
+    build_world()
+    response = Client().get(f"/api/runs/?{query}")
+    assert response.status_code == 404
+    assert_error_shape(response.json(), code="not_found")
+    assert Client().get("/api/runs/?page=1").status_code == 200
+
+
+@pytest.mark.parametrize("value", ["null", "maybe", "-7.9e307"])
+def test_a_boolean_filter_other_than_true_or_false_is_a_400(value: str) -> None:
+    build_world()
+    response = Client().get(f"/api/summaries/?is_current={value}")
+    assert response.status_code == 400
+    assert list(response.json()["errors"]) == ["is_current"]
+    assert Client().get("/api/summaries/?is_current=false").status_code == 200
