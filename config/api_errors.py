@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from functools import wraps
 from typing import Any
 
 from django.conf import settings
@@ -30,8 +31,9 @@ from django.core.exceptions import (
     TooManyFieldsSent,
 )
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -214,8 +216,11 @@ class UniformErrorsMixin:
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
 
 
+@csrf_exempt
 def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
-    """JSON 404 for any path under /api/ that no route matches (Django would answer HTML).
+    """JSON 404 for any path under /api/ that no route matches (Django would answer HTML), for
+    every method: CSRF-exempt, since it changes nothing, so an unsafe method on an unrouted path
+    or a bad id gets this answer and not Django's HTML "CSRF verification failed" page.
 
     Hints at the trailing slash when the path with one exists.
     """
@@ -228,3 +233,34 @@ def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonRespon
         if match is not None and match.func is not api_not_found:
             detail = f"Not found. Did you mean {request.path}/ (with a trailing slash)?"
     return JsonResponse(error_body(detail, "not_found"), status=status.HTTP_404_NOT_FOUND)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """``CSRF_FAILURE_VIEW``: under /api/ the API's JSON 403; elsewhere Django's own page."""
+    if request.path.startswith("/api/") or request.path == "/api":
+        return JsonResponse(
+            error_body(f"CSRF Failed: {reason}" if reason else "CSRF Failed.", "permission_denied"),
+            status=status.HTTP_403_FORBIDDEN,
+        )
+    from django.views.csrf import csrf_failure as django_csrf_failure
+
+    return django_csrf_failure(request, reason=reason)
+
+
+def safe_methods_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Wrap a read-only page under /api/ (schema, docs): other methods get the API's JSON 405
+    with ``Allow`` rather than the page's own renderer (YAML, HTML)."""
+
+    @csrf_exempt
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            response = JsonResponse(
+                error_body(f'Method "{request.method}" not allowed.', "method_not_allowed"),
+                status=status.HTTP_405_METHOD_NOT_ALLOWED,
+            )
+            response["Allow"] = "GET, HEAD, OPTIONS"
+            return response
+        return view(request, *args, **kwargs)
+
+    return wrapped

@@ -185,15 +185,17 @@ REST_FRAMEWORK = {
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "config.pagination.StrictPageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.api_schema.ApiAutoSchema",
     "EXCEPTION_HANDLER": "config.api_errors.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         "write": env_throttle_rate("API_WRITE_THROTTLE", "60/hour"),
         "anon": env_throttle_rate("API_ANON_THROTTLE", "600/hour"),
     },
 }
+# under /api/ a CSRF failure is the API's JSON 403, elsewhere Django's page
+CSRF_FAILURE_VIEW = "config.api_errors.csrf_failure"
 SPECTACULAR_SETTINGS = {
     "TITLE": "clustersum API",
     "DESCRIPTION": "Clusters, LLM summaries with judge verdicts, and their human review.",

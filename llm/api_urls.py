@@ -10,7 +10,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from clustering.api import ClusterDetailView, RunClusterListView, RunViewSet
-from config.api_errors import api_not_found
+from config.api_errors import api_not_found, safe_methods_only
 from llm.api import (
     ApiRootView,
     JobViewSet,
@@ -34,8 +34,12 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("runs/<int:run_pk>/clusters/", RunClusterListView.as_view(), name="run-clusters"),
     path("clusters/<int:pk>/", ClusterDetailView.as_view(), name="cluster-detail"),
     path("auth/token/", TokenObtainView.as_view(), name="token"),
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("schema/", safe_methods_only(SpectacularAPIView.as_view()), name="schema"),
+    path(
+        "docs/",
+        safe_methods_only(SpectacularSwaggerView.as_view(url_name="api:schema")),
+        name="docs",
+    ),
     *router.urls,
     re_path(r"^", api_not_found),
 ]

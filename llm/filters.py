@@ -27,7 +27,36 @@ from llm.models import (
 from llm.selectors import summaries_with_member, summaries_with_tag
 
 
-class SummaryFilter(django_filters.FilterSet):
+class StrictFilterSet(django_filters.FilterSet):
+    """A filter set that refuses an empty value for a typed filter (choice, number, boolean) and
+    a boolean other than true/false: ``?status=`` or ``?is_current=maybe`` is a 400 naming the
+    filter, as the schema (enums without "", type boolean) says, rather than silently no
+    filter. An empty text filter (``?gene=``) still means no filter."""
+
+    def is_valid(self) -> bool:
+        valid = bool(super().is_valid())
+        for name, flt in self.filters.items():
+            if isinstance(flt, django_filters.CharFilter) or name not in self.data:
+                continue
+            value = str(self.data.get(name, "")).strip()
+            booleans = {"true", "false", "True", "False", "1", "0"}
+            if isinstance(flt, django_filters.BooleanFilter) and value and value not in booleans:
+                # django-filter would read anything else as "unknown" and not filter
+                self.form.add_error(name, f"must be true or false, got {value[:20]!r}")
+                valid = False
+                continue
+            if not value and name not in self.form.errors:
+                expected = (
+                    "one of " + ", ".join(str(choice) for choice, _ in flt.extra["choices"])
+                    if isinstance(flt, django_filters.ChoiceFilter)
+                    else "a value"
+                )
+                self.form.add_error(name, f"must be {expected}, not empty")
+                valid = False
+        return valid
+
+
+class SummaryFilter(StrictFilterSet):
     """Filters of ``GET /api/summaries/``."""
 
     validation_status = django_filters.ChoiceFilter(choices=ValidationStatus.choices)
@@ -75,7 +104,7 @@ class SummaryFilter(django_filters.FilterSet):
         return summaries_with_member(queryset, symbol=value) if value else queryset
 
 
-class RunFilter(django_filters.FilterSet):
+class RunFilter(StrictFilterSet):
     """Filters of ``GET /api/runs/``."""
 
     dataset = django_filters.CharFilter(field_name="dataset__slug", help_text="Dataset slug.")
@@ -87,7 +116,7 @@ class RunFilter(django_filters.FilterSet):
         fields = ["dataset", "cluster_type", "status"]
 
 
-class JobFilter(django_filters.FilterSet):
+class JobFilter(StrictFilterSet):
     """Filters of ``GET /api/jobs/``."""
 
     run = django_filters.NumberFilter(field_name="run_id")
@@ -99,7 +128,7 @@ class JobFilter(django_filters.FilterSet):
         fields = ["run", "scope", "status"]
 
 
-class LLMCallFilter(django_filters.FilterSet):
+class LLMCallFilter(StrictFilterSet):
     """Filters of ``GET /api/calls/``."""
 
     kind = django_filters.ChoiceFilter(choices=LLMCall.Kind.choices)
@@ -113,7 +142,7 @@ class LLMCallFilter(django_filters.FilterSet):
         fields = ["kind", "status", "provider", "model", "job"]
 
 
-class ProviderBatchFilter(django_filters.FilterSet):
+class ProviderBatchFilter(StrictFilterSet):
     """Filters of ``GET /api/batches/``."""
 
     state = django_filters.ChoiceFilter(choices=ProviderBatch.State.choices)
