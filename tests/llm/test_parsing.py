@@ -122,19 +122,22 @@ def test_arbitrary_text_only_ever_raises_provider_error(text: str) -> None:
         assert isinstance(result, Summary)
 
 
+# NUL is never valid output (parse_structured rejects it: no database stores it in text); lone
+# surrogates (category Cs) are not text a model can send in UTF-8, and pydantic refuses them
+TEXT_CHARACTERS = st.characters(exclude_characters="\x00", exclude_categories=["Cs"])
+
+
 @settings(max_examples=100, deadline=None, database=None)
 @given(
-    # NUL is never valid output (parse_structured rejects it: no database stores it in text);
-    # lone surrogates (category Cs) are not text a model can send in UTF-8 and pydantic refuses them
     st.text(
         min_size=5,
         max_size=80,
-        alphabet=st.characters(exclude_characters="\x00", exclude_categories=("Cs",)),
+        alphabet=TEXT_CHARACTERS,
     ),
     st.lists(
         st.text(
             max_size=20,
-            alphabet=st.characters(exclude_characters="\x00", exclude_categories=("Cs",)),
+            alphabet=TEXT_CHARACTERS,
         ),
         min_size=1,
         max_size=4,
