@@ -127,3 +127,13 @@ def test_recovery_rules_out_another_size_or_an_older_batch(vendor, run) -> None:
     later = timezone.now() + timedelta(hours=1)
     assert provider.batch_find(name, request_count=count, created_after=later) is None
     assert provider.batch_find(name, exclude_ids={batch.provider_batch_id}) is None
+
+
+def test_the_admin_shows_the_deployment_identity(client, django_user_model) -> None:
+    admin = django_user_model.objects.create_superuser("root", "root@example.org", "pw-Secret-1")
+    client.force_login(admin)
+    response = client.get("/admin/llm/deployment/")
+    assert response.status_code == 200
+    identity = deployment_identity()  # created by the page if nothing had used it yet
+    assert identity in response.content.decode()
+    assert Deployment.objects.count() == 1

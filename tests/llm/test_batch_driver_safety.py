@@ -25,7 +25,7 @@ from clustering.models import ClusteringRun
 from llm.models import BatchItem, GenerationJob, JobStatus, LLMCall, ProviderBatch
 from llm.providers.emulators.openai import OpenAIEmulator
 from llm.providers.registry import batch_provider_get
-from llm.services import batches
+from llm.services import batch_collect, batch_lease, batches
 from llm.services.batch_admin import batch_job_create
 from llm.services.batches import DriverLease, job_batch_advance
 from tests.llm.batch_helpers import planted_run, wait_final
@@ -58,9 +58,9 @@ def test_a_driver_whose_lease_was_taken_stops_and_the_successor_finishes(
     job = batch_job_create(dataset="four", provider="openai").job
     [generation] = ProviderBatch.objects.filter(job=job)
     emu.finish_batches()
-    monkeypatch.setattr(batches, "RENEW_FRACTION", 0.0)  # renew at every step
-    monkeypatch.setattr(batches, "LOAD_CHUNK", 1)  # one result per step
-    real_process = batches._process_item
+    monkeypatch.setattr(batch_lease, "RENEW_FRACTION", 0.0)  # renew at every step
+    monkeypatch.setattr(batch_collect, "LOAD_CHUNK", 1)  # one result per step
+    real_process = batch_collect._process_item
     successor: list[str] = []
 
     def then_stall(*args: Any, **kwargs: Any) -> int:
@@ -74,7 +74,7 @@ def test_a_driver_whose_lease_was_taken_stops_and_the_successor_finishes(
             successor.append(lease.owner)
         return sent
 
-    monkeypatch.setattr(batches, "_process_item", then_stall)
+    monkeypatch.setattr(batch_collect, "_process_item", then_stall)
     counts = job_batch_advance(job_id=job.pk)
     assert counts["collected"] == 0 and counts["finalized"] == 0
     states = list(BatchItem.objects.filter(batch=generation).values_list("state", flat=True))
@@ -84,7 +84,7 @@ def test_a_driver_whose_lease_was_taken_stops_and_the_successor_finishes(
     owner = GenerationJob.objects.values_list("driver_lease_owner", flat=True).get(pk=job.pk)
     assert owner == successor[0]  # the stopped driver did not release the successor's lease
 
-    monkeypatch.setattr(batches, "_process_item", real_process)
+    monkeypatch.setattr(batch_collect, "_process_item", real_process)
     DriverLease(job.pk, successor[0]).release()  # the successor's own step ends
     job = wait_final(job)
     assert (job.status, job.succeeded) == (JobStatus.SUCCEEDED, GROUPS)
