@@ -3,8 +3,9 @@
 A realtime call's row is written ``started`` (with ``projected_cost_usd``) and committed before
 the request leaves (llm/services/calls.py). A row still ``started`` belongs to a dead call when
 
-- it is older than ``LLM_TIMEOUT`` + :data:`DEAD_MARGIN_SECONDS` (no live call lasts longer: the
-  SDK gives up at ``LLM_TIMEOUT``), or
+- it is older than ``LLM_JOB_TIME_LIMIT`` + ``LLM_TIMEOUT`` + :data:`DEAD_MARGIN_SECONDS` (no
+  live call lasts longer: the row is written before the shared rate limit, which waits at most
+  until the job's deadline, and the SDK gives up at ``LLM_TIMEOUT``), or
 - its task no longer belongs to the delivery that made the call: the task is finished, pending
   again (re-driven), or running under an expired lease (its worker is gone).
 
@@ -35,7 +36,8 @@ MARK_BATCH = 2000
 
 def dead_calls_filter(now: datetime) -> Q:
     """The condition on ``LLMCall`` rows of calls that died in flight (see the module doc)."""
-    too_old = now - timedelta(seconds=float(settings.LLM_TIMEOUT) + DEAD_MARGIN_SECONDS)
+    longest = settings.LLM_JOB_TIME_LIMIT + float(settings.LLM_TIMEOUT) + DEAD_MARGIN_SECONDS
+    too_old = now - timedelta(seconds=longest)
     owner_gone = (
         Q(task__state__in=TERMINAL_STATES)
         | Q(task__state=TaskState.PENDING)

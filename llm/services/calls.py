@@ -2,7 +2,8 @@
 
 Row lifecycle: the row is inserted with status ``started`` (and ``projected_cost_usd``, an upper
 bound from the prompt's token estimate and ``max_output_tokens``) and committed *before* the
-request leaves, then completed by one UPDATE when the answer or error is back. A worker killed
+shared rate limit is consulted and the request leaves, then completed by one UPDATE when the
+answer or error is back (a limiter that gives up completes it as ``timeout``). A worker killed
 in flight thus leaves a ``started`` row, which the reconciler marks ``unknown`` (unknown outcome)
 with its projected cost (llm/services/reconcile.py), so the call log and the job's cost never
 under-count what the provider may have received and billed.
@@ -119,10 +120,8 @@ def provider_call(
         started: LLMCall | None = None
         wait_exceeded = False
         try:
-            # waiting for capacity is bounded by the rate-limit budget (and the deadline)
-            max_wait = max(1.0, budget_end - time.monotonic())
-            if provider.name != "extractive":  # the offline baseline calls nobody
-                limiter.acquire(tokens=estimated_tokens, max_wait=max_wait)
+            # written before the rate-limit slot is taken, so no database round trip sits
+            # between the slot and the request (it would bunch arrivals at the provider);
             # a lone INSERT commits by itself: BEGIN and COMMIT would be two more round trips
             with transaction.atomic() if hook else contextlib.nullcontext():
                 while hook:
@@ -132,6 +131,10 @@ def provider_call(
                     status=LLMCall.Status.STARTED,
                     projected_cost_usd=projected,
                 )
+            # waiting for capacity is bounded by the rate-limit budget (and the deadline)
+            max_wait = max(1.0, budget_end - time.monotonic())
+            if provider.name != "extractive":  # the offline baseline calls nobody
+                limiter.acquire(tokens=estimated_tokens, max_wait=max_wait)
             result = provider.generate(request)
         except ProviderError as exc:
             error = exc
@@ -140,7 +143,7 @@ def provider_call(
             wait_exceeded = True
         except Exception as exc:  # a provider bug must not kill the cluster silently
             error = ProviderError(f"{type(exc).__name__}: {exc}", transient=False)
-        while hook:  # no row was started (the limiter gave up): the caller's write still holds
+        while hook:  # the started row could not be written: the caller's write still holds
             hook.pop()()
         call = _record(
             started=started,
@@ -212,7 +215,7 @@ def _record(
         "error_class": error_class,
         "error_message": error_message,
     }
-    if started is None:  # the request never left (the rate limiter gave up): one row, as is
+    if started is None:  # the started row could not be written: one row, as is
         return LLMCall.objects.create(**identity, **outcome)
     # the reconciler may have marked the row unknown meanwhile (a call slower than its
     # threshold): the real outcome wins, so no state filter here

@@ -113,13 +113,14 @@ def test_reconciler_marks_dead_calls_unknown_and_leaves_live_ones(
     planted_csv: Path, settings
 ) -> None:
     settings.LLM_TIMEOUT = 10
+    settings.LLM_JOB_TIME_LIMIT = 100
     job, ids = _planned(planted_csv)
     now = timezone.now()
     live_lease = now + timedelta(seconds=600)
     SummaryTask.objects.filter(pk__in=ids).update(state=TaskState.RUNNING, lease_until=live_lease)
     SummaryTask.objects.filter(pk=ids[1]).update(lease_until=now - timedelta(seconds=1))
     live = _started(job, ids[0], age=5, projected="0.010000")  # in flight, worker alive
-    too_old = _started(job, ids[0], age=10 + DEAD_MARGIN_SECONDS + 5, projected="0.020000")
+    too_old = _started(job, ids[0], age=110 + DEAD_MARGIN_SECONDS + 5, projected="0.020000")
     lease_gone = _started(job, ids[1], age=1, projected="0.040000")  # its worker is gone
     done = LLMCall.objects.create(
         job=job,
