@@ -26,6 +26,7 @@ from clustering.domain.stability import stability_band
 from clustering.figures import STATUS_ORDER, ClusterMark, cluster_bars_svg
 from clustering.selectors import cluster_display_terms, cluster_list
 from llm.models import ClusterSummary, GenerationJob, ValidationStatus
+from llm.services.cache import current_summaries
 
 from .models import Cluster, ClusteringRun, Dataset
 
@@ -55,9 +56,9 @@ def summaries_by_hash(*, clusters: list[Cluster], cluster_type: str) -> dict[str
     hashes = {c.composition_hash for c in clusters}
     if not hashes:
         return {}
-    rows = ClusterSummary.objects.filter(
-        composition_hash__in=hashes, cluster_type=cluster_type, is_current=True
-    ).select_related("validated_by")
+    rows = current_summaries(cluster_type=cluster_type, hashes=hashes).select_related(
+        "validated_by"
+    )
     return {s.composition_hash: s for s in rows}
 
 

@@ -25,6 +25,7 @@ from llm.models import (
     ValidationEvent,
     ValidationStatus,
 )
+from llm.services.cache import current_summaries
 
 #: Attribute a run from :func:`run_list` carries: its run-scope jobs (zero or one).
 RUN_JOBS_ATTR = "run_scope_jobs"
@@ -172,12 +173,8 @@ def summary_current_for_clusters(
         return {}
     hashes = {c.composition_hash for c in clusters}
     types = {c.run.cluster_type for c in clusters}
-    found = {
-        (s.composition_hash, s.cluster_type): s
-        for s in summary_list(user=user).filter(
-            is_current=True, composition_hash__in=hashes, cluster_type__in=types
-        )
-    }
+    readable = summary_list(user=user) & current_summaries(cluster_type=types, hashes=hashes)
+    found = {(s.composition_hash, s.cluster_type): s for s in readable}
     out: dict[int, ClusterSummary] = {}
     for cluster in clusters:
         summary = found.get((cluster.composition_hash, cluster.run.cluster_type))

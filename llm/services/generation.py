@@ -50,6 +50,13 @@ from llm.providers.registry import (
     provider_get,
 )
 from llm.ratelimit import rate_note_for
+from llm.services.cache import (
+    cache_join_sql,
+    cache_message,
+    cache_winners,
+    current_summaries,
+    stored_meanwhile_wins,
+)
 from llm.services.call_log import calls_mark_unknown, job_usage
 from llm.services.calls import provider_call
 from llm.services.context import cluster_context_build
@@ -66,8 +73,6 @@ from llm.services.validation import derived_confidence, validate_summary
 
 logger = logging.getLogger(__name__)
 
-CACHE_HIT_MESSAGE = "cache hit: same members and cluster type already summarised"
-LOCKED_MESSAGE = "kept: a curator set this summary's status; --force does not overwrite it"
 _STATUS_OF_VERDICT = {
     Verdict.ACCEPT: ValidationStatus.VALIDATED,
     Verdict.ACCEPT_WITH_CORRECTIONS: ValidationStatus.VALIDATED,
@@ -161,11 +166,9 @@ def _plan_tasks(job: GenerationJob, clusters: QuerySet[Cluster]) -> list[int]:
             deadline=now + timedelta(seconds=settings.LLM_JOB_TIME_LIMIT),
             total=total,
         )
-        current = ClusterSummary.objects.filter(cluster_type=run.cluster_type, is_current=True)
-        if job.force:  # regenerate everything but what a curator decided
-            hits, reason = current.filter(human_locked=True), LOCKED_MESSAGE
-        else:
-            hits, reason = current, CACHE_HIT_MESSAGE
+        current = current_summaries(cluster_type=run.cluster_type)
+        hits = cache_winners(current, force=job.force)
+        reason = cache_message(force=job.force)
         cached_summary = Subquery(
             current.filter(
                 composition_hash=Subquery(
@@ -208,7 +211,7 @@ def _tasks_insert(job: GenerationJob, clusters: QuerySet[Cluster], now: Any) -> 
     number of tasks inserted.
     """
     quote = connection.ops.quote_name
-    reason = LOCKED_MESSAGE if job.force else CACHE_HIT_MESSAGE
+    reason = cache_message(force=job.force)
     hit = "s.id IS NOT NULL"
     rules: dict[str, tuple[str, list[Any]]] = {
         "job": ("%s", [job.pk]),
@@ -240,14 +243,14 @@ def _tasks_insert(job: GenerationJob, clusters: QuerySet[Cluster], now: Any) -> 
         params.append(field.get_db_prep_save(value, connection))
     ids_sql, ids_params = clusters.values("pk").query.sql_with_params()
     # at most one current summary per (composition, type): the unique partial index
-    locked_only = " AND s.human_locked" if job.force else ""
+    winners = cache_join_sql("s", force=job.force)
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {quote(SummaryTask._meta.db_table)} ({', '.join(columns)}) "
             f"SELECT {', '.join(values)} FROM {quote(Cluster._meta.db_table)} c "
             f"LEFT JOIN {quote(ClusterSummary._meta.db_table)} s "
             f"ON s.composition_hash = c.composition_hash AND s.cluster_type = %s "
-            f"AND s.is_current{locked_only} "
+            f"AND {winners} "
             f"WHERE c.id IN ({ids_sql}) "
             f"ON CONFLICT (job_id, cluster_id) DO NOTHING",
             [*params, job.run.cluster_type, *ids_params],
@@ -747,20 +750,12 @@ def _summary_store(
             scores["judged_verdict"] = verdict.verdict
     with transaction.atomic():
         current = (
-            ClusterSummary.objects.select_for_update()
-            .filter(
-                composition_hash=cluster.composition_hash,
-                cluster_type=ctx.cluster_type,
-                is_current=True,
-            )
+            current_summaries(cluster_type=ctx.cluster_type, hashes=[cluster.composition_hash])
+            .select_for_update()
             .first()
         )
-        if current is not None and (current.human_locked or not job.force):
-            why = (
-                "kept: a curator set this summary's status"
-                if current.human_locked
-                else "cache filled meanwhile by another job"
-            )
+        why = stored_meanwhile_wins(current, force=job.force)
+        if why is not None:
             _finish(task, TaskState.SKIPPED, error=why, summary=current)
             return None
         if current is not None:

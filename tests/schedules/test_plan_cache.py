@@ -15,7 +15,8 @@ from django.test.utils import CaptureQueriesContext
 from clustering.models import Cluster
 from clustering.services import clustering_run_create, clustering_run_execute
 from llm.models import ClusterSummary, GenerationJob, SummaryTask, TaskState
-from llm.services.generation import CACHE_HIT_MESSAGE, LOCKED_MESSAGE, job_plan, job_start
+from llm.services.cache import CACHE_HIT_MESSAGE, LOCKED_MESSAGE
+from llm.services.generation import job_plan, job_start
 from tests.schedules import PARAMS, complete_eagerly, import_planted
 
 pytestmark = pytest.mark.django_db
