@@ -504,17 +504,20 @@ def drill(tmp_path: Path, transactional_db: None) -> Iterator[Drill]:
 # --- data and checks ------------------------------------------------------------------------------
 
 
-def import_drill_dataset(tmp: Path, *, groups: int = GROUPS) -> str:
-    """Import ``groups`` planted groups of twelve entities (kind functional); returns the slug."""
+def import_drill_dataset(tmp: Path, *, groups: int = GROUPS, kind: str = "functional") -> str:
+    """Import ``groups`` planted groups of twelve entities of ``kind`` (functional, or phenotype
+    with the terms in the HPO category); returns the slug."""
     path = tmp / "drill.csv"
     rows = planted_rows(groups=groups, size=12)
+    if kind == "phenotype":
+        rows = [(e, s, t, n, "HPO") for e, s, t, n, _ in rows]
     path.write_text(
         "entity_id,symbol,term_id,term_name,category\n"
         + "\n".join(",".join(row) for row in rows)
         + "\n",
         encoding="utf-8",
     )
-    dataset_import(path=path, slug=DATASET_SLUG, kind="functional")
+    dataset_import(path=path, slug=DATASET_SLUG, kind=kind)
     return DATASET_SLUG
 
 
