@@ -136,7 +136,7 @@ def test_the_provider_of_a_schedule_is_the_runs_intent(
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--param", "k=1"], "--param k: must be an integer >= 2"),
+        (["--param", "k=1"], "--param k: must be an integer from 2 to 200"),
         (["--param", "k=ten"], "--param k:"),
         (["--param", "nope=3"], "--param nope: unknown parameter"),
         (["--param", "k"], "--param must look like NAME=VALUE"),
@@ -219,7 +219,7 @@ def test_admin_shows_and_checks_the_params(planted_csv: Path, admin_client: Any)
     bad = {"dataset": planted, "cluster_type": "functional", "params": {"k": 0}}
     form = RerunAwarePeriodicTaskForm(data=_form_data(task, kwargs=json.dumps(bad)), instance=task)
     assert not form.is_valid()
-    assert "--param k: must be an integer >= 2" in form.errors["kwargs"][0]
+    assert "--param k: must be an integer from 2 to 200" in form.errors["kwargs"][0]
     assert json.loads(_schedule().kwargs)["params"]["seed"] == 8
 
     good = {"dataset": planted, "cluster_type": "functional", "params": {"seed": 4}}
