@@ -101,15 +101,19 @@ def summarise_clusters(task_ids: list[int]) -> int:
     message, result and chord counter update for the lot); returns how many were run here.
 
     Each cluster is claimed on its own, so a redelivered chunk skips the finished ones. Past
-    half the task's soft time limit the rest goes out as a new message (the chord's finalize
-    retries until every task row is finished).
+    half the task's soft time limit the rest goes out as a new message, and a cluster requeued
+    after a transient failure goes out alone with its delay (the chord's finalize retries until
+    every task row is finished).
     """
     budget = time.monotonic() + settings.CELERY_TASK_SOFT_TIME_LIMIT / 2
     for done, task_id in enumerate(task_ids):
         if done and time.monotonic() > budget:
             summarise_clusters.delay(task_ids[done:])
             return done
-        summary_task_execute(task_id=task_id)
+        try:
+            summary_task_execute(task_id=task_id)
+        except TaskRequeued as requeued:  # this cluster alone goes back to the queue
+            summarise_cluster.apply_async((task_id,), countdown=requeued.countdown)
     return len(task_ids)
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from llm import tasks
 from llm.models import SummaryTask, TaskState
+from llm.services.requeue import TaskRequeued
 from tests.llm.test_call_log import _planned
 
 
@@ -60,3 +61,31 @@ def test_a_chunk_past_its_budget_sends_the_rest_as_a_new_message(
     assert set(SummaryTask.objects.filter(pk__in=ids[1:]).values_list("state", flat=True)) == {
         TaskState.PENDING
     }
+
+
+@pytest.mark.django_db
+def test_a_requeued_cluster_leaves_its_chunk_alone_with_its_delay(
+    planted_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transient failure after the last try (``TaskRequeued``, see
+    tests/llm/test_rate_limit_storm.py for the real path) sends that cluster alone back to the
+    queue with its countdown; the chunk goes on with the others instead of failing."""
+    _, ids = _planned(planted_csv)
+    real = tasks.summary_task_execute
+
+    def flaky(*, task_id: int) -> str | None:
+        if task_id == ids[1]:
+            raise TaskRequeued(7.5, "generation: HTTP 503 after the last try")
+        return real(task_id=task_id)
+
+    sent: list[tuple[tuple[int, ...], float]] = []
+    monkeypatch.setattr(tasks, "summary_task_execute", flaky)
+    monkeypatch.setattr(
+        tasks.summarise_cluster,
+        "apply_async",
+        lambda args, countdown: sent.append((tuple(args), countdown)),
+    )
+    assert tasks.summarise_clusters.apply(args=(ids,)).get() == 3
+    assert sent == [((ids[1],), 7.5)]
+    states = {t.pk: t.state for t in SummaryTask.objects.filter(pk__in=ids)}
+    assert states[ids[0]] == states[ids[2]] == TaskState.SUCCEEDED
