@@ -239,9 +239,21 @@ def test_bad_limiter_settings_are_rejected(kwargs, match) -> None:
     [
         ("LLM_RATE_LIMIT", "often", "LLM_RATE_LIMIT: expected a rate"),
         ("LLM_RATE_LIMIT", "0/minute", "LLM_RATE_LIMIT: expected a rate"),
-        ("LLM_RATE_LIMIT_BURST", "0", "LLM_RATE_LIMIT_BURST: must be >= 1"),
-        ("LLM_RATE_LIMIT_BUDGET", "soon", "LLM_RATE_LIMIT_BUDGET: expected a number"),
-        ("LLM_RATE_LIMIT_RECOVERY", "0", "LLM_RATE_LIMIT_RECOVERY: must be >= 1"),
+        (
+            "LLM_RATE_LIMIT_BURST",
+            "0",
+            "LLM_RATE_LIMIT_BURST: expected an integer between 1 and 1000",
+        ),
+        (
+            "LLM_RATE_LIMIT_BUDGET",
+            "soon",
+            "LLM_RATE_LIMIT_BUDGET: expected a finite number between 1.0 and 86400",
+        ),
+        (
+            "LLM_RATE_LIMIT_RECOVERY",
+            "0",
+            "LLM_RATE_LIMIT_RECOVERY: expected a finite number between 1.0 and 86400",
+        ),
     ],
 )
 def test_bad_rate_settings_stop_start_up(variable: str, value: str, message: str) -> None:
