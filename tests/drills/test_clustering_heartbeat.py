@@ -36,10 +36,13 @@ pytestmark = [pytest.mark.drill, pytest.mark.django_db(transaction=True), pytest
 STALL = 2  # seconds
 SLOW_PARAMS = {**PARAMS, "stability_repeats": 100, "null_repeats": 200}
 SLOW_GROUPS = 40
+#: planted groups of the alive-run drill: enough work that the clustering outlasts twice the
+#: stall threshold on an idle machine too (40 groups took 3.7 s idle, 12 s under load)
+LONG_GROUPS = 100
 
 
 def test_a_long_clustering_that_is_alive_is_never_redriven(drill: Drill) -> None:
-    slug = import_drill_dataset(drill.tmp, groups=SLOW_GROUPS)
+    slug = import_drill_dataset(drill.tmp, groups=LONG_GROUPS)
     env = drill.env(
         LLM_PROVIDER="extractive", RECONCILE_STALL_SECONDS=STALL, RECONCILE_INTERVAL_SECONDS=1
     )
