@@ -30,11 +30,12 @@ from llm.pricing import call_cost
 from llm.providers.emulators.anthropic import AnthropicEmulator
 from llm.providers.emulators.gemini import GeminiEmulator
 from llm.providers.emulators.openai import OpenAIEmulator
+from llm.providers.registry import DEFAULT_MODELS
 from llm.services.batches import job_batch_advance, job_batch_begin
 from llm.services.generation import job_plan
 from llm.services.pipeline import pipeline_start
 from tests.conftest import planted_rows
-from tests.llm.batch_helpers import wait_final
+from tests.llm.batch_helpers import KEY_SETTINGS, point_app_at, wait_final
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -46,12 +47,6 @@ EMULATORS: dict[str, Any] = {
     "openai": OpenAIEmulator,
     "anthropic": AnthropicEmulator,
 }
-KEY_SETTING = {
-    "gemini": "GEMINI_API_KEY",
-    "openai": "OPENAI_API_KEY",
-    "anthropic": "ANTHROPIC_API_KEY",
-}
-MODELS = {"gemini": "gemini-2.5-flash", "openai": "gpt-4.1-mini", "anthropic": "claude-haiku-4-5"}
 
 
 @pytest.fixture(params=sorted(EMULATORS))
@@ -59,16 +54,8 @@ def provider(request: pytest.FixtureRequest, settings, monkeypatch) -> Iterator[
     name = request.param
     monkeypatch.delenv("GOOGLE_GENAI_USE_VERTEXAI", raising=False)
     with EMULATORS[name]() as emu:
-        settings.LLM_PROVIDER = name
-        settings.LLM_MODEL = MODELS[name]
-        settings.LLM_JUDGE_MODEL = ""
-        settings.LLM_BASE_URL = emu.url
-        settings.LLM_TIMEOUT = 10.0
-        settings.LLM_RATE_LIMIT = "1000/second"
-        settings.LLM_BACKOFF_BASE = 0.05
-        setattr(settings, KEY_SETTING[name], "test-key-not-secret")
-        settings.BATCH_API_ENABLED = True
-        settings.BATCH_THRESHOLD = 1
+        point_app_at(settings, name, emu)
+        settings.BATCH_THRESHOLD = 1  # every run goes through the batch API
         yield name, emu
 
 
@@ -227,11 +214,11 @@ def test_a_crash_after_submission_adopts_the_batch_instead_of_paying_twice(
     env.update(
         DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         LLM_PROVIDER=name,
-        LLM_MODEL=MODELS[name],
+        LLM_MODEL=DEFAULT_MODELS[name],
         LLM_BASE_URL=emu.url,
         LLM_TIMEOUT="120",
         BATCH_THRESHOLD="1",
-        **{KEY_SETTING[name]: "test-key-not-secret"},
+        **{KEY_SETTINGS[name]: "test-key-not-secret"},
     )
     code = (
         "import django; django.setup();"
