@@ -4,9 +4,10 @@ Celery worker subprocesses, synthetic clustering runs, figures.
 Every benchmark owns a PostgreSQL database (dropped, created and migrated at start) and a Redis
 db (flushed at start and between phases), so it never touches the test suite's database
 (``clustersum``/``test_clustersum``) or Redis db 15. Workers are ``celery -A config worker``
-subprocesses (threads pool) that die with the benchmark: they are stopped in ``finally`` blocks,
-SIGTERM and SIGHUP unwind like Ctrl-C, and on Linux each worker gets ``PR_SET_PDEATHSIG`` so it
-is terminated even if the benchmark itself is killed with SIGKILL.
+subprocesses (threads pool) started by the shared launcher of ``tests/support/workers.py``,
+which die with the benchmark: they are stopped in ``finally`` blocks, SIGTERM and SIGHUP unwind
+like Ctrl-C, and on Linux each worker gets ``PR_SET_PDEATHSIG`` so it is terminated even if the
+benchmark itself is killed with SIGKILL.
 
 Figures are printed one per line as ``name: value unit`` (``[target ...]`` appended where the
 issue sets one), so the output can be compared and grepped.
@@ -17,10 +18,8 @@ Scripts in ``bench/`` import this module after putting the project root first on
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -29,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+from tests.support.workers import CeleryProcesses
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "gemini-2.5-flash"
@@ -223,118 +224,18 @@ def peak_rss_bytes(pid: int) -> int:
 # --- workers --------------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when the benchmark process dies (Linux)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-class Workers:
-    """``count`` Celery worker subprocesses (threads pool, ``concurrency`` threads each) on the
-    queues ``default`` and ``llm``, with the no-op tasks of ``bench/noop_tasks.py`` loaded and
-    their logs in ``log_dir``."""
-
-    def __init__(
-        self,
-        *,
-        count: int,
-        concurrency: int,
-        env: dict[str, str],
-        log_dir: Path,
-        tag: str = "bench",
-    ) -> None:
-        self.names = [f"{tag}-w{i + 1}-{os.getpid()}" for i in range(count)]
-        self.logs = [log_dir / f"{name}.log" for name in self.names]
-        self.concurrency = concurrency
-        self.env = env
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self) -> None:
-        """Start every worker; returns at once (see :meth:`wait_ready`)."""
-        for name, log in zip(self.names, self.logs, strict=True):
-            with log.open("ab") as out:
-                self.procs.append(
-                    subprocess.Popen(
-                        [
-                            sys.executable,
-                            "-m",
-                            "celery",
-                            "-A",
-                            "config",
-                            "worker",
-                            "-I",
-                            "bench.noop_tasks",
-                            "-Q",
-                            "default,llm",
-                            "--pool",
-                            "threads",
-                            "-c",
-                            str(self.concurrency),
-                            "--without-heartbeat",
-                            "--without-gossip",
-                            "--without-mingle",
-                            "--loglevel",
-                            "WARNING",
-                            "-n",
-                            f"{name}@%h",
-                        ],
-                        cwd=ROOT,
-                        env=self.env,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-                    )
-                )
-
-    def wait_ready(self, app: Any, timeout: float = 60.0) -> None:
-        """Until every worker answers a ping.
-
-        Raises:
-            RuntimeError: a worker exited or did not answer within ``timeout`` seconds.
-        """
-        deadline = time.monotonic() + timeout
-        seen: set[str] = set()
-        while time.monotonic() < deadline:
-            if any(proc.poll() is not None for proc in self.procs):
-                raise RuntimeError("a worker exited during start-up\n" + self.tails())
-            for reply in app.control.ping(timeout=0.5) or []:
-                seen.update(n for n in self.names if any(k.startswith(f"{n}@") for k in reply))
-            if seen == set(self.names):
-                return
-        raise RuntimeError(f"workers not ready within {timeout:.0f} s\n" + self.tails())
+class BenchWorkers(CeleryProcesses):
+    """The benchmark's worker processes (the shared launcher, dying with the benchmark), with
+    their memory figure."""
 
     def peak_rss_mib(self) -> list[float]:
         """Per worker, the peak resident set size (VmHWM) in MiB of the worker process or, if
-        larger, of any of its child processes. Read it before :meth:`stop`."""
+        larger, of any of its child processes. Read it before the workers stop."""
         return [
             max((peak_rss_bytes(pid) for pid in process_tree(proc.pid)), default=0) / MIB
             for proc in self.procs
+            if proc.kind == "worker"
         ]
-
-    def stop(self) -> None:
-        """SIGTERM (warm shutdown), then SIGKILL whatever is alive after 15 s."""
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15.0
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        self.procs = []
-
-    def tails(self, lines: int = 40) -> str:
-        """The end of every worker log."""
-        parts = []
-        for log in self.logs:
-            text = log.read_text(errors="replace").splitlines() if log.exists() else []
-            parts.append(f"--- {log} ---\n" + "\n".join(text[-lines:]))
-        return "\n".join(parts)
 
 
 @contextmanager
@@ -346,16 +247,32 @@ def running_workers(
     env: dict[str, str],
     log_dir: Path,
     tag: str = "bench",
-) -> Iterator[Workers]:
-    """Started and ready workers; always stopped on exit (their log tails printed to stderr
-    when the block fails)."""
-    workers = Workers(count=count, concurrency=concurrency, env=env, log_dir=log_dir, tag=tag)
+) -> Iterator[BenchWorkers]:
+    """``count`` started Celery worker subprocesses (threads pool, ``concurrency`` threads
+    each) on the queues ``default`` and ``llm``, with the no-op tasks of ``bench/noop_tasks.py``
+    loaded, logging warnings only (logs ``{tag}-w{n}-{pid}.log`` in ``log_dir``), ready when
+    each answers ``app``'s ping; always stopped on exit (warm shutdown, then killed), their log
+    tails printed to stderr when the block fails.
+
+    Raises:
+        AssertionError: a worker exited or did not answer within the launcher's READY_TIMEOUT.
+    """
+    workers = BenchWorkers(log_dir, tag=tag, die_with_parent=True)
     try:
-        workers.start()
-        workers.wait_ready(app)
+        started = [
+            workers.worker(
+                env,
+                concurrency=concurrency,
+                loglevel="WARNING",
+                include="bench.noop_tasks",
+                wait=False,
+            )
+            for _ in range(count)
+        ]
+        workers.wait_ready(*started, app=app)
         yield workers
     except BaseException:
-        print(workers.tails(), file=sys.stderr)
+        print(workers.tails(lines=40), file=sys.stderr)
         raise
     finally:
         workers.stop()

@@ -5,9 +5,9 @@ machine's shared services or another test:
 
 - :class:`RedisServer`: a private ``redis-server`` on a free loopback port, without persistence
   (``--save "" --appendonly no``), so a restart loses every queued message, as a broker crash does.
-- :class:`Processes`: ``celery -A config worker -Q default,llm`` and ``celery -A config beat``
-  subprocesses (own session each, logs in the test's tmp dir) whose environment points at the
-  pytest test database (``DATABASE_URL`` built from ``connection.settings_dict``), the private
+- ``celery -A config worker -Q default,llm`` and ``celery -A config beat`` subprocesses, started
+  by the shared launcher (:class:`tests.support.workers.CeleryProcesses`: own session each, logs
+  in the test's tmp dir), whose environment points at the pytest test database, the private
   Redis and the emulator. Every process is SIGKILLed at the end of the test, whatever happened.
 - :class:`DrillGeminiEmulator`: the Gemini emulator in this process; its request log also says
   which cluster each realtime request was for and how long a status fault asked to wait.
@@ -20,23 +20,17 @@ fails with the tails of the subprocess logs.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import os
-import signal
 import socket
 import subprocess
-import sys
 import threading
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar
-from urllib.parse import quote
+from typing import IO, Any
 
 import pytest
 import redis
-from django.db import connection
 from kombu import pools as kombu_pools
 
 from clustering.models import Cluster, ClusteringRun
@@ -47,6 +41,7 @@ from llm.providers.emulators.common import PromptData
 from llm.providers.emulators.gemini import GeminiEmulator, prompt_text_of
 from tests.conftest import planted_rows
 from tests.support.waiting import wait_until
+from tests.support.workers import CeleryProcesses, subprocess_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 #: clustering parameters that recover the planted groups of ``planted_rows``
@@ -54,7 +49,6 @@ PARAMS = {"k": 5, "min_cluster_size": 5}
 #: planted groups (clusters) of the drill dataset
 GROUPS = 12
 DATASET_SLUG = "drill"
-READY_TIMEOUT = 60.0  # seconds for a worker to report ready
 FINAL_JOB = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 #: variables of the test process that must not leak into the drill's processes
 _DROPPED_ENV = (
@@ -66,11 +60,6 @@ _DROPPED_ENV = (
     "LLM_JUDGE_MODEL",
     "CACHE_URL",
 )
-
-T = TypeVar("T")
-
-
-# --- waiting ----------------------------------------------------------------------------------
 
 
 def free_port() -> int:
@@ -247,183 +236,6 @@ class DrillGeminiEmulator(GeminiEmulator):
         return counts
 
 
-# --- subprocesses -------------------------------------------------------------------------------
-
-
-def drill_database_url(*, application_name: str = "") -> str:
-    """postgres://USER[:PASSWORD]@HOST:PORT/NAME of the database this test uses (the pytest
-    test database, not the one DATABASE_URL names), optionally with an application_name."""
-    conf = connection.settings_dict
-    user = quote(conf["USER"] or "postgres", safe="")
-    password = f":{quote(conf['PASSWORD'], safe='')}" if conf.get("PASSWORD") else ""
-    host = conf["HOST"] or "127.0.0.1"
-    port = conf["PORT"] or "5432"
-    query = f"?application_name={quote(application_name)}" if application_name else ""
-    return f"postgres://{user}{password}@{host}:{port}/{conf['NAME']}{query}"
-
-
-@dataclass
-class Proc:
-    """One subprocess of a drill: a worker or beat."""
-
-    name: str
-    kind: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-    out: IO[bytes]
-
-    @property
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-
-def _ready_or_exited(proc: Proc) -> bool:
-    if not proc.alive:
-        return True
-    text = proc.text()
-    if proc.kind == "worker":
-        return f"{proc.name}@" in text and " ready." in text
-    return "beat: Starting" in text
-
-
-@dataclass
-class Processes:
-    """Workers and beat of one drill. Each runs in its own session (process group) and is
-    killed by its own id; :meth:`stop_all` ends whatever is still running."""
-
-    workdir: Path
-    procs: list[Proc] = field(default_factory=list)
-
-    def _spawn(self, name: str, kind: str, argv: list[str], env: Mapping[str, str]) -> Proc:
-        log = self.workdir / f"{name}.log"
-        out = log.open("wb")
-        popen = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env=dict(env),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        proc = Proc(name=name, kind=kind, popen=popen, log=log, out=out)
-        self.procs.append(proc)
-        return proc
-
-    def worker(
-        self,
-        env: Mapping[str, str],
-        *,
-        concurrency: int = 4,
-        queues: str = "default,llm",
-        wait: bool = True,
-        pool: str = "threads",
-    ) -> Proc:
-        """Start ``celery worker -Q default,llm`` (or other ``queues``; thread pool by default:
-        one process, so SIGKILL takes every task it runs with it; ``pool="prefork"`` for the
-        production default) and, with ``wait``, wait until it reports ready."""
-        name = f"drill-w{sum(p.kind == 'worker' for p in self.procs) + 1}-{os.getpid()}"
-        argv = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-Q",
-            queues,
-            "--pool",
-            pool,
-            "--concurrency",
-            str(concurrency),
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "INFO",
-            "-n",
-            f"{name}@%h",
-        ]
-        proc = self._spawn(name, "worker", argv, env)
-        if wait:
-            self.wait_ready(proc)
-        return proc
-
-    def beat(self, env: Mapping[str, str], *, wait: bool = True) -> Proc:
-        """Start ``celery beat`` (the database scheduler of the settings) and, with ``wait``,
-        wait until it runs its scheduler."""
-        name = f"drill-beat{sum(p.kind == 'beat' for p in self.procs) + 1}-{os.getpid()}"
-        argv = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "beat",
-            "--loglevel",
-            "INFO",
-            "--max-interval",
-            "1",
-            "-s",
-            str(self.workdir / f"{name}-schedule"),
-        ]
-        proc = self._spawn(name, "beat", argv, env)
-        if wait:
-            self.wait_ready(proc)
-        return proc
-
-    def wait_ready(self, *procs: Proc) -> None:
-        """Wait (READY_TIMEOUT s at most each) until workers report ready and beats run their
-        scheduler; fails when one exits instead."""
-        for proc in procs:
-            wait_until(
-                functools.partial(_ready_or_exited, proc),
-                READY_TIMEOUT,
-                f"{proc.kind} {proc.name} ready",
-                context=self.tails,
-            )
-            assert proc.alive, f"{proc.kind} {proc.name} exited at start-up\n{self.tails()}"
-
-    def kill(self, proc: Proc, sig: int = signal.SIGKILL) -> None:
-        """Send ``sig`` to the process (group) and reap it when it is SIGKILL."""
-        if proc.alive:
-            os.killpg(proc.popen.pid, sig)
-        if sig == signal.SIGKILL:
-            proc.popen.wait(timeout=10)
-
-    def pause(self, proc: Proc) -> None:
-        """SIGSTOP the process: it keeps its state and sockets but runs no code."""
-        os.killpg(proc.popen.pid, signal.SIGSTOP)
-
-    def resume(self, proc: Proc) -> None:
-        """SIGCONT a paused process."""
-        os.killpg(proc.popen.pid, signal.SIGCONT)
-
-    def kill_all(self) -> None:
-        """SIGKILL every running process of the drill."""
-        for proc in self.procs:
-            with contextlib.suppress(ProcessLookupError):
-                self.kill(proc)
-
-    def stop_all(self) -> None:
-        """SIGKILL whatever still runs (a drill keeps nothing worth a warm shutdown) and close
-        the logs."""
-        for proc in self.procs:
-            with contextlib.suppress(ProcessLookupError):
-                self.kill(proc)
-            proc.out.close()
-
-    def tails(self, lines: int = 25) -> str:
-        parts = []
-        for proc in self.procs:
-            text = proc.text().splitlines()[-lines:]
-            state = "running" if proc.alive else f"exited {proc.popen.returncode}"
-            parts.append(f"--- {proc.name} ({state}) ---\n" + "\n".join(text))
-        return "\n".join(parts)
-
-
 # --- the drill fixture --------------------------------------------------------------------------
 
 
@@ -435,7 +247,7 @@ class Drill:
     tmp: Path
     redis: RedisServer
     emulator: DrillGeminiEmulator
-    procs: Processes
+    procs: CeleryProcesses
 
     def env(self, **overrides: Any) -> dict[str, str]:
         """Environment of a worker or beat: the test database, the private Redis, Gemini at
@@ -446,7 +258,7 @@ class Drill:
         env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
         env.update(
             DJANGO_SETTINGS_MODULE="config.settings",
-            DATABASE_URL=drill_database_url(),
+            DATABASE_URL=subprocess_database_url(),
             REDIS_URL=self.redis.url,
             LLM_PROVIDER="gemini",
             GEMINI_API_KEY="drill-key-not-secret",
@@ -485,7 +297,7 @@ def drill(tmp_path: Path, transactional_db: None) -> Iterator[Drill]:
     sets one), this process's Celery app on that Redis, and a process manager; everything is
     stopped and restored at the end, in reverse order."""
     redis_server = RedisServer(tmp_path)
-    procs = Processes(tmp_path)
+    procs = CeleryProcesses(tmp_path, tag="drill")
     emulator = DrillGeminiEmulator()
     retarget: AppOnPrivateRedis | None = None
     try:
@@ -494,7 +306,7 @@ def drill(tmp_path: Path, transactional_db: None) -> Iterator[Drill]:
         retarget = AppOnPrivateRedis(redis_server.url)
         yield Drill(tmp=tmp_path, redis=redis_server, emulator=emulator, procs=procs)
     finally:
-        procs.stop_all()
+        procs.stop(graceful=False)
         emulator.stop()
         if retarget is not None:
             retarget.restore()

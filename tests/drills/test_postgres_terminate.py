@@ -33,12 +33,12 @@ from tests.drills.conftest import (
     Drill,
     assert_one_current_summary_per_cluster,
     cluster_key,
-    drill_database_url,
     final_job,
     import_drill_dataset,
     job_of,
 )
 from tests.support.waiting import wait_until
+from tests.support.workers import subprocess_database_url
 
 pytestmark = [pytest.mark.drill, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
@@ -66,7 +66,7 @@ def test_terminated_database_connections_do_not_lose_or_fail_clusters(drill: Dri
     slug = import_drill_dataset(drill.tmp)
     drill.emulator.configure(latency=LATENCY)
     env = drill.env(
-        DATABASE_URL=drill_database_url(application_name=APPLICATION),
+        DATABASE_URL=subprocess_database_url(application_name=APPLICATION),
         CELERY_TASK_TIME_LIMIT=LEASE,
     )
     worker = drill.procs.worker(env, concurrency=4)

@@ -31,7 +31,6 @@ from tests.drills.conftest import (
     GROUPS,
     PARAMS,
     Drill,
-    Proc,
     assert_one_current_summary_per_cluster,
     cluster_key,
     final_job,
@@ -39,6 +38,7 @@ from tests.drills.conftest import (
     job_of,
 )
 from tests.support.waiting import wait_until
+from tests.support.workers import CeleryProcess
 
 pytestmark = [pytest.mark.drill, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
@@ -63,7 +63,7 @@ class RateLimiterOutageBug(AssertionError):
     """
 
 
-def _start(drill: Drill) -> tuple[Proc, Proc, int]:
+def _start(drill: Drill) -> tuple[CeleryProcess, CeleryProcess, int]:
     slug = import_drill_dataset(drill.tmp)
     drill.emulator.configure(latency=LATENCY)
     env = drill.env(CELERY_TASK_TIME_LIMIT="10", RECONCILE_STALL_SECONDS="2")
@@ -105,7 +105,13 @@ def _waiting_tasks(run_id: int) -> set[int]:
 
 
 def _check_completed_by_the_reconciler(
-    drill: Drill, worker: Proc, beat: Proc, run_id: int, waiting: set[int], *, judged: bool
+    drill: Drill,
+    worker: CeleryProcess,
+    beat: CeleryProcess,
+    run_id: int,
+    waiting: set[int],
+    *,
+    judged: bool,
 ) -> list[SummaryTask]:
     """The run is final; the clusters that were waiting at the restart succeeded with a judged
     summary, those whose message was lost (all but at most CONCURRENCY already in the worker's

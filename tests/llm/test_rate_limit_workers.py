@@ -21,18 +21,13 @@ pytest-django test database; which worker ran what comes from the workers themse
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from clustering.services import dataset_import
 from config.celery import app
@@ -48,10 +43,10 @@ from llm.models import (
 from llm.providers.emulators.gemini import GeminiEmulator
 from llm.services.pipeline import pipeline_start
 from tests.conftest import planted_rows
+from tests.support.workers import CeleryProcesses, subprocess_database_url
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
 RATE_LIMIT = "6 per 2 seconds"
 SERVER_RPM = 6
 WINDOW_SECONDS = 2.0
@@ -60,18 +55,6 @@ MAX_429 = 3
 GROUPS = 12
 PARAMS = {"k": 5, "min_cluster_size": 5}
 JOB_TIMEOUT = 180.0  # seconds
-READY_TIMEOUT = 60.0  # seconds for both workers to answer a ping
-
-
-def _test_database_url() -> str:
-    """postgres://USER[:PASSWORD]@HOST:PORT/NAME of the database this test is using (the
-    pytest-django test database, not the one DATABASE_URL names)."""
-    conf = connection.settings_dict
-    user = quote(conf["USER"] or "postgres", safe="")
-    password = f":{quote(conf['PASSWORD'], safe='')}" if conf.get("PASSWORD") else ""
-    host = conf["HOST"] or "127.0.0.1"
-    port = conf["PORT"] or "5432"
-    return f"postgres://{user}{password}@{host}:{port}/{conf['NAME']}"
 
 
 def _worker_env(*, emulator_url: str, database_url: str, redis_url: str) -> dict[str, str]:
@@ -96,101 +79,30 @@ def _worker_env(*, emulator_url: str, database_url: str, redis_url: str) -> dict
     return env
 
 
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    """SIGTERM every worker (warm shutdown), then kill whichever is still alive after 15 s."""
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 15.0
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-Workers = tuple[list[str], list[Path], Callable[[dict[str, str]], None]]
-
-
 @pytest.fixture
-def workers(tmp_path: Path) -> Iterator[Workers]:
-    """Yields (worker names, log paths, start(env) function); stops the workers afterwards."""
-    names = [f"ratelimit-w{i}-{os.getpid()}" for i in (1, 2)]
-    logs = [tmp_path / f"{name}.log" for name in names]
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(env: dict[str, str]) -> None:
-        for name, log in zip(names, logs, strict=True):
-            with log.open("wb") as out:
-                procs.append(
-                    subprocess.Popen(
-                        [
-                            sys.executable,
-                            "-m",
-                            "celery",
-                            "-A",
-                            "config",
-                            "worker",
-                            "-Q",
-                            "default,llm",
-                            "--pool",
-                            "solo",
-                            "-c",
-                            "1",
-                            "--without-heartbeat",
-                            "--without-gossip",
-                            "--without-mingle",
-                            "--loglevel",
-                            "INFO",
-                            "-n",
-                            f"{name}@%h",
-                        ],
-                        cwd=ROOT,
-                        env=env,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                    )
-                )
-
+def workers(tmp_path: Path) -> Iterator[CeleryProcesses]:
+    """The launcher of this test's worker processes; stops them afterwards."""
+    procs = CeleryProcesses(tmp_path, tag="ratelimit")
     try:
-        yield names, logs, start
+        yield procs
     finally:
-        _stop(procs)
-
-
-def _tails(logs: list[Path], lines: int = 30) -> str:
-    parts = []
-    for log in logs:
-        text = log.read_text(errors="replace").splitlines() if log.exists() else []
-        parts.append(f"--- {log.name} ---\n" + "\n".join(text[-lines:]))
-    return "\n".join(parts)
+        procs.stop()
 
 
 def _full_name(replies: dict[str, Any], name: str) -> str | None:
     return next((key for key in replies if key.startswith(f"{name}@")), None)
 
 
-def _wait_ready(names: list[str], logs: list[Path]) -> None:
-    """Until every worker answers a broadcast ping (bounded by READY_TIMEOUT seconds)."""
-    deadline = time.monotonic() + READY_TIMEOUT
-    seen: set[str] = set()
-    while time.monotonic() < deadline:
-        for reply in app.control.ping(timeout=0.5) or []:
-            seen.update(n for n in names if _full_name(reply, n))
-        if seen == set(names):
-            return
-    raise AssertionError(f"workers not ready in {READY_TIMEOUT} s: {seen}\n{_tails(logs)}")
-
-
-def _wait_job(run_id: int, logs: list[Path]) -> GenerationJob:
+def _wait_job(run_id: int, workers: CeleryProcesses) -> GenerationJob:
     deadline = time.monotonic() + JOB_TIMEOUT
     while time.monotonic() < deadline:
         job = GenerationJob.objects.filter(run_id=run_id).first()
         if job is not None and job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
             return job
         time.sleep(0.2)
-    raise AssertionError(f"job of run {run_id} did not finish in {JOB_TIMEOUT} s\n{_tails(logs)}")
+    raise AssertionError(
+        f"job of run {run_id} did not finish in {JOB_TIMEOUT} s\n{workers.tails()}"
+    )
 
 
 def _summarise_counts(names: list[str]) -> dict[str, int]:
@@ -204,8 +116,9 @@ def _summarise_counts(names: list[str]) -> dict[str, int]:
     return counts
 
 
-def test_two_worker_processes_share_the_rate_limit(tmp_path: Path, workers: Workers) -> None:
-    names, logs, start = workers
+def test_two_worker_processes_share_the_rate_limit(
+    tmp_path: Path, workers: CeleryProcesses
+) -> None:
     redis_url = settings.REDIS_URL
     assert redis_url, "REDIS_URL must be set: this test needs the real Redis broker"
     rows = planted_rows(groups=GROUPS, size=12)
@@ -225,21 +138,22 @@ def test_two_worker_processes_share_the_rate_limit(tmp_path: Path, workers: Work
         rate_mode="bucket",
         burst=SERVER_BURST,
     ) as emulator:
-        start(
-            _worker_env(
-                emulator_url=emulator.url,
-                database_url=_test_database_url(),
-                redis_url=redis_url,
-            )
+        env = _worker_env(
+            emulator_url=emulator.url,
+            database_url=subprocess_database_url(),
+            redis_url=redis_url,
         )
-        _wait_ready(names, logs)
+        # one process each, solo pool: two separate limiters that share only Redis
+        started = [workers.worker(env, pool="solo", concurrency=1, wait=False) for _ in range(2)]
+        workers.wait_ready(*started, app=app)
+        names = [proc.name for proc in started]
         run = pipeline_start(dataset_slug="twelve-groups", params=PARAMS, provider="gemini")
-        job = _wait_job(run.pk, logs)
+        job = _wait_job(run.pk, workers)
         per_worker = _summarise_counts(names)
         log = emulator.request_log()
 
     tasks = list(SummaryTask.objects.filter(job=job))
-    assert job.status == JobStatus.SUCCEEDED, f"{job.message}\n{_tails(logs)}"
+    assert job.status == JobStatus.SUCCEEDED, f"{job.message}\n{workers.tails()}"
     assert len(tasks) >= GROUPS - 1, f"expected about {GROUPS} clusters, got {len(tasks)}"
 
     # every cluster ended with a usable summary: validated, or pending human review
@@ -271,5 +185,5 @@ def test_two_worker_processes_share_the_rate_limit(tmp_path: Path, workers: Work
     assert span >= (len(log) - SERVER_BURST) / refill - 0.5, span
 
     # both processes did real work: each summarised clusters, together all of them
-    assert all(n >= 1 for n in per_worker.values()), f"{per_worker}\n{_tails(logs)}"
+    assert all(n >= 1 for n in per_worker.values()), f"{per_worker}\n{workers.tails()}"
     assert sum(per_worker.values()) >= len(tasks), per_worker

@@ -1,1 +1,2 @@
-"""Test support shared by the suite, the drills and the benchmarks: waiting on conditions."""
+"""Test support shared by the suite, the drills and the benchmarks: waiting on conditions
+(``waiting``) and launching Celery worker and beat subprocesses (``workers``)."""
