@@ -1,15 +1,23 @@
-"""Helpers of the batch-mode tests that drive jobs through the OpenAI emulator: a planted,
+"""Helpers of the tests that point the app at a provider emulator (:func:`point_app_at`,
+:func:`app_on_emulator`, the key and emulator tables) and of the batch-mode tests: a planted,
 clustered dataset and a loop that plays beat until a job is final."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from clustering.models import ClusteringRun
 from clustering.services import clustering_run_create, clustering_run_execute, dataset_import
 from llm.models import GenerationJob, JobStatus
+from llm.providers.emulators.anthropic import AnthropicEmulator
 from llm.providers.emulators.common import EmulatorServer
+from llm.providers.emulators.gemini import GeminiEmulator
+from llm.providers.emulators.openai import OpenAIEmulator
 from llm.providers.registry import DEFAULT_MODELS
 from llm.services.batches import job_batch_advance
 from tests.conftest import planted_rows
@@ -57,19 +65,58 @@ KEY_SETTINGS = {
 }
 
 
-def point_app_at(settings: Any, provider: str, emulator: EmulatorServer) -> None:
-    """Point the app (``settings``: pytest-django's fixture) at ``emulator`` as ``provider``,
-    with the batch API on and a threshold no run reaches (only operators ask for batch)."""
+#: the emulator of each batch provider (the providers with a vendor SDK)
+EMULATORS: dict[str, type[EmulatorServer]] = {
+    "gemini": GeminiEmulator,
+    "openai": OpenAIEmulator,
+    "anthropic": AnthropicEmulator,
+}
+
+
+def point_app_at(
+    settings: Any,
+    provider: str,
+    emulator: EmulatorServer,
+    *,
+    timeout: float = 10.0,
+    batch: bool = True,
+    **overrides: Any,
+) -> None:
+    """Point the app (``settings``: pytest-django's fixture) at ``emulator`` as ``provider``
+    through its real SDK: the provider's default model, no separate judge model, ``timeout``
+    seconds per call, a rate limit that never binds, 0.05 s retry backoff, a dummy key.
+
+    Args:
+        batch: True: the batch API on, with a threshold no run reaches (only operators ask for
+            batch); False: the batch settings stay as configured.
+        overrides: further settings by name (``LLM_CALL_TRIES=3``), set last.
+    """
     settings.LLM_PROVIDER = provider
     settings.LLM_MODEL = DEFAULT_MODELS[provider]
     settings.LLM_JUDGE_MODEL = ""
     settings.LLM_BASE_URL = emulator.url
-    settings.LLM_TIMEOUT = 10.0
+    settings.LLM_TIMEOUT = timeout
     settings.LLM_RATE_LIMIT = "1000/second"
     settings.LLM_BACKOFF_BASE = 0.05
     setattr(settings, KEY_SETTINGS[provider], "test-key-not-secret")
-    settings.BATCH_API_ENABLED = True
-    settings.BATCH_THRESHOLD = 1000
+    if batch:
+        settings.BATCH_API_ENABLED = True
+        settings.BATCH_THRESHOLD = 1000
+    for name, value in overrides.items():
+        setattr(settings, name, value)
+
+
+@contextmanager
+def app_on_emulator(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, provider: str, **options: Any
+) -> Iterator[EmulatorServer]:
+    """A fresh emulator of ``provider`` (see ``EMULATORS``) with the app pointed at it
+    (:func:`point_app_at` with ``options``), the Gemini SDK on the Developer API whatever the
+    environment says; the emulator stops on exit."""
+    monkeypatch.delenv("GOOGLE_GENAI_USE_VERTEXAI", raising=False)
+    with EMULATORS[provider]() as emulator:
+        point_app_at(settings, provider, emulator, **options)
+        yield emulator
 
 
 def recreate_llm_database() -> None:

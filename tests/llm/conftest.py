@@ -57,16 +57,7 @@ def emu(settings) -> Iterator[OpenAIEmulator]:
     batch driver); BATCH_THRESHOLD high, so only an explicit operator request uses the batch
     API."""
     with OpenAIEmulator() as emulator:
-        settings.LLM_PROVIDER = "openai"
-        settings.LLM_MODEL = "gpt-4.1-mini"
-        settings.LLM_JUDGE_MODEL = ""
-        settings.LLM_BASE_URL = emulator.url
-        settings.LLM_TIMEOUT = 10.0
-        settings.LLM_RATE_LIMIT = "1000/second"
-        settings.LLM_BACKOFF_BASE = 0.05
-        settings.OPENAI_API_KEY = "test-key-not-secret"
-        settings.BATCH_API_ENABLED = True
-        settings.BATCH_THRESHOLD = 1000
+        point_app_at(settings, "openai", emulator)
         yield emulator
 
 

@@ -21,52 +21,27 @@ from llm.models import (
     ValidationStatus,
 )
 from llm.prompts.templates import LARGE_CLUSTER_SIZE
-from llm.providers.emulators.anthropic import AnthropicEmulator
 from llm.providers.emulators.common import EmulatorServer
-from llm.providers.emulators.gemini import GeminiEmulator
-from llm.providers.emulators.openai import OpenAIEmulator
 from llm.services.generation import job_plan, summary_task_execute
 from tests.conftest import planted_rows
+from tests.llm.batch_helpers import EMULATORS, app_on_emulator
 
 pytestmark = pytest.mark.django_db
 
-VENDORS: dict[str, tuple[type[EmulatorServer], str, str]] = {
-    "gemini": (GeminiEmulator, "gemini-2.5-flash", "GEMINI_API_KEY"),
-    "openai": (OpenAIEmulator, "gpt-4.1-mini", "OPENAI_API_KEY"),
-    "anthropic": (AnthropicEmulator, "claude-haiku-4-5", "ANTHROPIC_API_KEY"),
-}
 LONER = "LONE1"  # a dataset symbol that belongs to no cluster
 
 
-@pytest.fixture(params=sorted(VENDORS))
+@pytest.fixture(params=sorted(EMULATORS))
 def vendor(request: pytest.FixtureRequest, settings, monkeypatch) -> Iterator[EmulatorServer]:
     """The app pointed at one vendor's emulator through its real SDK."""
-    monkeypatch.delenv("GOOGLE_GENAI_USE_VERTEXAI", raising=False)
-    emulator_class, model, key_setting = VENDORS[request.param]
-    with emulator_class() as emu:
-        settings.LLM_PROVIDER = request.param
-        settings.LLM_MODEL = model
-        settings.LLM_JUDGE_MODEL = ""
-        settings.LLM_BASE_URL = emu.url
-        settings.LLM_TIMEOUT = 10.0
-        settings.LLM_RATE_LIMIT = "1000/second"
-        settings.LLM_BACKOFF_BASE = 0.05
-        setattr(settings, key_setting, "test-key-not-secret")
-        yield emu
+    with app_on_emulator(settings, monkeypatch, request.param, batch=False) as emulator:
+        yield emulator
 
 
 @pytest.fixture
 def gemini(settings, monkeypatch) -> Iterator[EmulatorServer]:
-    monkeypatch.delenv("GOOGLE_GENAI_USE_VERTEXAI", raising=False)
-    with GeminiEmulator() as emu:
-        settings.LLM_PROVIDER = "gemini"
-        settings.LLM_MODEL = "gemini-2.5-flash"
-        settings.LLM_JUDGE_MODEL = ""
-        settings.LLM_BASE_URL = emu.url
-        settings.LLM_TIMEOUT = 10.0
-        settings.LLM_RATE_LIMIT = "1000/second"
-        settings.GEMINI_API_KEY = "test-key-not-secret"
-        yield emu
+    with app_on_emulator(settings, monkeypatch, "gemini", batch=False) as emulator:
+        yield emulator
 
 
 def _phenotype_run(tmp_path: Path, groups: int) -> ClusteringRun:

@@ -24,12 +24,13 @@ from llm.models import (
     TaskState,
     ValidationStatus,
 )
-from llm.providers.emulators.gemini import GeminiEmulator
+from llm.providers.emulators.common import EmulatorServer
 from llm.services.generation import job_plan
 from llm.services.pipeline import pipeline_start
 from llm.tasks import summarise_cluster
 from tests.api import client_for, make_user
 from tests.conftest import planted_rows
+from tests.llm.batch_helpers import app_on_emulator
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -39,23 +40,10 @@ PARAMS = {"k": 5, "min_cluster_size": 5}
 
 
 @pytest.fixture
-def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[GeminiEmulator]:
-    monkeypatch.delenv("GOOGLE_GENAI_USE_VERTEXAI", raising=False)
-    with GeminiEmulator() as emu:
-        yield emu
-
-
-@pytest.fixture
-def gemini(settings, emulator: GeminiEmulator) -> GeminiEmulator:
-    settings.LLM_PROVIDER = "gemini"
-    settings.LLM_MODEL = "gemini-2.5-flash"
-    settings.LLM_JUDGE_MODEL = ""
-    settings.GEMINI_API_KEY = "test-key-not-secret"
-    settings.LLM_BASE_URL = emulator.url
-    settings.LLM_TIMEOUT = 5.0
-    settings.LLM_RATE_LIMIT = "1000/second"
-    settings.LLM_BACKOFF_BASE = 0.05
-    return emulator
+def gemini(settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatorServer]:
+    """The app on a Gemini emulator, 5 s calls."""
+    with app_on_emulator(settings, monkeypatch, "gemini", timeout=5.0, batch=False) as emulator:
+        yield emulator
 
 
 @pytest.fixture

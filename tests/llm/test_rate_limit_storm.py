@@ -14,38 +14,32 @@ import pytest
 
 from clustering.services import dataset_import
 from llm.models import GenerationJob, JobStatus, LLMCall, SummaryTask, TaskState
-from llm.providers.emulators.gemini import GeminiEmulator
+from llm.providers.emulators.common import EmulatorServer
 from llm.providers.gemini import GeminiProvider
 from llm.ratelimit import rate_note_for
 from llm.services.calls import provider_call
 from llm.services.pipeline import pipeline_start
 from llm.services.requeue import REQUEUE_DEADLINE_MARGIN, requeue_countdown
 from tests.conftest import planted_rows
+from tests.llm.batch_helpers import app_on_emulator
 from tests.llm.provider_helpers import CANARY_KEY, GEMINI, SummaryOut
 
 PARAMS = {"k": 5, "min_cluster_size": 5}
 
 
 @pytest.fixture
-def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[GeminiEmulator]:
-    monkeypatch.delenv("GOOGLE_GENAI_USE_VERTEXAI", raising=False)
-    with GeminiEmulator() as emu:
-        yield emu
-
-
-@pytest.fixture
-def gemini(settings, emulator: GeminiEmulator) -> GeminiEmulator:
-    settings.LLM_PROVIDER = "gemini"
-    settings.LLM_MODEL = "gemini-2.5-flash"
-    settings.LLM_JUDGE_MODEL = ""
-    settings.GEMINI_API_KEY = "test-key-not-secret"
-    settings.LLM_BASE_URL = emulator.url
-    settings.LLM_TIMEOUT = 5.0
-    settings.LLM_RATE_LIMIT = "1000/second"
-    settings.LLM_BACKOFF_BASE = 0.05
-    settings.LLM_CALL_TRIES = 3
-    settings.LLM_RATE_LIMIT_BUDGET = 120.0
-    return emulator
+def gemini(settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatorServer]:
+    """The app on a Gemini emulator: 5 s calls, 3 tries, a 120 s rate-limit budget."""
+    with app_on_emulator(
+        settings,
+        monkeypatch,
+        "gemini",
+        timeout=5.0,
+        batch=False,
+        LLM_CALL_TRIES=3,
+        LLM_RATE_LIMIT_BUDGET=120.0,
+    ) as emulator:
+        yield emulator
 
 
 @pytest.fixture
