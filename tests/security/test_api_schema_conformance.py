@@ -13,20 +13,19 @@ is committed, no task is enqueued, no provider is called.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis.errors import Unsatisfiable
-from schemathesis import GenerationMode
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.config._auth import AuthConfig
 
 from llm.models import LLMCall
 from tests.api import World, build_world
+from tests.security.schema_cases import send_every_operation
 from tests.security.test_api_fuzz import _existing_ids, _headers_for, api, in_test_transaction
 
 __all__ = ["api", "in_test_transaction"]  # fixtures used below
@@ -48,51 +47,23 @@ def _first_line(exc: BaseException) -> str:
     return " | ".join(line.strip() for line in text[:6] if line.strip())
 
 
-def _send(
-    strategy: Any, *, headers: dict[str, str], label: str, seen: Counter[tuple[str, int]]
-) -> list[str]:
-    failures: list[str] = []
-    checks = _all_checks()
-
-    @settings(
-        max_examples=EXAMPLES_PER_OPERATION,
-        deadline=None,
-        database=None,
-        phases=[Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(case=strategy)
-    def send(case: Any) -> None:
-        response = case.call(headers=headers)
-        seen[case.operation.label, response.status_code] += 1
-        try:
-            case.validate_response(response, checks=checks, headers=headers)
-        except (Exception, BaseExceptionGroup) as exc:  # schemathesis' FailureGroup
-            failures.append(
-                f"{label} -> {response.status_code}: {_first_line(exc)}\n    "
-                + case.as_curl_command(headers=headers)
-            )
-
-    send()
-    return failures
+def _failure_text(label: str, status: int, error: BaseException, curl: str) -> str:
+    """The failure with the first lines of what the checks said, and the curl command that
+    replays it."""
+    return f"{label} -> {status}: {_first_line(error)}\n    {curl}"
 
 
 def _check_all(api: Any, world: World, headers: dict[str, str]) -> tuple[list[str], Counter]:
-    failures: list[str] = []
     seen: Counter[tuple[str, int]] = Counter()
-    for result in api.get_all_operations():
-        operation = result.ok()
-        fixed_ids = _existing_ids(world, operation.path)
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            for fixed in ({}, fixed_ids) if fixed_ids else ({},):
-                label = f"{operation.label} [{mode.value}{', existing ids' if fixed else ''}]"
-                strategy = operation.as_strategy(
-                    generation_mode=mode, path_parameters=fixed or None
-                )
-                try:
-                    failures += _send(strategy, headers=headers, label=label, seen=seen)
-                except Unsatisfiable:
-                    assert mode is GenerationMode.NEGATIVE, label
+    failures = send_every_operation(
+        [result.ok() for result in api.get_all_operations()],
+        path_parameters=functools.partial(_existing_ids, world),
+        headers=headers,
+        seen=seen,
+        checks=_all_checks(),
+        max_examples=EXAMPLES_PER_OPERATION,
+        describe=_failure_text,
+    )
     return failures, seen
 
 
