@@ -23,6 +23,7 @@ from llm.services.requeue import REQUEUE_DEADLINE_MARGIN, requeue_countdown
 from tests.conftest import planted_rows
 from tests.llm.batch_helpers import app_on_emulator
 from tests.llm.provider_helpers import CANARY_KEY, GEMINI, SummaryOut
+from tests.support.waiting import wait_until
 
 PARAMS = {"k": 5, "min_cluster_size": 5}
 
@@ -55,13 +56,13 @@ def two_clusters(tmp_path: Path) -> str:
 
 def _run(dataset: str, timeout: float = 180.0) -> GenerationJob:
     run = pipeline_start(dataset_slug=dataset, params=PARAMS)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def final() -> GenerationJob | None:
         job = GenerationJob.objects.filter(run=run).first()
-        if job is not None and job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job of run {run.pk} did not finish in {timeout} s")
+        done = job is not None and job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+        return job if done else None
+
+    return wait_until(final, timeout, f"the job of run {run.pk} finished")
 
 
 @pytest.mark.worker

@@ -21,7 +21,6 @@ pytest-django test database; which worker ran what comes from the workers themse
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from llm.models import (
 from llm.providers.emulators.gemini import GeminiEmulator
 from llm.services.pipeline import pipeline_start
 from tests.conftest import planted_rows
+from tests.support.waiting import wait_until
 from tests.support.workers import CeleryProcesses, subprocess_database_url
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -94,14 +94,13 @@ def _full_name(replies: dict[str, Any], name: str) -> str | None:
 
 
 def _wait_job(run_id: int, workers: CeleryProcesses) -> GenerationJob:
-    deadline = time.monotonic() + JOB_TIMEOUT
-    while time.monotonic() < deadline:
+    def final() -> GenerationJob | None:
         job = GenerationJob.objects.filter(run_id=run_id).first()
-        if job is not None and job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(
-        f"job of run {run_id} did not finish in {JOB_TIMEOUT} s\n{workers.tails()}"
+        done = job is not None and job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+        return job if done else None
+
+    return wait_until(
+        final, JOB_TIMEOUT, f"job of run {run_id} finished", interval=0.2, context=workers.tails
     )
 
 
