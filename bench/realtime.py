@@ -36,7 +36,7 @@ in the emulator's log, ``(n - 1) / (t[-1] - t[0]) * 60`` over them without the f
 Window server: ``L / mean(t[i + L] - t[i]) * 60`` over the accepted arrivals (exact for a
 saturated moving window, see ``bench/_harness.gap_rate``). Efficiency = achieved / the server's
 limit (a, b, c) or / the configured rate (d). The product paces at one call every
-(60 s + ``LLM_RATE_LIMIT_MARGIN`` 0.25 s) / L, so its ceiling is 60 / 60.25 = 0.996.
+(60 s + ``LLM_RATE_LIMIT_MARGIN`` 0.5 s) / L, so its ceiling is 60 / 60.5 = 0.992.
 Items lost = clusters whose task did not end ``succeeded``; beside it, the calls that ended in
 an error and the summaries stored without a verdict because their judge call was given up.
 429s = answers with status 429 in the log, and their share of all requests. The learned rate =
@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         "--margin",
         type=float,
         default=None,
-        help="LLM_RATE_LIMIT_MARGIN for the workers, seconds (default: the product's, 0.25)",
+        help="LLM_RATE_LIMIT_MARGIN for the workers, seconds (default: the product's, 0.5)",
     )
     parser.add_argument(
         "--listen-backlog",

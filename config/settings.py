@@ -277,7 +277,7 @@ LLM_TOKENS_PER_MINUTE = env_int(
     "LLM_TOKENS_PER_MINUTE", 0, minimum=0, maximum=10**9
 )  # 0: no token limit
 # seconds added to the rate's window so call-start jitter never shows as a burst at the provider
-LLM_RATE_LIMIT_MARGIN = env_float("LLM_RATE_LIMIT_MARGIN", 0.25, minimum=0.0, maximum=60.0)
+LLM_RATE_LIMIT_MARGIN = env_float("LLM_RATE_LIMIT_MARGIN", 0.5, minimum=0.0, maximum=60.0)
 # requests that may start back to back after an idle spell (then one per interval)
 LLM_RATE_LIMIT_BURST = env_int("LLM_RATE_LIMIT_BURST", 1, minimum=1, maximum=1000)
 # seconds for the shared rate to climb back by the whole configured rate after 429s lowered it

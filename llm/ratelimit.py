@@ -1,8 +1,8 @@
 """A request (and token) rate shared by every worker and process: paced, and learned from 429s.
 
 **Pacing (GCRA).** A limit of ``rate`` (e.g. "120/minute") is enforced as the generic cell rate
-algorithm: one request every ``interval = (period + margin) / amount`` seconds (0.502 s at
-120/minute with the default ``LLM_RATE_LIMIT_MARGIN`` of 0.25 s), with at most ``burst``
+algorithm: one request every ``interval = (period + margin) / amount`` seconds (0.504 s at
+120/minute with the default ``LLM_RATE_LIMIT_MARGIN`` of 0.5 s), with at most ``burst``
 (``LLM_RATE_LIMIT_BURST``, default 1) back to back after an idle spell. The state is one
 "theoretical arrival time" (TAT) per provider and model; a request may start when
 ``now >= TAT - (burst - 1) * interval - min(interval, LATENESS_SECONDS)`` and then moves the TAT
@@ -11,9 +11,12 @@ pushing every later slot back). Providers enforce
 their per-minute limits at sub-minute granularity (a token bucket refilled continuously), so a
 window that admits a minute's calls at once gets most of them refused; evenly spaced calls are
 never refused. The margin makes the pace slightly slower than the limit so the jitter between
-taking a slot and the provider receiving the call does not show as a burst. A token budget
-per minute (``LLM_TOKENS_PER_MINUTE``) is a second GCRA on the estimated tokens of each call,
-checked and taken in the same atomic step.
+taking a slot and the provider receiving the call does not show as a burst: the default 0.5 s
+covers the 50 ms lateness allowance plus the 0.1-0.2 s a worker's first request spends inside the
+SDK, so a server that enforces a moving window (``amount`` calls in any ``period``) does not see
+``amount + 1`` inside one period either; at a per-minute limit it costs 0.8% of the rate.
+A token budget per minute (``LLM_TOKENS_PER_MINUTE``) is a second GCRA on the estimated tokens
+of each call, checked and taken in the same atomic step.
 
 **Learning (AIMD).** :meth:`SharedRateLimiter.penalize` is called on every 429: the shared rate
 is multiplied by ``DECREASE`` (0.8; at most once per cooldown, so one burst of refusals counts

@@ -5,7 +5,7 @@ mode: ``SERVER_RPM`` per ``WINDOW_SECONDS`` s refilled continuously (3 requests 
 bucket of ``SERVER_BURST`` (2), answering 429 with RetryInfo beyond it, as real providers enforce
 a per-minute limit at sub-second granularity. The product is configured at the same rate
 (``LLM_RATE_LIMIT`` "6 per 2 seconds"), which its shared limiter paces at one call every
-(2 s + 0.25 s margin) / 6 = 0.375 s across both processes.
+(2 s + 0.5 s margin) / 6 = 0.417 s across both processes.
 
 What is asserted is what the provider saw (the emulator's own log), not how fast the test ran:
 every cluster summarised; the emulator answered 429 to at most ``MAX_429`` requests (jitter on a
