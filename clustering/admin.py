@@ -25,7 +25,7 @@ from llm.models import GenerationJob, JobStatus
 from llm.services.pipeline import ActiveRunConflict, pipeline_cancel, pipeline_rerun
 
 from .models import Cluster, ClusteringRun, Dataset, TermEnrichment
-from .views import dataset_licence_notice
+from .selectors import dataset_licence_notice
 
 #: (background, text, border) per badge class; the same class names style the report page.
 BADGE_COLOURS: dict[str, tuple[str, str, str]] = {

@@ -40,8 +40,7 @@ from clustering.admin import (
 )
 from clustering.domain.stability import stability_band
 from clustering.models import Cluster, Dataset, TermEnrichment
-from clustering.selectors import cluster_display_terms
-from clustering.views import dataset_licence_notice
+from clustering.selectors import cluster_display_terms, dataset_licence_notice
 
 from . import schedule_admin  # noqa: F401  (re-registers the beat schedules' admin)
 from .models import (
