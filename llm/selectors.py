@@ -16,7 +16,7 @@ from typing import Any
 from django.db.models import Count, Prefetch, QuerySet, TextField
 from django.db.models.functions import Cast
 
-from clustering.models import Cluster, ClusteringRun, RunStatus
+from clustering.models import Cluster, ClusteringRun, Dataset, RunStatus
 from llm.models import (
     ClusterSummary,
     GenerationJob,
@@ -65,6 +65,22 @@ def run_job(*, run: ClusteringRun) -> GenerationJob | None:
     if jobs is not None:
         return jobs[0] if jobs else None
     return GenerationJob.objects.filter(run=run, scope=GenerationJob.Scope.RUN).first()
+
+
+def run_summarising(*, dataset: Dataset, cluster_type: str) -> ClusteringRun | None:
+    """A run of this dataset and cluster type whose generation job is pending or running, if
+    any: while it summarises it is active (``clustering.services.active_run``, where
+    :class:`llm.apps.LlmConfig` registers this check)."""
+    job = (
+        GenerationJob.objects.filter(
+            run__dataset=dataset,
+            run__cluster_type=cluster_type,
+            status__in=[JobStatus.PENDING, JobStatus.RUNNING],
+        )
+        .select_related("run")
+        .first()
+    )
+    return job.run if job is not None else None
 
 
 @dataclass(frozen=True)
