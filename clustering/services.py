@@ -330,27 +330,22 @@ class ActiveRunConflict(Exception):
         super().__init__(f"run {run_id} on the same dataset and cluster type is still active")
 
 
-#: A check another app registers to say which run of a dataset and cluster type it keeps busy
-#: after clustering: called as ``check(dataset=..., cluster_type=...)``, it returns such a run
-#: or None. The llm app registers its summarisation (``llm.apps``).
-ActiveRunCheck = Callable[..., ClusteringRun | None]
-
-_active_run_checks: list[ActiveRunCheck] = []
+#: Checks other apps register (:func:`active_run_check_register`), each called as
+#: ``check(dataset=..., cluster_type=...)`` -> a run it keeps busy after clustering, or None.
+_active_run_checks: list[Callable[..., ClusteringRun | None]] = []
 
 
-def active_run_check_register(check: ActiveRunCheck) -> None:
-    """Count ``check``'s runs as active in :func:`active_run` too (registering the same check
-    twice has no further effect). This is how an app that builds on clustering (``llm``: a run
-    is active while it is summarising) extends the one-active-run rule without clustering
-    knowing it."""
+def active_run_check_register(check: Callable[..., ClusteringRun | None]) -> None:
+    """Count ``check``'s runs as active in :func:`active_run` too (once, however often it is
+    registered): how ``llm`` (a run is active while it summarises, registered in its
+    ``AppConfig.ready``) extends the one-active-run rule without clustering knowing it."""
     if check not in _active_run_checks:
         _active_run_checks.append(check)
 
 
 def active_run(*, dataset: Dataset, cluster_type: str) -> ClusteringRun | None:
-    """The run of this dataset and type that is still clustering (pending, running) or busy in
-    a step a registered check knows of (:func:`active_run_check_register`; with llm installed:
-    a generation job pending or running), if any."""
+    """The run of this dataset and type that is still clustering (pending, running) or that a
+    registered check finds busy (with llm: its generation job pending or running), if any."""
     running = ClusteringRun.objects.filter(
         dataset=dataset, cluster_type=cluster_type, status__in=ACTIVE_RUN_STATES
     ).first()
