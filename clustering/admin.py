@@ -1,31 +1,26 @@
-"""Admin for datasets, runs, clusters and enrichment: read-only rows, plus the run actions of the
-review desk (rerun, cancel).
+"""Admin for datasets, clusters and enrichment (read-only rows), and the admin building blocks
+the ``llm`` app's admin uses too: badges, the dataset acknowledgement, the cluster quality
+table, the read-only and actions-only base classes.
 
 Rows are written by the pipeline, never by hand: no admin here can add, edit or delete them.
-Actions that change state call the services (``pipeline_rerun``, ``pipeline_cancel``) and need
-the model's change permission.
+Clustering runs are registered by :mod:`llm.admin.runs`: their admin shows each run's
+summarisation and its actions (rerun, cancel) start and stop summaries.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin, messages
-from django.db.models import Prefetch, QuerySet
+from django.contrib import admin
 from django.forms.utils import flatatt
 from django.http import HttpRequest
-from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from clustering.domain.params import InvalidParameters
 from clustering.domain.stability import stability_band
-from clustering.services import UnknownDatasetError
-from llm.models import GenerationJob, JobStatus
-from llm.services.pipeline import ActiveRunConflict, pipeline_cancel, pipeline_rerun
 
-from .models import Cluster, ClusteringRun, Dataset, TermEnrichment
-from .views import dataset_licence_notice
+from .models import Cluster, Dataset, TermEnrichment
+from .selectors import dataset_licence_notice
 
 #: (background, text, border) per badge class; the same class names style the report page.
 BADGE_COLOURS: dict[str, tuple[str, str, str]] = {
@@ -130,188 +125,6 @@ class DatasetAdmin(ReadOnlyAdmin):
     @admin.display(description="release and licence")
     def acknowledgement(self, obj: Dataset) -> SafeString:
         return acknowledgement_html(obj)
-
-
-def _job_totals_html(job: GenerationJob | None) -> SafeString:
-    if job is None:
-        return format_html('<span style="color:#59636e">{}</span>', "not summarised")
-    item = '<span style="white-space:nowrap{}">{}</span>'
-    return format_html_join(
-        " · ",
-        item,
-        [
-            ("", format_html("<b>{}</b> total", job.total)),
-            (";color:#1a7f37", f"{job.succeeded} succeeded"),
-            (";color:#9a6700", f"{job.rejected} rejected"),
-            (";color:#cf222e", f"{job.failed} failed"),
-            ("", f"{job.skipped} skipped"),
-        ],
-    )
-
-
-def _progress_html(current: int, total: int, message: str) -> SafeString:
-    if total:
-        return format_html(
-            '<progress value="{}" max="{}" style="width:90px;vertical-align:middle"></progress> '
-            "{}/{} {}",
-            current,
-            total,
-            current,
-            total,
-            message,
-        )
-    return format_html("{}", message or "—")
-
-
-@admin.register(ClusteringRun)
-class ClusteringRunAdmin(ActionsOnlyAdmin):
-    """Runs with their status, progress and summary totals; actions rerun and cancel."""
-
-    list_display = (
-        "id",
-        "dataset",
-        "cluster_type",
-        "status_badge",
-        "progress",
-        "totals",
-        "created_at",
-        "finished_at",
-        "report_link",
-    )
-    list_filter = ("status", "cluster_type", "dataset")
-    list_select_related = ("dataset",)
-    actions = ["rerun", "cancel"]
-    fieldsets = (
-        (
-            None,
-            {
-                "fields": (
-                    "dataset",
-                    "cluster_type",
-                    "status_badge",
-                    "progress",
-                    "totals",
-                    "report_link",
-                    "acknowledgement",
-                )
-            },
-        ),
-        (
-            "Clustering",
-            {
-                "fields": (
-                    "params",
-                    "intent",
-                    "library_versions",
-                    "modularity",
-                    "n_features",
-                    "n_edges",
-                    "timings",
-                    "attempts",
-                    "redrives",
-                    "error",
-                    "created_at",
-                    "started_at",
-                    "heartbeat_at",
-                    "finished_at",
-                )
-            },
-        ),
-    )
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[ClusteringRun]:
-        return (
-            super()
-            .get_queryset(request)
-            .prefetch_related(
-                Prefetch(
-                    "generation_jobs",
-                    queryset=GenerationJob.objects.filter(scope=GenerationJob.Scope.RUN),
-                    to_attr="run_jobs",
-                )
-            )
-        )
-
-    @staticmethod
-    def _job(obj: ClusteringRun) -> GenerationJob | None:
-        jobs = getattr(obj, "run_jobs", None)
-        if jobs is None:
-            return obj.generation_jobs.filter(scope=GenerationJob.Scope.RUN).first()
-        return jobs[0] if jobs else None
-
-    @admin.display(description="status", ordering="status")
-    def status_badge(self, obj: ClusteringRun) -> SafeString:
-        return badge(f"run-{obj.status}", obj.status, data_run_id=obj.pk)
-
-    @admin.display(description="progress")
-    def progress(self, obj: ClusteringRun) -> SafeString:
-        job = self._job(obj)
-        if obj.status in ("pending", "running") or job is None:
-            return _progress_html(obj.progress_current, obj.progress_total, obj.progress_message)
-        if job.status in (JobStatus.PENDING, JobStatus.RUNNING):
-            return format_html(
-                "summarising {}",
-                _progress_html(job.progress_current, job.progress_total, job.progress_message),
-            )
-        return format_html("summaries {}", badge(f"run-{job.status}", job.status))
-
-    @admin.display(description="summaries")
-    def totals(self, obj: ClusteringRun) -> SafeString:
-        return _job_totals_html(self._job(obj))
-
-    @admin.display(description="report")
-    def report_link(self, obj: ClusteringRun) -> SafeString:
-        return format_html('<a href="{}">report</a>', reverse("reports:run", args=[obj.pk]))
-
-    @admin.display(description="data source")
-    def acknowledgement(self, obj: ClusteringRun) -> SafeString:
-        return acknowledgement_html(obj.dataset)
-
-    @admin.action(description="Rerun the selected runs (same parameters)", permissions=["change"])
-    def rerun(self, request: HttpRequest, queryset: QuerySet[ClusteringRun]) -> None:
-        """Recluster and resummarise each selected run; a run whose dataset and type still has
-        an active run is reported and left alone."""
-        started: list[str] = []
-        for run_id in queryset.order_by("id").values_list("pk", flat=True):
-            try:
-                new = pipeline_rerun(run_id=run_id)
-            except ActiveRunConflict as exc:
-                self.message_user(
-                    request,
-                    f"Run {run_id} was not rerun: run {exc.run_id} on the same dataset and "
-                    "cluster type is still active. Cancel it or wait for it to finish.",
-                    messages.WARNING,
-                )
-            except (InvalidParameters, UnknownDatasetError) as exc:
-                self.message_user(request, f"Run {run_id} was not rerun: {exc}", messages.ERROR)
-            else:
-                started.append(f"run {new.pk} (from run {run_id})")
-        if started:
-            self.message_user(request, f"Started {', '.join(started)}.", messages.SUCCESS)
-
-    @admin.action(description="Cancel the selected runs", permissions=["change"])
-    def cancel(self, request: HttpRequest, queryset: QuerySet[ClusteringRun]) -> None:
-        """Cancel each selected run and its generation jobs; finished runs are unchanged."""
-        changed: list[int] = []
-        for run_id in queryset.order_by("id").values_list("pk", flat=True):
-            before = ClusteringRun.objects.values_list("status", flat=True).get(pk=run_id)
-            active_jobs = GenerationJob.objects.filter(
-                run_id=run_id, status__in=[JobStatus.PENDING, JobStatus.RUNNING]
-            ).exists()
-            run = pipeline_cancel(run_id=run_id)
-            if before != run.status or active_jobs:
-                changed.append(run_id)
-        if changed:
-            self.message_user(
-                request,
-                f"Cancelled {len(changed)} run(s): {', '.join(map(str, changed))}. "
-                "Clusters not yet summarised are skipped.",
-                messages.SUCCESS,
-            )
-        else:
-            self.message_user(
-                request, "Nothing to cancel: the selected runs had finished.", messages.INFO
-            )
 
 
 def cluster_quality_html(cluster: Cluster) -> SafeString:

@@ -1,4 +1,4 @@
-"""Reads: clusters of a run and their evidence terms."""
+"""Reads: clusters of a run, their evidence terms and a dataset's licence notice."""
 
 from __future__ import annotations
 
@@ -6,7 +6,17 @@ from collections import defaultdict
 
 from django.db.models import QuerySet
 
-from .models import Cluster, ClusteringRun, TermDirection, TermEnrichment
+from .models import Cluster, ClusteringRun, Dataset, TermDirection, TermEnrichment
+
+
+def dataset_licence_notice(dataset: Dataset | None) -> str:
+    """The licence notice shown beside ``dataset``'s content wherever it is shown (admin, report,
+    API, ``cluster``): the dataset's own licence field (:attr:`Dataset.licence_notice`, its
+    ``{release}`` placeholder filled in), "" for none. Never derived from matching text: the
+    go-ndd dataset, whose source mentions hpo-ndd, shows its Gene Ontology (CC BY 4.0) and
+    WikiPathways (CC0) notice, and the HPO datasets their HPO acknowledgement (the HPO
+    Consortium asks for it wherever HPO content is displayed, https://hpo.jax.org)."""
+    return dataset.licence_notice if dataset is not None else ""
 
 
 def cluster_list(*, run: ClusteringRun) -> QuerySet[Cluster]:

@@ -330,26 +330,32 @@ class ActiveRunConflict(Exception):
         super().__init__(f"run {run_id} on the same dataset and cluster type is still active")
 
 
-def active_run(*, dataset: Dataset, cluster_type: str) -> ClusteringRun | None:
-    """The run of this dataset and type that is still clustering (pending, running) or
-    summarising (a generation job pending or running), if any."""
-    from llm.models import GenerationJob, JobStatus
+#: Checks other apps register (:func:`active_run_check_register`), each called as
+#: ``check(dataset=..., cluster_type=...)`` -> a run it keeps busy after clustering, or None.
+_active_run_checks: list[Callable[..., ClusteringRun | None]] = []
 
+
+def active_run_check_register(check: Callable[..., ClusteringRun | None]) -> None:
+    """Count ``check``'s runs as active in :func:`active_run` too (once, however often it is
+    registered): how ``llm`` (a run is active while it summarises, registered in its
+    ``AppConfig.ready``) extends the one-active-run rule without clustering knowing it."""
+    if check not in _active_run_checks:
+        _active_run_checks.append(check)
+
+
+def active_run(*, dataset: Dataset, cluster_type: str) -> ClusteringRun | None:
+    """The run of this dataset and type that is still clustering (pending, running) or that a
+    registered check finds busy (with llm: its generation job pending or running), if any."""
     running = ClusteringRun.objects.filter(
         dataset=dataset, cluster_type=cluster_type, status__in=ACTIVE_RUN_STATES
     ).first()
     if running is not None:
         return running
-    job = (
-        GenerationJob.objects.filter(
-            run__dataset=dataset,
-            run__cluster_type=cluster_type,
-            status__in=[JobStatus.PENDING, JobStatus.RUNNING],
-        )
-        .select_related("run")
-        .first()
-    )
-    return job.run if job is not None else None
+    for check in _active_run_checks:
+        busy = check(dataset=dataset, cluster_type=cluster_type)
+        if busy is not None:
+            return busy
+    return None
 
 
 def _entity_count(dataset: Dataset) -> int:

@@ -12,5 +12,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     re_path(r"^api$", api_not_found),  # not a redirect that would drop an unsafe method's body
     path("api/", include("llm.api_urls")),
-    path("reports/", include("clustering.report_urls")),
+    path("reports/", include("llm.reports.urls")),
 ]

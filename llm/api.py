@@ -1,5 +1,6 @@
 """REST API views for summaries, generation jobs and provider calls, plus the API's shared
-policies (permissions, throttles, base view set) that ``clustering.api`` uses too.
+policies (permissions, throttles, base view set) that :mod:`llm.run_api` (runs and clusters)
+uses too.
 
 Who may do what (see README, "REST API"):
 

@@ -9,7 +9,6 @@ from django.urls import URLPattern, URLResolver, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from clustering.api import ClusterDetailView, RunClusterListView, RunViewSet
 from config.api_errors import api_not_found, safe_methods_only
 from llm.api import (
     ApiRootView,
@@ -19,6 +18,7 @@ from llm.api import (
     SummaryViewSet,
     TokenObtainView,
 )
+from llm.run_api import ClusterDetailView, RunClusterListView, RunViewSet
 
 app_name = "api"
 

@@ -14,6 +14,11 @@ class LlmConfig(AppConfig):
     verbose_name = "LLM summaries"
 
     def ready(self) -> None:
+        from clustering.services import active_run_check_register
+        from llm.selectors import run_summarising
+
+        # a run stays active while it summarises: one active run per dataset and cluster type
+        active_run_check_register(run_summarising)
         post_migrate.connect(
             _register_maintenance_schedule,
             sender=self,

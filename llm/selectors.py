@@ -16,7 +16,7 @@ from typing import Any
 from django.db.models import Count, Prefetch, QuerySet, TextField
 from django.db.models.functions import Cast
 
-from clustering.models import Cluster, ClusteringRun, RunStatus
+from clustering.models import Cluster, ClusteringRun, Dataset, RunStatus
 from llm.models import (
     ClusterSummary,
     GenerationJob,
@@ -38,19 +38,23 @@ def _is_authenticated(user: Any) -> bool:
 # --- runs -------------------------------------------------------------------------------------
 
 
+def run_job_prefetch() -> Prefetch:
+    """Prefetch of a run's run-scope ``GenerationJob`` (zero or one) into
+    :data:`RUN_JOBS_ATTR`, where :func:`run_job` finds it."""
+    return Prefetch(
+        "generation_jobs",
+        queryset=GenerationJob.objects.filter(scope=GenerationJob.Scope.RUN),
+        to_attr=RUN_JOBS_ATTR,
+    )
+
+
 def run_list() -> QuerySet[ClusteringRun]:
     """Runs, newest first, with the dataset, the cluster count (``cluster_count``) and the
     run-scope ``GenerationJob`` prefetched (see :func:`run_job`). Three queries per page."""
     return (
         ClusteringRun.objects.select_related("dataset")
         .annotate(cluster_count=Count("clusters"))
-        .prefetch_related(
-            Prefetch(
-                "generation_jobs",
-                queryset=GenerationJob.objects.filter(scope=GenerationJob.Scope.RUN),
-                to_attr=RUN_JOBS_ATTR,
-            )
-        )
+        .prefetch_related(run_job_prefetch())
         .order_by("-created_at", "-id")
     )
 
@@ -61,6 +65,22 @@ def run_job(*, run: ClusteringRun) -> GenerationJob | None:
     if jobs is not None:
         return jobs[0] if jobs else None
     return GenerationJob.objects.filter(run=run, scope=GenerationJob.Scope.RUN).first()
+
+
+def run_summarising(*, dataset: Dataset, cluster_type: str) -> ClusteringRun | None:
+    """A run of this dataset and cluster type whose generation job is pending or running, if
+    any: while it summarises it is active (``clustering.services.active_run``, where
+    :class:`llm.apps.LlmConfig` registers this check)."""
+    job = (
+        GenerationJob.objects.filter(
+            run__dataset=dataset,
+            run__cluster_type=cluster_type,
+            status__in=[JobStatus.PENDING, JobStatus.RUNNING],
+        )
+        .select_related("run")
+        .first()
+    )
+    return job.run if job is not None else None
 
 
 @dataclass(frozen=True)
@@ -163,24 +183,44 @@ def summaries_with_tag(queryset: QuerySet[ClusterSummary], *, tag: str) -> Query
     )
 
 
-def summary_current_for_clusters(
-    *, clusters: Iterable[Cluster], user: Any
+def _current_by_cluster(
+    clusters: list[Cluster], visible: QuerySet[ClusterSummary]
 ) -> dict[int, ClusterSummary]:
-    """Cluster id -> the current summary of its composition and cluster type, for the clusters
-    that have one ``user`` may read. One query; the clusters need ``run`` loaded or cached."""
-    clusters = list(clusters)
-    if not clusters:
-        return {}
+    # one query: the current summaries of these compositions among ``visible``
     hashes = {c.composition_hash for c in clusters}
     types = {c.run.cluster_type for c in clusters}
-    readable = summary_list(user=user) & current_summaries(cluster_type=types, hashes=hashes)
-    found = {(s.composition_hash, s.cluster_type): s for s in readable}
+    rows = visible & current_summaries(cluster_type=types, hashes=hashes)
+    found = {(s.composition_hash, s.cluster_type): s for s in rows}
     out: dict[int, ClusterSummary] = {}
     for cluster in clusters:
         summary = found.get((cluster.composition_hash, cluster.run.cluster_type))
         if summary is not None:
             out[cluster.pk] = summary
     return out
+
+
+def summary_current_for_clusters(
+    *, clusters: Iterable[Cluster], user: Any
+) -> dict[int, ClusterSummary]:
+    """Cluster id -> the current summary of its composition and cluster type, for the clusters
+    that have one ``user`` may read. One query; the clusters need ``run`` loaded or cached.
+
+    Summaries are looked up by composition, not by the ``cluster`` foreign key: a cache hit
+    serves a summary written for an earlier run's cluster with the same members."""
+    clusters = list(clusters)
+    if not clusters:
+        return {}
+    return _current_by_cluster(clusters, summary_list(user=user))
+
+
+def summary_current_any_status(*, clusters: Iterable[Cluster]) -> dict[int, ClusterSummary]:
+    """As :func:`summary_current_for_clusters` whatever the reader, with ``validated_by``
+    loaded: for the run report, which shows every summary's review status and decides itself
+    whose text a reader may see."""
+    clusters = list(clusters)
+    if not clusters:
+        return {}
+    return _current_by_cluster(clusters, ClusterSummary.objects.select_related("validated_by"))
 
 
 # --- jobs and calls ---------------------------------------------------------------------------

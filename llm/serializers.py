@@ -14,6 +14,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 
+from clustering.selectors import dataset_licence_notice
 from llm.models import (
     ClusterSummary,
     GenerationJob,
@@ -23,15 +24,6 @@ from llm.models import (
     ValidationStatus,
 )
 from llm.providers.registry import PROVIDERS
-
-
-def licence_text(dataset: Any) -> str:
-    """A dataset's licence notice ready to show: its own licence field with the ``{release}``
-    placeholder of a built-in notice filled in
-    (:attr:`clustering.models.Dataset.licence_notice`)."""
-    if dataset is None:
-        return ""
-    return str(dataset.licence_notice)
 
 
 def _viewer_is_authenticated(context: Mapping[str, Any]) -> bool:
@@ -210,7 +202,7 @@ class SummaryDetailSerializer(SummaryListSerializer):
 
     def get_dataset_licence(self, summary: ClusterSummary) -> str:
         """The licence notice of the source data (e.g. the HPO acknowledgement)."""
-        return licence_text(summary.dataset)
+        return dataset_licence_notice(summary.dataset)
 
 
 class ClusterSummarySerializer(SummaryDetailSerializer):

@@ -2,9 +2,10 @@
 
 A curator sees datasets, clustering runs, clusters with their terms, summaries with their audit
 trail, generation jobs with their tasks and the provider call log, and may change summaries
-(validate, reject, mark pending, regenerate: ``llm.admin.ClusterSummaryAdmin`` offers those to
-holders of ``llm.change_clustersummary``) and record validation events. Nothing else: no
-deletions, no run management (``clustering.change_clusteringrun``), no batches, no schedules.
+(validate, reject, mark pending, regenerate: ``llm.admin.review.ClusterSummaryAdmin`` offers
+those to holders of ``llm.change_clustersummary``) and record validation events. Nothing
+else: no deletions, no run management (``clustering.change_clusteringrun``), no batches, no
+schedules.
 
 The group is created (and its permissions reset to exactly this set) after every ``migrate``
 (post_migrate, ``llm.apps``) and by ``python manage.py curator_add``.

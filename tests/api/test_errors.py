@@ -92,7 +92,7 @@ def test_unhandled_errors_are_a_json_500(monkeypatch) -> None:
     def boom(**kwargs: object) -> None:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr("clustering.api.pipeline_cancel", boom)
+    monkeypatch.setattr("llm.run_api.pipeline_cancel", boom)
     response = client_for(make_user("staff")).post(f"/api/runs/{world.run.pk}/cancel/")
     assert response.status_code == 500
     assert_error_shape(response.json(), code="server_error")

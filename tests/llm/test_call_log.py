@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from clustering.services import clustering_run_create, clustering_run_execute
-from llm.admin import GenerationJobAdmin
+from llm.admin.jobs import GenerationJobAdmin
 from llm.models import GenerationJob, JobStatus, LLMCall, SummaryTask, TaskState
 from llm.providers.extractive import ExtractiveProvider
 from llm.services.call_log import DEAD_MARGIN_SECONDS, calls_mark_unknown

@@ -10,9 +10,9 @@ from django.test import Client
 from django.test.utils import override_settings
 from django.urls import reverse
 
-from clustering.figures import ClusterMark, cluster_bars_svg, nice_ticks
 from clustering.models import ClusteringRun, RunStatus
 from llm.models import ClusterSummary
+from llm.reports.figures import ClusterMark, cluster_bars_svg, nice_ticks
 
 from . import GO_LICENCE, HPO_LICENCE, ReviewData, review_data_build, staff_user_create
 

@@ -16,19 +16,17 @@ from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count, Prefetch
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from clustering.domain.stability import stability_band
-from clustering.figures import STATUS_ORDER, ClusterMark, cluster_bars_svg
-from clustering.selectors import cluster_display_terms, cluster_list
-from llm.models import ClusterSummary, GenerationJob, ValidationStatus
-from llm.services.cache import current_summaries
-
-from .models import Cluster, ClusteringRun, Dataset
+from clustering.models import Cluster, ClusteringRun
+from clustering.selectors import cluster_display_terms, cluster_list, dataset_licence_notice
+from llm.models import ClusterSummary, ValidationStatus
+from llm.reports.figures import STATUS_ORDER, ClusterMark, cluster_bars_svg
+from llm.selectors import run_job, run_list, summary_current_any_status
 
 #: Cluster cards per page of a run report (the figure always shows every cluster).
 CARDS_PER_PAGE = 60
@@ -36,36 +34,6 @@ CARDS_PER_PAGE = 60
 MEMBERS_SHOWN = 40
 #: Non-redundant enrichment terms listed on a card.
 TERMS_SHOWN = 5
-
-
-def dataset_licence_notice(dataset: Dataset | None) -> str:
-    """The licence notice shown beside ``dataset``'s content: the dataset's own licence field
-    (:attr:`Dataset.licence_notice`), "" for none. Never derived from matching text: the
-    go-ndd dataset, whose source mentions hpo-ndd, shows its Gene Ontology (CC BY 4.0) and
-    WikiPathways (CC0) notice, and the HPO datasets their HPO acknowledgement (the HPO
-    Consortium asks for it wherever HPO content is displayed, https://hpo.jax.org)."""
-    return dataset.licence_notice if dataset is not None else ""
-
-
-def summaries_by_hash(*, clusters: list[Cluster], cluster_type: str) -> dict[str, ClusterSummary]:
-    """Composition hash -> the current summary of that composition, for these clusters.
-
-    Summaries are looked up by composition, not by the ``cluster`` foreign key: a cache hit
-    serves a summary written for an earlier run's cluster with the same members. One query.
-    """
-    hashes = {c.composition_hash for c in clusters}
-    if not hashes:
-        return {}
-    rows = current_summaries(cluster_type=cluster_type, hashes=hashes).select_related(
-        "validated_by"
-    )
-    return {s.composition_hash: s for s in rows}
-
-
-def run_job(run: ClusteringRun) -> GenerationJob | None:
-    """The run's own generation job (scope "run"), whose totals describe the run; None before
-    summarisation started."""
-    return GenerationJob.objects.filter(run=run, scope=GenerationJob.Scope.RUN).first()
 
 
 def _reader_is_staff(request: HttpRequest) -> bool:
@@ -182,23 +150,11 @@ def report_index(request: HttpRequest) -> HttpResponse:
     denied = _access_denied(request)
     if denied is not None:
         return denied
-    runs = (
-        ClusteringRun.objects.select_related("dataset")
-        .annotate(n_clusters=Count("clusters"))
-        .prefetch_related(
-            Prefetch(
-                "generation_jobs",
-                queryset=GenerationJob.objects.filter(scope=GenerationJob.Scope.RUN),
-                to_attr="run_jobs",
-            )
-        )
-        .order_by("-created_at", "-id")
-    )
-    page = Paginator(runs, 50).get_page(request.GET.get("page"))
-    rows = [(run, next(iter(getattr(run, "run_jobs", [])), None)) for run in page]
+    page = Paginator(run_list(), 50).get_page(request.GET.get("page"))
+    rows = [(run, run_job(run=run)) for run in page]
     return render(
         request,
-        "clustering/report_index.html",
+        "llm/reports/report_index.html",
         {"page": page, "rows": rows, "staff": _reader_is_staff(request)},
     )
 
@@ -218,8 +174,10 @@ def run_report(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(ClusteringRun.objects.select_related("dataset"), pk=run_id)
     staff = _reader_is_staff(request)
     clusters = list(cluster_list(run=run))
-    summaries = summaries_by_hash(clusters=clusters, cluster_type=run.cluster_type)
-    status_of = {c.pk: _status_of(summaries.get(c.composition_hash)) for c in clusters}
+    for cluster in clusters:
+        cluster.run = run  # the summary lookup reads each cluster's type from its run
+    summaries = summary_current_any_status(clusters=clusters)
+    status_of = {c.pk: _status_of(summaries.get(c.pk)) for c in clusters}
 
     counts = {s: 0 for s in STATUS_ORDER}
     for status in status_of.values():
@@ -265,7 +223,7 @@ def run_report(request: HttpRequest, run_id: int) -> HttpResponse:
     cards = [
         _card(
             c,
-            summaries.get(c.composition_hash),
+            summaries.get(c.pk),
             terms.get(c.pk, []),
             staff=staff,
             depleted=depleted.get(c.pk, []),
@@ -273,7 +231,7 @@ def run_report(request: HttpRequest, run_id: int) -> HttpResponse:
         for c in page_clusters
     ]
     dataset = run.dataset
-    job = run_job(run)
+    job = run_job(run=run)
     clustered = sum(c.size for c in clusters)
     context = {
         "run": run,
@@ -296,4 +254,4 @@ def run_report(request: HttpRequest, run_id: int) -> HttpResponse:
         if staff
         else "",
     }
-    return render(request, "clustering/run_report.html", context)
+    return render(request, "llm/reports/run_report.html", context)

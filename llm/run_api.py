@@ -1,4 +1,5 @@
-"""REST API views for clustering runs and clusters (permissions and throttles: ``llm.api``).
+"""REST API views for clustering runs and clusters, which start and show their summaries
+(permissions, throttles and the base view set: :mod:`llm.api`).
 
 * ``GET /api/runs/``, ``GET /api/runs/{id}/``: runs with stage, progress, totals, tokens, cost;
 * ``POST /api/runs/``: start the pipeline (``pipeline_start``) -> 202 with the run, 409 while a
@@ -27,13 +28,6 @@ from rest_framework.response import Response
 from clustering.domain.params import InvalidParameters
 from clustering.models import Cluster, ClusteringRun, TermEnrichment
 from clustering.selectors import cluster_display_terms, cluster_list
-from clustering.serializers import (
-    ClusterDetailSerializer,
-    ClusteringRunSerializer,
-    ClusterListSerializer,
-    RunCreateSerializer,
-    RunRerunSerializer,
-)
 from clustering.services import UnknownDatasetError
 from config.api_errors import Conflict, UniformErrorsMixin
 from llm.api import (
@@ -49,6 +43,13 @@ from llm.api import (
 )
 from llm.filters import RunFilter
 from llm.providers.registry import ProviderNotConfigured
+from llm.run_serializers import (
+    ClusterDetailSerializer,
+    ClusteringRunSerializer,
+    ClusterListSerializer,
+    RunCreateSerializer,
+    RunRerunSerializer,
+)
 from llm.selectors import run_list, summary_current_for_clusters
 from llm.services.pipeline import (
     ActiveRunConflict,

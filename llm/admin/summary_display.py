@@ -1,66 +1,30 @@
-"""The curators' review desk: summaries with status and verdict badges, filters, search, a
-detail page with content, cluster enrichment, judge reasoning and audit trail, and review
-actions; jobs, tasks and provider calls are read-only.
+"""What the review desk shows of a summary: the status and verdict badges, the list's columns
+(excerpt, evidence, quality, one-click review buttons and quick view) and the detail page's
+fields (content, cluster enrichment, judge reasoning and scores, corrections).
 
-Nobody edits a summary's fields by hand: every status change goes through
-``summary_status_set`` (which writes a ``ValidationEvent`` with the acting user and locks the
-status against reruns) and regeneration through ``summary_regenerate``. Both need the change
-permission on cluster summaries.
+:class:`SummaryDisplay` holds them as admin display methods; :class:`llm.admin.review.
+ClusterSummaryAdmin` mixes it in and adds what curators can do. Every value is escaped.
 """
 
 from __future__ import annotations
 
-import json
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-from django import forms
-from django.contrib import admin, messages
-from django.contrib.admin.helpers import ActionForm
-from django.contrib.admin.utils import unquote
-from django.contrib.admin.views.main import ChangeList
-from django.core.exceptions import PermissionDenied
-from django.db import connections
-from django.db.models import Prefetch, Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import URLPattern, path, reverse
+from django.contrib import admin
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
-from django.views.decorators.http import require_POST
 
-from clustering.admin import (
-    ActionsOnlyAdmin,
-    ReadOnlyAdmin,
-    acknowledgement_html,
-    badge,
-    cluster_quality_html,
-)
+from clustering.admin import acknowledgement_html, badge, cluster_quality_html
 from clustering.domain.stability import stability_band
-from clustering.models import Cluster, Dataset, TermEnrichment
-from clustering.selectors import cluster_display_terms
-from clustering.views import dataset_licence_notice
-
-from . import schedule_admin  # noqa: F401  (re-registers the beat schedules' admin)
-from .models import (
-    BatchItem,
-    ClusterSummary,
-    Deployment,
-    GenerationJob,
-    LLMCall,
-    ProviderBatch,
-    SummaryTask,
-    ValidationEvent,
-    ValidationStatus,
-)
-from .services.review import ReviewError, summary_regenerate, summary_status_set
+from clustering.models import Cluster, TermEnrichment
+from clustering.selectors import evidence_terms
+from llm.models import ClusterSummary, ValidationStatus
 
 #: Enrichment terms shown on a summary's page.
 DETAIL_TERMS = 15
-#: Tags offered by the tag filter (the most used ones; any tag works in the URL).
-TAGS_OFFERED = 25
 
 #: Content keys shown on a summary's page, in order, with their labels (functional and
 #: phenotype summaries share some; absent keys are skipped).
@@ -140,94 +104,11 @@ def _table(rows: list[tuple[str, SafeString]]) -> SafeString:
     return format_html('<table style="width:100%;border:0">{}</table>', body)
 
 
-class TagListFilter(admin.SimpleListFilter):
-    """Filter by one tag of the summary's ``tags`` list (the most used tags are offered)."""
-
-    title = "tag"
-    parameter_name = "tag"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        counts: Counter[str] = Counter()
-        for tags in ClusterSummary.objects.values_list("tags", flat=True).iterator():
-            counts.update(t for t in tags or [] if isinstance(t, str))
-        return [(tag, f"{tag} ({n})") for tag, n in counts.most_common(TAGS_OFFERED)]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        value = self.value()
-        if not value:
-            return queryset
-        if connections[queryset.db].features.supports_json_field_contains:
-            return queryset.filter(tags__contains=[value])
-        # SQLite has no JSON containment: match the quoted element in the JSON text
-        return queryset.filter(tags__icontains=json.dumps(value))
-
-
-class ValidationEventInline(admin.TabularInline):
-    """The audit trail of a summary: every status change, by whom, from and to, with the note."""
-
-    model = ValidationEvent
-    fields = ("created_at", "source", "user", "transition", "note")
-    readonly_fields = fields
-    extra = 0
-    max_num = 0
-    can_delete = False
-    verbose_name = "audit event"
-    verbose_name_plural = "audit trail"
-
-    @admin.display(description="change")
-    def transition(self, obj: ValidationEvent) -> SafeString:
-        before = (
-            badge(f"status-{obj.from_status}", obj.from_status)
-            if obj.from_status
-            else format_html("{}", "—")
-        )
-        return format_html("{} → {}", before, badge(f"status-{obj.to_status}", obj.to_status))
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # whoever may see the summary may see its audit trail
-        return request.user.has_perm("llm.view_clustersummary") or request.user.has_perm(
-            "llm.change_clustersummary"
-        )
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 #: The extractive label, shown as a chip on the list instead of repeated in every excerpt.
 _EXTRACTIVE_PREFIX = "[Extractive summary, no LLM] "
 #: Evidence terms prefetched per listed summary (the list shows 2, the quick view all).
 QUICK_VIEW_TERMS = 5
 QUICK_VIEW_MEMBERS = 40
-
-
-class ReviewActionForm(ActionForm):
-    """The admin's action bar with a note that goes into every audit entry of a bulk action."""
-
-    note = forms.CharField(
-        required=False,
-        max_length=2000,
-        label="Note",
-        widget=forms.TextInput(attrs={"size": 40, "placeholder": "note for the audit trail"}),
-    )
-
-
-class SummaryChangeList(ChangeList):
-    """The review list; after the page is chosen, each summary on it gets its cluster's first
-    evidence terms (``_evidence``) with one query for the whole page."""
-
-    def get_results(self, request: HttpRequest) -> None:
-        super().get_results(request)
-        summaries = list(self.result_list)
-        clusters = [s.cluster for s in summaries if s.cluster is not None]
-        terms = cluster_display_terms(clusters=clusters, limit=QUICK_VIEW_TERMS)
-        for summary in summaries:
-            summary._evidence = terms.get(summary.cluster_id, []) if summary.cluster_id else []
 
 
 def _first_sentence(summary: ClusterSummary) -> tuple[str, bool]:
@@ -244,88 +125,9 @@ def _first_sentence(summary: ClusterSummary) -> tuple[str, bool]:
     return first, extractive
 
 
-@admin.register(ClusterSummary)
-class ClusterSummaryAdmin(ActionsOnlyAdmin):
-    """Summaries for review; statuses change only through the actions and the review form."""
-
-    list_display = (
-        "id",
-        "cluster_short",
-        "excerpt",
-        "evidence",
-        "quality",
-        "review_state",
-        "review",
-    )
-    list_display_links = ("id",)
-    action_form = ReviewActionForm
-
-    class Media:
-        css = {"all": ("llm/review.css",)}
-
-    list_filter = (
-        "validation_status",
-        "judge_verdict",
-        "cluster_type",
-        TagListFilter,
-        "model",
-        "human_locked",
-        "is_current",
-        "dataset",
-    )
-    list_select_related = ("dataset", "cluster", "cluster__run")
-    search_fields = ("summary_text", "judge_reasoning", "=composition_hash")
-    search_help_text = (
-        "Gene symbols (every word must be a member, e.g. SCN1A SCN2A) or words of the summary "
-        "or judge reasoning."
-    )
-    list_per_page = 50
-    actions = ["validate", "reject", "mark_pending", "regenerate"]
-    inlines = [ValidationEventInline]
-    fieldsets = (
-        (
-            "Review state",
-            {"fields": ("status", "verdict", "lock", "validated_by", "validated_at")},
-        ),
-        ("Summary", {"fields": ("content_display", "confidence_display")}),
-        (
-            "Cluster",
-            {
-                "fields": (
-                    "cluster_ref",
-                    "dataset",
-                    "acknowledgement",
-                    "cluster_quality",
-                    "member_list",
-                    "top_terms",
-                    "depleted_terms",
-                )
-            },
-        ),
-        ("Judge", {"fields": ("judge_display", "corrections_display")}),
-        (
-            "Provenance",
-            {
-                "classes": ("collapse",),
-                "fields": (
-                    "provider",
-                    "model",
-                    "prompt_version",
-                    "generated_at",
-                    "attempts",
-                    "input_tokens",
-                    "output_tokens",
-                    "cost_usd",
-                    "cluster_type",
-                    "composition_hash",
-                    "is_current",
-                    "validation_failures",
-                ),
-            },
-        ),
-    )
-
-    # --- list columns and detail fields -------------------------------------------------------
+class SummaryDisplay:
+    """The list columns and detail fields of :class:`llm.admin.review.ClusterSummaryAdmin`
+    (admin display methods, looked up by name from its ``list_display`` and ``fieldsets``)."""
 
     @admin.display(description="status", ordering="validation_status")
     def status(self, obj: ClusterSummary) -> SafeString:
@@ -334,22 +136,6 @@ class ClusterSummaryAdmin(ActionsOnlyAdmin):
     @admin.display(description="judge", ordering="judge_verdict")
     def verdict(self, obj: ClusterSummary) -> SafeString:
         return verdict_badge_html(obj)
-
-    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
-        return SummaryChangeList
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[ClusterSummary]:
-        return (
-            super()
-            .get_queryset(request)
-            .select_related("dataset", "cluster", "cluster__run", "validated_by")
-            .prefetch_related(
-                Prefetch(
-                    "events",
-                    queryset=ValidationEvent.objects.select_related("user").order_by("id"),
-                )
-            )
-        )
 
     @admin.display(description="summary")
     def excerpt(self, obj: ClusterSummary) -> SafeString:
@@ -574,9 +360,7 @@ class ClusterSummaryAdmin(ActionsOnlyAdmin):
         )
 
     def _term_table(self, cluster: Cluster, direction: str) -> SafeString:
-        terms = TermEnrichment.objects.filter(
-            cluster=cluster, direction=direction, evidence_rank__isnull=False
-        ).order_by("evidence_rank", "fdr", "category", "term_id")[:DETAIL_TERMS]
+        terms = evidence_terms(cluster=cluster, direction=direction)[:DETAIL_TERMS]
         if not terms:  # a cluster stored before evidence selection: lowest FDRs
             terms = TermEnrichment.objects.filter(cluster=cluster, direction=direction).order_by(
                 "fdr", "term_id"
@@ -704,267 +488,3 @@ class ClusterSummaryAdmin(ActionsOnlyAdmin):
             if failures
             else "",
         )
-
-    # --- search -------------------------------------------------------------------------------
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[ClusterSummary], search_term: str
-    ) -> tuple[QuerySet[ClusterSummary], bool]:
-        """Text search (summary, reasoning, exact hash) OR gene-symbol search: every word is a
-        member symbol (case-insensitive, whole symbol: "SCN1A" does not match "SCN1AB")."""
-        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        words = search_term.split()
-        if not words:
-            return found, may_have_duplicates
-        genes = Q()
-        for word in words:
-            genes &= Q(members__icontains=json.dumps(word))
-        return found | queryset.filter(genes), may_have_duplicates
-
-    # --- list page ----------------------------------------------------------------------------
-
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        """The list, with the licence notice of every dataset that has summaries (each
-        dataset's own licence field)."""
-        notices = [
-            (dataset, dataset_licence_notice(dataset))
-            for dataset in Dataset.objects.filter(summaries__isnull=False).distinct()
-        ]
-        context = {**(extra_context or {}), "licence_notices": [n for n in notices if n[1]]}
-        return super().changelist_view(request, extra_context=context)
-
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        """The read-only detail page, with a review form for users who may change statuses."""
-        context = {
-            **(extra_context or {}),
-            "can_review": self.can_act(request),
-            "review_choices": [
-                ("validated", "Validate"),
-                ("rejected", "Reject"),
-                ("pending", "Mark pending"),
-                ("regenerate", "Regenerate"),
-            ],
-        }
-        return super().change_view(request, object_id, form_url, extra_context=context)
-
-    # --- review form and actions --------------------------------------------------------------
-
-    def get_urls(self) -> list[URLPattern]:
-        review: Callable[..., HttpResponse] = self.admin_site.admin_view(
-            require_POST(self.review_view)
-        )
-        own = [path("<path:object_id>/review/", review, name="llm_clustersummary_review")]
-        return own + super().get_urls()
-
-    def review_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        """POST ``decision`` (validated | rejected | pending | regenerate) and an optional
-        ``note`` for one summary; redirects back to its page with a message."""
-        if not self.can_act(request):
-            raise PermissionDenied
-        summary = self.get_object(request, unquote(object_id))
-        if summary is None:
-            raise Http404("no such summary")
-        decision = request.POST.get("decision", "")
-        note = request.POST.get("note", "").strip()
-        try:
-            if decision == "regenerate":
-                job = summary_regenerate(summary_id=summary.pk, user=request.user)
-                self.message_user(
-                    request,
-                    f"Regeneration of summary {summary.pk} queued (job {job.pk}).",
-                    messages.SUCCESS,
-                )
-            elif decision in ValidationStatus.values:
-                summary_status_set(
-                    summary_id=summary.pk, status=decision, user=request.user, note=note
-                )
-                self.message_user(
-                    request,
-                    f"Summary {summary.pk} is now {decision}; the status is locked.",
-                    messages.SUCCESS,
-                )
-            else:
-                self.message_user(request, "Choose a review decision.", messages.ERROR)
-        except ReviewError as exc:
-            self.message_user(request, f"Not changed: {exc.message}", messages.ERROR)
-        if request.GET.get("next") == "list":
-            back = request.META.get("HTTP_REFERER", "")
-            if not url_has_allowed_host_and_scheme(
-                back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-            ) or not back.split("?")[0].endswith(reverse("admin:llm_clustersummary_changelist")):
-                back = reverse("admin:llm_clustersummary_changelist")
-            return HttpResponseRedirect(back)
-        return HttpResponseRedirect(reverse("admin:llm_clustersummary_change", args=[summary.pk]))
-
-    def _set_status(
-        self, request: HttpRequest, queryset: QuerySet[ClusterSummary], status: str
-    ) -> None:
-        ids = list(queryset.order_by("id").values_list("pk", flat=True))
-        note = request.POST.get("note", "").strip()
-        try:
-            for summary_id in ids:
-                summary_status_set(
-                    summary_id=summary_id, status=status, user=request.user, note=note
-                )
-        except ReviewError as exc:
-            self.message_user(request, f"Not changed: {exc.message}", messages.ERROR)
-            return
-        noted = f' with the note "{Truncator(note).chars(60)}"' if note else ""
-        self.message_user(
-            request,
-            f"{len(ids)} summar{'y' if len(ids) == 1 else 'ies'} set to {status} by "
-            f"{request.user.get_username()}{noted}; locked against reruns.",
-            messages.SUCCESS,
-        )
-
-    @admin.action(description="Validate selected summaries", permissions=["change"])
-    def validate(self, request: HttpRequest, queryset: QuerySet[ClusterSummary]) -> None:
-        """Set the selected summaries validated (audited, locked)."""
-        self._set_status(request, queryset, ValidationStatus.VALIDATED)
-
-    @admin.action(description="Reject selected summaries", permissions=["change"])
-    def reject(self, request: HttpRequest, queryset: QuerySet[ClusterSummary]) -> None:
-        """Set the selected summaries rejected (audited, locked)."""
-        self._set_status(request, queryset, ValidationStatus.REJECTED)
-
-    @admin.action(description="Mark selected summaries pending", permissions=["change"])
-    def mark_pending(self, request: HttpRequest, queryset: QuerySet[ClusterSummary]) -> None:
-        """Set the selected summaries back to pending (audited, locked)."""
-        self._set_status(request, queryset, ValidationStatus.PENDING)
-
-    @admin.action(description="Regenerate selected summaries", permissions=["change"])
-    def regenerate(self, request: HttpRequest, queryset: QuerySet[ClusterSummary]) -> None:
-        """Queue a forced regeneration of each selected summary (lifts its lock)."""
-        jobs: list[int] = []
-        for summary_id in queryset.order_by("id").values_list("pk", flat=True):
-            try:
-                jobs.append(summary_regenerate(summary_id=summary_id, user=request.user).pk)
-            except ReviewError as exc:
-                self.message_user(
-                    request, f"Summary {summary_id} not regenerated: {exc.message}", messages.ERROR
-                )
-        if jobs:
-            self.message_user(
-                request,
-                f"Regeneration queued for {len(jobs)} summar{'y' if len(jobs) == 1 else 'ies'} "
-                f"(jobs {', '.join(map(str, jobs))}).",
-                messages.SUCCESS,
-            )
-
-
-@admin.register(GenerationJob)
-class GenerationJobAdmin(ReadOnlyAdmin):
-    list_display = (
-        "id",
-        "run",
-        "scope",
-        "status",
-        "provider",
-        "model",
-        "total",
-        "succeeded",
-        "rejected",
-        "failed",
-        "skipped",
-        "cost_usd",
-        "unknown_outcome",
-        "redrives",
-        "progress_message",
-    )
-    list_filter = ("status", "scope", "provider", "mode")
-
-    @admin.display(description="unknown outcome")
-    def unknown_outcome(self, job: GenerationJob) -> str:
-        """Calls whose worker died in flight and their projected cost (in the job's cost)."""
-        if not job.unknown_calls:
-            return "-"
-        return f"{job.unknown_calls} call(s), ${job.unknown_cost_usd:.6f} projected (in cost)"
-
-
-@admin.register(SummaryTask)
-class SummaryTaskAdmin(ReadOnlyAdmin):
-    list_display = (
-        "id",
-        "job",
-        "cluster",
-        "state",
-        "attempts",
-        "deliveries",
-        "redrives",
-        "last_error",
-        "updated_at",
-    )
-    list_filter = ("state",)
-
-
-@admin.register(LLMCall)
-class LLMCallAdmin(ReadOnlyAdmin):
-    list_display = (
-        "id",
-        "kind",
-        "provider",
-        "model",
-        "status",
-        "attempt",
-        "try_number",
-        "input_tokens",
-        "output_tokens",
-        "latency_seconds",
-        "cost_usd",
-        "projected_cost_usd",
-        "created_at",
-    )
-    list_filter = ("kind", "status", "provider", "model")
-
-
-class BatchItemInline(admin.TabularInline):
-    model = BatchItem
-    fields = ("custom_id", "task", "kind", "attempt", "state", "error")
-    readonly_fields = fields
-    extra = 0
-    max_num = 0
-    can_delete = False
-    show_change_link = False
-
-
-@admin.register(ProviderBatch)
-class ProviderBatchAdmin(ReadOnlyAdmin):
-    list_display = (
-        "id",
-        "job",
-        "provider",
-        "kind",
-        "round",
-        "state",
-        "provider_state",
-        "request_count",
-        "completed_count",
-        "failed_count",
-        "submitted_at",
-        "finished_at",
-    )
-    list_filter = ("state", "provider", "kind")
-    search_fields = ("display_name", "provider_batch_id")
-    inlines = [BatchItemInline]
-
-
-@admin.register(Deployment)
-class DeploymentAdmin(ReadOnlyAdmin):
-    """This deployment's instance id, which batch display names and custom ids carry (created
-    on first use; listing it here creates it if no batch has yet)."""
-
-    list_display = ("instance_id", "created_at")
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Deployment]:
-        from .services.deployment import deployment_identity
-
-        deployment_identity()
-        return super().get_queryset(request)
