@@ -25,6 +25,22 @@ from typing import Any, TypeVar, cast
 from pydantic import BaseModel, ValidationError
 
 from llm.context import PATHWAY_CATEGORIES
+from llm.grounding import (
+    COMMON_WORD_SYMBOLS,
+    FUNCTIONAL_TEXT_FIELDS,
+    MEDIUM_MIN_SIGNIFICANT,
+    MIN_SYMBOL_LENGTH,
+    PHENOTYPE_GENE_NAME_FIELDS,
+    PHENOTYPE_TEXT_FIELDS,
+    SIGNIFICANT_FDR,
+    GroundingBands,
+    checkable_dataset_symbols,
+    confidence_from_fdrs,
+    find_symbols,
+    grounding_bands,
+    normalize_name,
+    pathway_keys,
+)
 from llm.prompts.schemas import (
     CONFIDENCE_ORDER,
     Confidence,
@@ -35,21 +51,6 @@ from llm.prompts.schemas import (
 )
 from llm.prompts.templates import parse_cluster_data, parse_summary_block
 from llm.providers.base import ProviderError, ProviderRequest, ProviderResult
-from llm.services.judging import GroundingBands, grounding_bands
-from llm.services.validation import (
-    COMMON_WORD_SYMBOLS,
-    FUNCTIONAL_TEXT_FIELDS,
-    MEDIUM_MIN_SIGNIFICANT,
-    MIN_SYMBOL_LENGTH,
-    PHENOTYPE_GENE_NAME_FIELDS,
-    PHENOTYPE_TEXT_FIELDS,
-    SIGNIFICANT_FDR,
-    checkable_dataset_symbols,
-    confidence_from_fdrs,
-    find_symbols,
-    normalize_name,
-    pathway_keys,
-)
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -604,7 +605,7 @@ def _named_genes(
     """(member symbols, non-member gene symbols) named in ``text``.
 
     With ``known`` (dataset symbols) the match is exact as in
-    :func:`~llm.services.validation.find_symbols`. Without it, a non-member "gene" is any
+    :func:`~llm.grounding.find_symbols`. Without it, a non-member "gene" is any
     upper-case token of 3+ letters/digits (``[A-Z][A-Z0-9]{2,}``) that is not in
     :data:`ACRONYMS`, ``COMMON_WORD_SYMBOLS`` or ``excluded`` (words of the term names).
     """
@@ -744,7 +745,7 @@ def rule_based_verdict(
       confidence or two levels below it, thin data (fewer than 3 terms with FDR < 0.05 or
       placeholder themes), genes that cannot be verified against a truncated member list.
 
-    The grounding bands are the server's (``llm.services.judging``: accept >= 80%, reject
+    The grounding bands are the server's (``llm.grounding``: accept >= 80%, reject
     < 50%; clusters of >= 300 members: 70% and 40%). Verdict: reject on a hard failure or
     grounding below the reject band; accept_with_corrections when every problem is correctable;
     low_confidence on any soft concern or grounding below the accept band; otherwise accept.
