@@ -15,7 +15,7 @@ import string
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 from llm.prompts.templates import LARGE_CLUSTER_SIZE
 
@@ -126,6 +126,18 @@ def pathway_keys(name: str, term_id: str = "") -> set[str]:
         }
     keys.discard("")
     return keys
+
+
+def field_texts(value: Any) -> list[str]:
+    """The texts of one summary field: ``[]`` for None, ``[value]`` for a string, each non-None
+    item as a string for a list or tuple, else ``[str(value)]``."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [str(item) for item in value if item is not None]
+    return [str(value)]
 
 
 def find_symbols(text: str, symbols: Collection[str]) -> list[str]:

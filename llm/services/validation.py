@@ -21,6 +21,7 @@ from llm.grounding import (
     Confidence,
     checkable_dataset_symbols,
     confidence_from_fdrs,
+    field_texts,
     find_symbols,
     is_checkable_symbol,
     normalize_name,
@@ -33,16 +34,6 @@ def summary_as_dict(summary: BaseModel | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(summary, BaseModel):
         return summary.model_dump(mode="json")
     return dict(summary)
-
-
-def _texts(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list | tuple):
-        return [str(item) for item in value if item is not None]
-    return [str(value)]
 
 
 class _CheckableSymbols(Collection[str]):
@@ -126,7 +117,7 @@ def validate_entities(ctx: ClusterContext, summary: BaseModel | Mapping[str, Any
     non_members: dict[str, list[str]] = {}
     named_members: dict[str, list[str]] = {}
     for field_name in fields:
-        for text in _texts(data.get(field_name)):
+        for text in field_texts(data.get(field_name)):
             for symbol in find_symbols(text, symbols):
                 if symbol not in members:
                     where = non_members.setdefault(symbol, [])
@@ -154,7 +145,7 @@ def validate_entities(ctx: ClusterContext, summary: BaseModel | Mapping[str, Any
         for term in ctx.terms:
             if term.category in PATHWAY_CATEGORIES and term.direction == "enriched":
                 valid |= pathway_keys(term.name, term.term_id)
-        for pathway in _texts(data.get("pathways")):
+        for pathway in field_texts(data.get("pathways")):
             if normalize_name(pathway) not in valid:
                 failures.append(
                     f"Pathway {pathway!r} is not an enriched pathway term of cluster "
@@ -189,7 +180,7 @@ def validate_supplementary(
     data = summary_as_dict(summary)
     failures: list[str] = []
     supported = ctx.supported_modes()
-    for mode in _texts(data.get("inheritance_patterns")):
+    for mode in field_texts(data.get("inheritance_patterns")):
         if mode not in supported:
             figures = ", ".join(supported) or "none (no mode is supported by the data)"
             failures.append(
@@ -205,7 +196,7 @@ def validate_supplementary(
             f"phenotype data are NDD-predominant, which the figures call {call!r}."
         )
     enriched = {normalize_name(t.name) for t in ctx.terms if t.direction == "enriched"}
-    for item in _texts(data.get("notably_absent")):
+    for item in field_texts(data.get("notably_absent")):
         if normalize_name(item) in enriched:
             failures.append(
                 f"{item!r} is listed as notably absent but is an enriched term of cluster "
