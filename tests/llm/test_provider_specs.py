@@ -127,3 +127,12 @@ def test_the_settings_and_the_registry_follow_the_specs(settings: Any) -> None:
             assert hasattr(settings, spec.key_setting), spec.key_setting
         if spec.batch:
             assert getattr(settings, spec.batch_timeout_setting) == spec.batch_timeout
+
+
+@pytest.mark.parametrize("spec", PROVIDER_SPECS, ids=lambda spec: spec.name)
+def test_every_spec_constructs_its_provider(spec: ProviderSpec) -> None:
+    # building a client sends nothing: the SDKs connect on the first request
+    provider = spec.connect("test-key-not-secret", "http://127.0.0.1:9", 1.0)
+    assert provider.name == spec.name
+    assert callable(provider.generate)
+    assert callable(getattr(provider, "batch_create", None)) == spec.batch

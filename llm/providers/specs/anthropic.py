@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from llm.providers.specs.spec import ProviderSpec
-
-
-def _connect(key: str, base_url: str | None, timeout: float) -> Any:
-    from llm.providers.anthropic import AnthropicProvider
-
-    return AnthropicProvider(key, base_url, timeout)
-
+from llm.providers.specs.spec import ProviderSpec, connect_class
 
 SPEC = ProviderSpec(
     name="anthropic",
     default_model="claude-haiku-4-5",
     # USD per million tokens (input, output), anthropic.com/pricing, 2026-11
     prices={"claude-haiku-4-5": (1.00, 5.00)},
-    connect=_connect,
+    connect=connect_class("llm.providers.anthropic:AnthropicProvider"),
     key_setting="ANTHROPIC_API_KEY",
     batch=True,
     # message batches expire after 24 h

@@ -2,16 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from llm.providers.specs.spec import ProviderSpec
-
-
-def _connect(key: str, base_url: str | None, timeout: float) -> Any:
-    from llm.providers.gemini import GeminiProvider
-
-    return GeminiProvider(key, base_url, timeout)
-
+from llm.providers.specs.spec import ProviderSpec, connect_class
 
 SPEC = ProviderSpec(
     name="gemini",
@@ -22,7 +13,7 @@ SPEC = ProviderSpec(
         "gemini-2.5-flash-lite": (0.10, 0.40),
         "gemini-2.5-pro": (1.25, 10.00),
     },
-    connect=_connect,
+    connect=connect_class("llm.providers.gemini:GeminiProvider"),
     key_setting="GEMINI_API_KEY",
     key_fallback="GOOGLE_API_KEY",
     missing_key="neither GEMINI_API_KEY nor GOOGLE_API_KEY is set",

@@ -8,6 +8,7 @@ more than one of them. Nothing here imports Django or an SDK.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,3 +59,16 @@ class ProviderSpec:
     def batch_timeout_setting(self) -> str:
         """The setting of this provider's batch timeout (``BATCH_TIMEOUT_GEMINI``)."""
         return f"BATCH_TIMEOUT_{self.name.upper()}"
+
+
+def connect_class(path: str) -> Connect:
+    """A :data:`Connect` that imports ``path`` (``"package.module:ClassName"``) when first called
+    and returns ``ClassName(key, base_url, timeout)``; the import waits until a provider of that
+    kind is really wanted."""
+    module_name, _, class_name = path.partition(":")
+
+    def connect(key: str, base_url: str | None, timeout: float) -> Any:
+        provider_class = getattr(importlib.import_module(module_name), class_name)
+        return provider_class(key, base_url, timeout)
+
+    return connect
