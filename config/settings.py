@@ -310,5 +310,5 @@ LLM_JOB_TIME_LIMIT = env_int(
 )  # seconds per generation job
 LLM_TEMPERATURE = env_float("LLM_TEMPERATURE", 0.2, minimum=0.0, maximum=2.0)
 LLM_MAX_OUTPUT_TOKENS = env_int("LLM_MAX_OUTPUT_TOKENS", 4096, minimum=64, maximum=1_000_000)
-# USD per million input / output tokens per model, JSON; merged over llm/pricing.py defaults.
+# USD per million input / output tokens per model, JSON; merged over the specs' prices.
 LLM_PRICES = env_price_table("LLM_PRICES")
