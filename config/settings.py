@@ -11,6 +11,9 @@ from pathlib import Path
 
 from kombu import Queue
 
+# pure declarations (no Django, no SDK): each provider's name, key variable and batch window
+from llm.providers.specs import PROVIDER_SPECS
+
 from .env import (
     SettingError,
     env_bool,
@@ -226,8 +229,8 @@ LOGGING = {
 
 # --- LLM providers ----------------------------------------------------------------------------
 # "extractive" is the offline, deterministic, non-LLM baseline; "gemini" uses google-genai.
-# the names of llm.providers.registry.DEFAULT_MODELS (settings cannot import the app)
-LLM_PROVIDERS = ("extractive", "gemini", "openai", "anthropic")
+# the names of the providers' specs (llm/providers/specs/), in their order
+LLM_PROVIDERS = tuple(spec.name for spec in PROVIDER_SPECS)
 LLM_PROVIDER = env_choice("LLM_PROVIDER", "extractive", LLM_PROVIDERS)
 LLM_MODEL = env_name("LLM_MODEL")
 LLM_JUDGE_MODEL = env_name("LLM_JUDGE_MODEL")
@@ -235,10 +238,12 @@ LLM_JUDGE_MODEL = env_name("LLM_JUDGE_MODEL")
 LLM_BASE_URL = env_url("LLM_BASE_URL")
 # seconds per provider call
 LLM_TIMEOUT = env_float("LLM_TIMEOUT", 60.0, minimum=0.1, maximum=3600.0)
-# Keys are read from the environment only; never logged, stored or echoed in errors.
-GEMINI_API_KEY = env_secret("GEMINI_API_KEY", fallback="GOOGLE_API_KEY")
-OPENAI_API_KEY = env_secret("OPENAI_API_KEY")
-ANTHROPIC_API_KEY = env_secret("ANTHROPIC_API_KEY")
+# Keys are read from the environment only; never logged, stored or echoed in errors. One setting
+# per spec's key_setting, named like its variable: GEMINI_API_KEY (or GOOGLE_API_KEY),
+# OPENAI_API_KEY, ANTHROPIC_API_KEY.
+for _spec in PROVIDER_SPECS:
+    if _spec.key_setting:
+        globals()[_spec.key_setting] = env_secret(_spec.key_setting, fallback=_spec.key_fallback)
 
 # --- Provider batch APIs --------------------------------------------------------------------
 BATCH_API_ENABLED = env_bool("BATCH_API_ENABLED", True)
@@ -255,11 +260,13 @@ BATCH_TIMEOUT: int | None = (
     if os.environ.get("BATCH_TIMEOUT", "").strip()
     else None
 )
-BATCH_TIMEOUT_GEMINI = env_int("BATCH_TIMEOUT_GEMINI", 48 * 3600, minimum=60, maximum=7 * _DAY)
-BATCH_TIMEOUT_OPENAI = env_int("BATCH_TIMEOUT_OPENAI", 24 * 3600, minimum=60, maximum=7 * _DAY)
-BATCH_TIMEOUT_ANTHROPIC = env_int(
-    "BATCH_TIMEOUT_ANTHROPIC", 24 * 3600, minimum=60, maximum=7 * _DAY
-)
+# BATCH_TIMEOUT_GEMINI, BATCH_TIMEOUT_OPENAI, BATCH_TIMEOUT_ANTHROPIC: one per spec with a
+# batch API, defaulting to the spec's batch_timeout
+for _spec in PROVIDER_SPECS:
+    if _spec.batch:
+        globals()[_spec.batch_timeout_setting] = env_int(
+            _spec.batch_timeout_setting, _spec.batch_timeout, minimum=60, maximum=7 * _DAY
+        )
 # keep a batch's uploaded input and result files at the provider after its results are stored
 # (OpenAI and Gemini file storage has quotas; `llm_batch files` lists and removes leftovers)
 LLM_BATCH_KEEP_FILES = env_bool("LLM_BATCH_KEEP_FILES", False)
@@ -303,5 +310,5 @@ LLM_JOB_TIME_LIMIT = env_int(
 )  # seconds per generation job
 LLM_TEMPERATURE = env_float("LLM_TEMPERATURE", 0.2, minimum=0.0, maximum=2.0)
 LLM_MAX_OUTPUT_TOKENS = env_int("LLM_MAX_OUTPUT_TOKENS", 4096, minimum=64, maximum=1_000_000)
-# USD per million input / output tokens per model, JSON; merged over llm/pricing.py defaults.
+# USD per million input / output tokens per model, JSON; merged over the specs' prices.
 LLM_PRICES = env_price_table("LLM_PRICES")

@@ -1,7 +1,8 @@
 """Cost of provider calls in USD from a per-model price table.
 
-Prices are USD per million tokens (input, output), from the providers' public price pages as of
-2026-11; override or extend with the ``LLM_PRICES`` setting (JSON ``{"model": [in, out]}``).
+Prices are USD per million tokens (input, output): each provider's spec declares its models'
+prices from the provider's public price page (:mod:`llm.providers.specs`); override or extend
+them with the ``LLM_PRICES`` setting (JSON ``{"model": [in, out]}``).
 Batch calls cost :data:`BATCH_DISCOUNT` of the realtime price where the provider says so.
 """
 
@@ -11,21 +12,20 @@ from decimal import Decimal
 
 from django.conf import settings
 
-DEFAULT_PRICES: dict[str, tuple[float, float]] = {
-    "extractive-v1": (0.0, 0.0),
-    "gemini-2.5-flash": (0.30, 2.50),
-    "gemini-2.5-flash-lite": (0.10, 0.40),
-    "gemini-2.5-pro": (1.25, 10.00),
-    "gpt-4.1-mini": (0.40, 1.60),
-    "claude-haiku-4-5": (1.00, 5.00),
-}
+from llm.providers import specs
+
 BATCH_DISCOUNT = Decimal("0.5")
 _MILLION = Decimal(1_000_000)
 
 
+def default_prices() -> dict[str, tuple[float, float]]:
+    """Model -> (input, output) USD per million tokens, as the providers' specs declare them."""
+    return {model: pair for spec in specs.PROVIDER_SPECS for model, pair in spec.prices.items()}
+
+
 def price_table() -> dict[str, tuple[float, float]]:
-    """The effective table: defaults overridden by ``settings.LLM_PRICES``."""
-    table = dict(DEFAULT_PRICES)
+    """The effective table: the specs' prices overridden by ``settings.LLM_PRICES``."""
+    table = default_prices()
     for model, pair in (settings.LLM_PRICES or {}).items():
         table[str(model)] = (float(pair[0]), float(pair[1]))
     return table

@@ -54,11 +54,11 @@ from pydantic import BaseModel
 
 from llm.providers.base import ProviderError, ProviderRequest, ProviderResult, T
 from llm.providers.batch import BatchItemResult, BatchStatus
+from llm.providers.batch_support import guarded_iter
 from llm.providers.common import (
     SdkExceptions,
     SdkProvider,
     batch_item_error,
-    guarded_iter,
     retry_after_from_headers,
     stainless_exceptions,
     unknown_custom_id,

@@ -4,9 +4,9 @@
   :func:`retry_after_from_headers` (seconds to wait), and :class:`SdkProvider`, the base class
   with the key check, key redaction of every error message, the call guard that turns each SDK
   exception into a classified :class:`ProviderError`, and the validation of an answer's text.
-- Batch: :func:`batch_check` (validate a set before anything is sent), :func:`batch_item_error`
-  and :func:`unknown_custom_id` (failed items), :func:`guarded_iter` (pagers and result streams
-  run through the guard), :func:`decode_row` (one JSONL result line), :func:`first_named`.
+- Batch items: :func:`batch_item_error` and :func:`unknown_custom_id` (failed items, classified
+  like realtime errors). The other batch helpers (checks before sending, result lines, pagers,
+  matching a listed batch) are in :mod:`llm.providers.batch_support`.
 
 What differs by vendor (request bodies, reading a response, batch states, how a batch is found
 again) stays in each provider's module.
@@ -15,12 +15,11 @@ again) stays in each provider's module.
 from __future__ import annotations
 
 import email.utils
-import json
 import math
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import ModuleType
@@ -30,6 +29,7 @@ from pydantic import BaseModel
 
 from llm.providers.base import ProviderError, ProviderRequest, ProviderResult, T, redact
 from llm.providers.batch import BatchItemResult, BatchStatus, ProviderFile
+from llm.providers.batch_support import batch_check, guarded_iter
 from llm.providers.parsing import parse_structured
 from llm.providers.ratelimit_hints import RateLimitHint
 
@@ -102,61 +102,6 @@ def retry_after_from_headers(headers: Any) -> float | None:
     return parse_retry_after(header if isinstance(header, str) else None)
 
 
-# --------------------------------------------------------------------------------------------
-# Batch helpers
-# --------------------------------------------------------------------------------------------
-
-
-def batch_check(
-    vendor: str,
-    requests: Sequence[ProviderRequest[Any]],
-    *,
-    max_requests: int,
-    max_bytes: int,
-    size_of: Callable[[ProviderRequest[Any]], int],
-    custom_id_pattern: re.Pattern[str] | None = None,
-    custom_id_rule: str = "",
-) -> list[int]:
-    """Validate a batch before anything is sent; return each request's serialised size (bytes).
-
-    Checks: at least one request; at most ``max_requests``; every ``custom_id`` non-empty,
-    unique and (when given) matching ``custom_id_pattern``; total size at most ``max_bytes``.
-
-    Raises:
-        ProviderError: ``api_error``, permanent, naming the rule broken (split oversize sets by
-            ``max_requests_per_batch`` / ``max_bytes_per_batch``).
-    """
-
-    def refuse(message: str) -> ProviderError:
-        return ProviderError(f"{vendor} batch rejected: {message}", transient=False)
-
-    if not requests:
-        raise refuse("it has no requests")
-    if len(requests) > max_requests:
-        raise refuse(
-            f"{len(requests)} requests exceed the limit of {max_requests} per batch; "
-            "split the set into several batches"
-        )
-    seen: set[str] = set()
-    for index, request in enumerate(requests):
-        custom_id = request.custom_id
-        if not custom_id:
-            raise refuse(f"request {index} has no custom_id (results are matched by it)")
-        if custom_id_pattern is not None and not custom_id_pattern.fullmatch(custom_id):
-            raise refuse(f"custom_id {custom_id!r} is invalid: {custom_id_rule}")
-        if custom_id in seen:
-            raise refuse(f"custom_id {custom_id!r} is used twice; custom ids must be unique")
-        seen.add(custom_id)
-    sizes = [size_of(request) for request in requests]
-    total = sum(sizes)
-    if total > max_bytes:
-        raise refuse(
-            f"the serialised input is {total} bytes, over the limit of {max_bytes} bytes; "
-            "split the set into several batches"
-        )
-    return sizes
-
-
 def batch_item_error(
     vendor: str,
     custom_id: str,
@@ -196,80 +141,6 @@ def unknown_custom_id(vendor: str, custom_id: str) -> BatchItemResult:
         "unknown custom_id: not among the requests this batch was asked to match",
         transient=False,
     )
-
-
-def guarded_iter(iterable: Iterable[R], guard: Callable[[Callable[[], Any]], Any]) -> Iterator[R]:
-    """Iterate an SDK pager or stream, running each step through ``guard`` (a provider's
-    call wrapper that turns SDK exceptions into classified ProviderErrors)."""
-    iterator = guard(lambda: iter(iterable))
-    sentinel: Any = object()
-    while True:
-        item = guard(lambda: next(iterator, sentinel))
-        if item is sentinel:
-            return
-        yield item
-
-
-def decode_row(line: str | bytes) -> dict[str, Any] | str:
-    """One JSONL result line as a JSON object, or the reason it is not one (a string)."""
-    try:
-        value = json.loads(line)
-    except ValueError as error:
-        return f"unreadable result line ({error})"
-    return value if isinstance(value, dict) else "result line is not an object"
-
-
-def as_utc(moment: datetime | None) -> datetime | None:
-    """``moment`` as an aware datetime (naive means UTC, as Django stores it)."""
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
-
-
-def batch_matches(
-    status: BatchStatus,
-    display_name: str,
-    *,
-    request_count: int | None = None,
-    created_after: datetime | None = None,
-    exclude_ids: Collection[str] = (),
-) -> bool:
-    """Whether ``status`` may be the batch submitted as ``display_name``: same name, not an
-    excluded id, and, where the provider reports them, the same request count (0 = not
-    reported yet, e.g. a batch still validating) and created no earlier than ``created_after``.
-    """
-    if status.display_name != display_name or status.batch_id in exclude_ids:
-        return False
-    if (
-        request_count is not None
-        and status.request_count
-        and status.request_count != (request_count)
-    ):
-        return False
-    after = as_utc(created_after)
-    created = as_utc(status.created_at)
-    return not (after is not None and created is not None and created < after)
-
-
-def first_named(
-    statuses: Iterable[BatchStatus],
-    display_name: str,
-    *,
-    request_count: int | None = None,
-    created_after: datetime | None = None,
-    exclude_ids: Collection[str] = (),
-) -> BatchStatus | None:
-    """The first status (listings are newest first) that :func:`batch_matches`."""
-    for status in statuses:
-        if batch_matches(
-            status,
-            display_name,
-            request_count=request_count,
-            created_after=created_after,
-            exclude_ids=exclude_ids,
-        ):
-            return status
-    return None
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,278 +19,54 @@ SDK maps neither ``batchStats`` nor the reason of a FAILED job nor the input fil
 JSONL request serialiser are the two SDK internals used, with google-genai pinned to a tested
 range (``tests/llm/test_genai_internals.py`` says what to update when they change).
 
-What the three SDK providers share (key check and redaction, the call guard, HTTP status
-classification, answer validation, batch checks and item errors) is in
-:mod:`llm.providers.common`. Protocol facts are in ``/work/shared/docs/provider-wire-reference.md``;
+The wire format (REST JSON to SDK types, JSONL lines, RetryInfo, batch states, times, the
+output schema) is in :mod:`llm.providers.gemini_wire`. What the three SDK providers share (key
+check and redaction, the call guard, HTTP status classification, answer validation, batch item
+errors) is in :mod:`llm.providers.common`, the batch checks and listing helpers in
+:mod:`llm.providers.batch_support`. Protocol facts are in
+``/work/shared/docs/provider-wire-reference.md``;
 ``llm/providers/emulators/gemini.py`` speaks the same protocol locally.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
-import re
 import tempfile
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import IO, Any, ClassVar
+from typing import Any, ClassVar
 
 from google import genai
-from google.genai import _transformers, types
 from google.genai import errors as genai_errors
+from google.genai import types
 from pydantic import BaseModel
 
 from llm.providers.base import ProviderError, ProviderRequest, ProviderResult, T
 from llm.providers.batch import FINAL_BATCH_STATES, BatchItemResult, BatchStatus, ProviderFile
-from llm.providers.common import (
-    SdkExceptions,
-    SdkProvider,
-    batch_item_error,
-    batch_matches,
-    decode_row,
-    parse_retry_after,
-    unknown_custom_id,
+from llm.providers.batch_support import batch_matches, decode_row
+from llm.providers.common import SdkExceptions, SdkProvider, batch_item_error, unknown_custom_id
+from llm.providers.gemini_wire import (
+    BLOCKED_FINISH_REASONS,
+    TIMEOUT_EXCEPTIONS,
+    TRANSPORT_EXCEPTIONS,
+    as_count,
+    as_time,
+    batch_name,
+    batch_state,
+    enum_value,
+    iter_lines,
+    output_schema,
+    response_from_rest,
+    retry_after_from,
 )
 from llm.providers.ratelimit_hints import rate_limit_hint
-
-#: Finish reasons meaning the answer was withheld by a safety or policy filter.
-BLOCKED_FINISH_REASONS = frozenset(
-    {
-        "SAFETY",
-        "PROHIBITED_CONTENT",
-        "BLOCKLIST",
-        "RECITATION",
-        "SPII",
-        "IMAGE_SAFETY",
-        "IMAGE_PROHIBITED_CONTENT",
-        "IMAGE_RECITATION",
-        "MODEL_ARMOR",
-    }
-)
-
-_RETRY_DELAY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*s\s*$")
-
-
-_ExceptionTypes = tuple[type[BaseException], ...]
-
-
-def _transport_exception_types() -> tuple[_ExceptionTypes, _ExceptionTypes]:
-    """(timeout exceptions, other transport exceptions) of whichever HTTP stacks are installed.
-
-    google-genai 3.x sends through ``httpx2`` when present and ``httpx`` otherwise; their
-    exception classes are unrelated, so both families are caught.
-    """
-    timeouts: list[type[BaseException]] = [TimeoutError]
-    transport: list[type[BaseException]] = [ConnectionError]
-    for module_name in ("httpx", "httpx2"):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        timeouts.append(module.TimeoutException)
-        transport.append(module.TransportError)
-    return tuple(timeouts), tuple(transport)
-
-
-_TIMEOUT_EXCEPTIONS, _TRANSPORT_EXCEPTIONS = _transport_exception_types()
-
-
-_SCHEMAS: dict[type[BaseModel], types.Schema] = {}
-
-
-def _response_schema(output_class: type[BaseModel]) -> types.Schema:
-    """The Gemini ``Schema`` of a pydantic output class, built once per class and process.
-
-    Given the class itself, the SDK regenerates its JSON schema on every call (pydantic's
-    ``model_json_schema``, about 0.5 ms for a summary class, 15% of a profiled call at zero
-    latency); given the ready ``Schema`` it only copies it. The wire payload is the same: this is
-    the SDK's own translation (``t_schema``) of the same class.
-    """
-    schema = _SCHEMAS.get(output_class)
-    if schema is None:  # a race builds it twice, harmlessly: the result is the same
-        built = _transformers.t_schema(None, output_class)
-        assert built is not None
-        schema = _SCHEMAS[output_class] = built
-    return schema
-
-
-def _enum_value(value: Any) -> str:
-    """The plain string of an SDK enum (``FinishReason.STOP`` -> ``"STOP"``); "" for None."""
-    if value is None:
-        return ""
-    return str(getattr(value, "value", value))
-
-
-def parse_retry_info(details: Any) -> float | None:
-    """Seconds from a ``google.rpc.RetryInfo`` ``retryDelay`` (e.g. ``"7s"``) in an error body.
-
-    ``details`` is the decoded error JSON (``{"error": {"details": [...]}}``) as the SDK keeps it
-    in ``APIError.details``; returns None when there is no RetryInfo.
-    """
-    if not isinstance(details, dict):
-        return None
-    error = details.get("error", details)
-    items = error.get("details") if isinstance(error, dict) else None
-    if not isinstance(items, list):
-        return None
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        if not str(item.get("@type", "")).endswith("RetryInfo"):
-            continue
-        delay = item.get("retryDelay")
-        if isinstance(delay, int | float):
-            return max(0.0, float(delay))
-        if isinstance(delay, str) and (match := _RETRY_DELAY_RE.match(delay)):
-            return float(match.group(1))
-    return None
-
-
-def _retry_after_from(error: genai_errors.APIError) -> float | None:
-    """Retry-After header of the SDK's HTTP response if exposed, else the RetryInfo delay."""
-    response = getattr(error, "response", None)
-    headers = getattr(response, "headers", None)
-    if headers is not None:
-        try:
-            header = headers.get("retry-after")
-        except (AttributeError, TypeError):
-            header = None
-        seconds = parse_retry_after(header if isinstance(header, str) else None)
-        if seconds is not None:
-            return seconds
-    return parse_retry_info(getattr(error, "details", None))
-
-
-def iter_lines(handle: IO[bytes]) -> Iterator[dict[str, Any]]:
-    """Decoded JSON objects of a JSONL file, one line at a time; blank lines skipped.
-
-    Undecodable lines are yielded as ``{"__invalid__": "<reason>"}`` so the caller can report
-    them without stopping.
-    """
-    for raw in handle:
-        line = raw.strip()
-        if not line:
-            continue
-        row = decode_row(line)
-        yield row if isinstance(row, dict) else {"__invalid__": row}
-
-
-def _parts_from_rest(content: Any) -> dict[str, Any] | None:
-    if not isinstance(content, Mapping):
-        return None
-    parts = [
-        {"text": part.get("text"), "thought": part.get("thought")}
-        for part in content.get("parts") or []
-        if isinstance(part, Mapping)
-    ]
-    return {"role": content.get("role"), "parts": parts}
-
-
-def response_from_rest(raw: Mapping[str, Any]) -> types.GenerateContentResponse:
-    """A ``GenerateContentResponse`` from the REST JSON of one answer (a line of a batch
-    responses file), through the SDK's public pydantic model.
-
-    Only the fields this provider reads are kept (candidates' text parts and finish reason,
-    usage, prompt feedback, model version), so fields the SDK does not know (its models forbid
-    extra fields) never make an answer unreadable.
-
-    Raises:
-        pydantic.ValidationError: a kept field has the wrong type.
-    """
-    found = raw.get("usageMetadata")
-    usage: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
-    feedback = raw.get("promptFeedback")
-    lean: dict[str, Any] = {
-        "candidates": [
-            {
-                "content": _parts_from_rest(candidate.get("content")),
-                "finish_reason": candidate.get("finishReason"),
-            }
-            for candidate in raw.get("candidates") or []
-            if isinstance(candidate, Mapping)
-        ],
-        "usage_metadata": {
-            "prompt_token_count": usage.get("promptTokenCount"),
-            "candidates_token_count": usage.get("candidatesTokenCount"),
-            "thoughts_token_count": usage.get("thoughtsTokenCount"),
-        },
-        "prompt_feedback": (
-            {"block_reason": feedback.get("blockReason")} if isinstance(feedback, Mapping) else None
-        ),
-        "model_version": raw.get("modelVersion"),
-        "response_id": raw.get("responseId"),
-    }
-    return types.GenerateContentResponse.model_validate(lean)
-
-
-# --------------------------------------------------------------------------------------------
-# Gemini
-# --------------------------------------------------------------------------------------------
 
 #: Inline batch requests must stay under 20 MB; input files may hold up to 2 GB.
 INLINE_LIMIT_BYTES = 20 * 1000 * 1000
 MAX_BATCH_BYTES = 2 * 1000 * 1000 * 1000
 #: No documented request-count limit; a conservative cap keeps one batch's results manageable.
 MAX_BATCH_REQUESTS = 100_000
-
-#: Gemini batch states (BATCH_STATE_* raw, JOB_STATE_* as the SDK maps them) -> normalised.
-BATCH_STATE_MAP = {
-    "BATCH_STATE_UNSPECIFIED": "pending",
-    "BATCH_STATE_PENDING": "pending",
-    "BATCH_STATE_RUNNING": "running",
-    "BATCH_STATE_SUCCEEDED": "succeeded",
-    "BATCH_STATE_FAILED": "failed",
-    "BATCH_STATE_CANCELLED": "cancelled",
-    "BATCH_STATE_EXPIRED": "expired",
-    "JOB_STATE_UNSPECIFIED": "pending",
-    "JOB_STATE_QUEUED": "pending",
-    "JOB_STATE_PENDING": "pending",
-    "JOB_STATE_RUNNING": "running",
-    "JOB_STATE_CANCELLING": "running",
-    "JOB_STATE_PAUSED": "running",
-    "JOB_STATE_UPDATING": "running",
-    "JOB_STATE_SUCCEEDED": "succeeded",
-    "JOB_STATE_PARTIALLY_SUCCEEDED": "succeeded",
-    "JOB_STATE_FAILED": "failed",
-    "JOB_STATE_CANCELLED": "cancelled",
-    "JOB_STATE_EXPIRED": "expired",
-}
-
-
-def batch_state(raw_state: str) -> str:
-    """Normalised state of a Gemini batch state string; unknown states count as running (so
-    the caller polls again rather than acting on a state it does not understand)."""
-    return BATCH_STATE_MAP.get(raw_state, "running")
-
-
-def _batch_name(batch_id: str) -> str:
-    """``batches/ID`` (the SDK needs the prefix) from ``ID`` or ``batches/ID``."""
-    return batch_id if batch_id.startswith("batches/") else f"batches/{batch_id}"
-
-
-def _as_count(value: Any) -> int:
-    """An int64 count as Google sends it (a JSON string or number); 0 when absent."""
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
-
-
-_FRACTION_RE = re.compile(r"(\.\d{1,6})\d*")
-
-
-def _as_time(value: Any) -> datetime | None:
-    """An RFC 3339 time as Google sends it (``2026-12-03T10:00:00.123456789Z``); None when
-    absent or unreadable."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(
-            _FRACTION_RE.sub(r"\1", value, count=1).replace("Z", "+00:00")
-        )
-    except ValueError:
-        return None
 
 
 class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
@@ -315,8 +91,8 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
     key_variable: ClassVar[str] = "GEMINI_API_KEY"
     sdk_exceptions: ClassVar[SdkExceptions] = SdkExceptions(
         status=genai_errors.APIError,
-        timeout=_TIMEOUT_EXCEPTIONS,
-        connection=_TRANSPORT_EXCEPTIONS,
+        timeout=TIMEOUT_EXCEPTIONS,
+        connection=TRANSPORT_EXCEPTIONS,
         unreadable=(genai_errors.UnknownApiResponseError,),
         timeout_names_exception=True,
     )
@@ -361,7 +137,7 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
             code,
             error.status or "",
             error.message or str(error),
-            lambda: _retry_after_from(error),
+            lambda: retry_after_from(error),
             hint=lambda: rate_limit_hint(headers, error.message, getattr(error, "details", None)),
         )
 
@@ -374,7 +150,7 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
             temperature=request.temperature,
             max_output_tokens=request.max_output_tokens,
             response_mime_type="application/json",
-            response_schema=_response_schema(request.output_class),
+            response_schema=output_schema(request.output_class),
         )
 
     def generate(self, request: ProviderRequest[T]) -> ProviderResult[T]:
@@ -422,7 +198,7 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
         tokens = {"input_tokens": input_tokens, "output_tokens": output_tokens}
 
         feedback = response.prompt_feedback
-        block_reason = _enum_value(feedback.block_reason if feedback else None)
+        block_reason = enum_value(feedback.block_reason if feedback else None)
         if block_reason == "BLOCKED_REASON_UNSPECIFIED":
             block_reason = ""
         candidates = response.candidates or []
@@ -438,7 +214,7 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
             )
 
         candidate = candidates[0]
-        finish_reason = _enum_value(candidate.finish_reason)
+        finish_reason = enum_value(candidate.finish_reason)
         parts = candidate.content.parts if candidate.content and candidate.content.parts else []
         text = "".join(part.text for part in parts if part.text and not part.thought)
 
@@ -542,7 +318,7 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
     ) -> BatchStatus:
         """A status from the SDK's ``BatchJob`` (which maps no counts: ``request_count`` is
         the caller's, 0 when unknown)."""
-        raw_state = _enum_value(job.state) or "JOB_STATE_UNSPECIFIED"
+        raw_state = enum_value(job.state) or "JOB_STATE_UNSPECIFIED"
         return BatchStatus(
             batch_id=job.name or "",
             display_name=job.display_name or display_name,
@@ -583,7 +359,7 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
         Raises:
             ProviderError: unknown id (404, permanent) or a transport failure.
         """
-        name = _batch_name(batch_id)
+        name = batch_name(batch_id)
         return self._status(self._operation(name), name)
 
     def _operation(self, name: str) -> dict[str, Any]:
@@ -605,7 +381,7 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
     def batch_files(self, batch_id: str) -> list[str]:
         """The batch's uploaded input file and its responses file (those it has; an inline
         batch has neither)."""
-        metadata = self._operation(_batch_name(batch_id)).get("metadata") or {}
+        metadata = self._operation(batch_name(batch_id)).get("metadata") or {}
         source = metadata.get("inputConfig") or {}
         output = metadata.get("output") or {}
         names = (source.get("fileName"), output.get("responsesFile"))
@@ -651,11 +427,11 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
             display_name=str(metadata.get("displayName") or ""),
             state=state,
             raw_state=raw_state,
-            request_count=_as_count(stats.get("requestCount")),
-            completed=_as_count(stats.get("successfulRequestCount")),
-            failed=_as_count(stats.get("failedRequestCount")),
+            request_count=as_count(stats.get("requestCount")),
+            completed=as_count(stats.get("successfulRequestCount")),
+            failed=as_count(stats.get("failedRequestCount")),
             error=self._batch_error(state, error),
-            created_at=_as_time(metadata.get("createTime")),
+            created_at=as_time(metadata.get("createTime")),
         )
 
     def batch_list(self) -> Iterator[BatchStatus]:
@@ -692,7 +468,7 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
 
     def batch_cancel(self, batch_id: str) -> BatchStatus:
         """Ask Gemini to cancel; returns the state polled right after."""
-        name = _batch_name(batch_id)
+        name = batch_name(batch_id)
         self._guard(lambda: self._client.batches.cancel(name=name))
         return self.batch_get(name)
 
@@ -711,9 +487,9 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
         Raises:
             ProviderError: the batch is not finished yet (transient), or a transport failure.
         """
-        name = _batch_name(batch_id)
+        name = batch_name(batch_id)
         job = self._guard(lambda: self._client.batches.get(name=name))
-        raw_state = _enum_value(job.state) or "JOB_STATE_UNSPECIFIED"
+        raw_state = enum_value(job.state) or "JOB_STATE_UNSPECIFIED"
         self._require_ended(name, raw_state, ended=batch_state(raw_state) in FINAL_BATCH_STATES)
         model = (job.model or "").removeprefix("models/")
         dest = job.dest

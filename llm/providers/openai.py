@@ -41,13 +41,11 @@ from pydantic import BaseModel, ValidationError
 
 from llm.providers.base import ProviderError, ProviderRequest, ProviderResult, T
 from llm.providers.batch import FINAL_BATCH_STATES, BatchItemResult, BatchStatus, ProviderFile
+from llm.providers.batch_support import decode_row, first_named, guarded_iter
 from llm.providers.common import (
     SdkExceptions,
     SdkProvider,
     batch_item_error,
-    decode_row,
-    first_named,
-    guarded_iter,
     retry_after_from_headers,
     stainless_exceptions,
     unknown_custom_id,
@@ -416,7 +414,7 @@ class OpenAIProvider(SdkProvider[ChatCompletion]):
         exclude_ids: Collection[str] = (),
     ) -> BatchStatus | None:
         """The newest batch whose ``metadata.tag`` is ``display_name`` and that matches the
-        request count and creation time (see :func:`~llm.providers.common.batch_matches`), or
+        request count and creation time (see :func:`~llm.providers.batch_support.batch_matches`), or
         None. The tag is stored with the batch, so a listing finds batches in any state.
         """
         return first_named(

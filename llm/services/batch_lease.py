@@ -12,10 +12,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from llm.models import GenerationJob
+from llm.providers.specs import PROVIDER_SPECS
 
-#: each provider's documented batch window (seconds): Gemini batches expire after 48 h pending
-#: or running, OpenAI's completion window and Anthropic's expiry are 24 h
-DEFAULT_BATCH_TIMEOUTS = {"gemini": 48 * 3600, "openai": 24 * 3600, "anthropic": 24 * 3600}
+#: each provider's documented batch window (seconds), from its spec: Gemini batches expire after
+#: 48 h pending or running, OpenAI's completion window and Anthropic's expiry are 24 h
+DEFAULT_BATCH_TIMEOUTS = {spec.name: spec.batch_timeout for spec in PROVIDER_SPECS if spec.batch}
 
 
 def batch_timeout(provider: str) -> int:

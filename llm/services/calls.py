@@ -38,6 +38,7 @@ from pydantic import BaseModel
 from llm.models import GenerationJob, LLMCall, SummaryTask
 from llm.pricing import call_cost
 from llm.providers.base import Provider, ProviderError, ProviderRequest, ProviderResult, redact
+from llm.providers.registry import api_keys
 from llm.ratelimit import RateLimitWaitExceeded, limiter_for, rate_note
 
 _STATUS_OF_KIND = {
@@ -65,11 +66,6 @@ def backoff_seconds(try_number: int, retry_after: float | None) -> float:
         return retry_after + random.uniform(0, 0.25)
     base = min(settings.LLM_BACKOFF_MAX, settings.LLM_BACKOFF_BASE * 2 ** (try_number - 1))
     return base * random.uniform(0.5, 1.5)
-
-
-def _secrets() -> list[str]:
-    keys = (settings.GEMINI_API_KEY, settings.OPENAI_API_KEY, settings.ANTHROPIC_API_KEY)
-    return [s for s in keys if s]
 
 
 def provider_call(
@@ -204,7 +200,7 @@ def _record(
         status = _STATUS_OF_KIND.get(error.kind, LLMCall.Status.API_ERROR)
         latency, version = 0.0, ""
         error_class = f"{error.kind}{f' HTTP {error.status_code}' if error.status_code else ''}"
-        error_message = redact(error.message, _secrets())[:4000]
+        error_message = redact(error.message, api_keys())[:4000]
     outcome = {
         "model_version": version,
         "status": status,

@@ -16,6 +16,9 @@ server does not take its verdict on trust:
   is validated again exactly as a generated summary is (schema, entity validation, inheritance
   and syndromicity figures): a correction that names a non-member gene, or otherwise fails, is
   refused, and the summary is kept uncorrected as ``low_confidence`` with the reason.
+
+The bands themselves (:func:`~llm.grounding.grounding_bands`) live in :mod:`llm.grounding`, which
+the extractive provider's rule-based judge shares.
 """
 
 from __future__ import annotations
@@ -26,31 +29,14 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from llm.context import ClusterContext
+from llm.grounding import grounding_bands
 from llm.prompts.schemas import JudgeVerdict, summary_class_for
-from llm.prompts.templates import LARGE_CLUSTER_SIZE
 from llm.services.validation import validate_summary
-
-
-@dataclass(frozen=True)
-class GroundingBands:
-    """Percent of grounded claims: accept at or above ``accept``, reject below ``reject``."""
-
-    accept: int
-    reject: int
-
-
-NORMAL_BANDS = GroundingBands(accept=80, reject=50)
-LARGE_CLUSTER_BANDS = GroundingBands(accept=70, reject=40)
 
 ACCEPT = "accept"
 ACCEPT_WITH_CORRECTIONS = "accept_with_corrections"
 LOW_CONFIDENCE = "low_confidence"
 REJECT = "reject"
-
-
-def grounding_bands(cluster_size: int) -> GroundingBands:
-    """The bands a cluster of ``cluster_size`` members is judged at."""
-    return LARGE_CLUSTER_BANDS if cluster_size >= LARGE_CLUSTER_SIZE else NORMAL_BANDS
 
 
 def verdict_effective(verdict: JudgeVerdict, *, cluster_size: int) -> tuple[str, list[str]]:

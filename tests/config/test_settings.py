@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from llm.providers.specs import PROVIDER_SPECS
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -110,6 +112,10 @@ def test_every_variable_read_by_the_settings_is_documented() -> None:
     read = set(re.findall(r'env_\w+\(\s*"([A-Z][A-Z0-9_]+)"', source))
     read |= set(re.findall(r'os\.environ\.get\(\s*"([A-Z][A-Z0-9_]+)"', source))
     read |= set(re.findall(r'fallback="([A-Z][A-Z0-9_]+)"', source))
+    # the settings read each provider spec's key (and its fallback) and batch timeout by name
+    for spec in PROVIDER_SPECS:
+        read |= {name for name in (spec.key_setting, spec.key_fallback) if name}
+        read |= {spec.batch_timeout_setting} if spec.batch else set()
     renamed = {"RECONCILE_MAX_DELIVERIES"}  # refused with a pointer to its new name
     assert len(read) >= 40
     assert sorted(read - set(DOCUMENTED) - renamed) == []

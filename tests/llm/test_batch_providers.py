@@ -25,7 +25,7 @@ from llm.providers.emulators.common import EmulatorControl, EmulatorServer, prom
 from llm.providers.emulators.gemini import GeminiEmulator
 from llm.providers.emulators.openai import OpenAIEmulator
 from llm.providers.gemini import GeminiProvider
-from llm.providers.gemini import batch_state as gemini_state
+from llm.providers.gemini_wire import batch_state as gemini_state
 from llm.providers.openai import OpenAIProvider
 from llm.providers.openai import batch_state as openai_state
 from llm.providers.registry import (

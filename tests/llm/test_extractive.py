@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from llm.context import PATHWAY_CATEGORIES, ClusterContext, ClusterType
+from llm.grounding import find_symbols
 from llm.prompts.schemas import FunctionalSummary, JudgeVerdict, PhenotypeSummary
 from llm.prompts.templates import (
     LARGE_CLUSTER_SIZE,
@@ -25,7 +26,6 @@ from llm.providers.extractive import (
 )
 from llm.services.validation import (
     derived_confidence,
-    find_symbols,
     validate_entities,
     validate_summary,
 )

@@ -25,7 +25,8 @@ from pathlib import Path
 from google.genai import _api_client, _common, batches
 from packaging.requirements import Requirement
 
-from llm.providers.gemini import GeminiProvider, response_from_rest
+from llm.providers.gemini import GeminiProvider
+from llm.providers.gemini_wire import response_from_rest
 from tests.llm.provider_helpers import GEMINI, SummaryOut
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from llm.grounding import LARGE_CLUSTER_BANDS, NORMAL_BANDS, grounding_bands
 from llm.prompts.schemas import PhenotypeSummary
 from llm.prompts.templates import LARGE_CLUSTER_SIZE
-from llm.services.judging import (
-    LARGE_CLUSTER_BANDS,
-    NORMAL_BANDS,
-    corrections_apply,
-    corrections_note,
-    grounding_bands,
-    verdict_effective,
-)
+from llm.services.judging import corrections_apply, corrections_note, verdict_effective
 from tests.llm.context_helpers import make_ctx, term, traits
 from tests.llm.verdicts import make_verdict
 

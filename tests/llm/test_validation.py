@@ -9,17 +9,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llm import grounding
 from llm.context import ClusterContext
-from llm.prompts.schemas import FunctionalSummary, PhenotypeSummary
-from llm.services import validation
-from llm.services.validation import (
+from llm.grounding import (
     COMMON_WORD_SYMBOLS,
     MIN_SYMBOL_LENGTH,
-    checkable_symbols,
     confidence_from_fdrs,
-    derived_confidence,
     find_symbols,
     normalize_name,
+)
+from llm.prompts.schemas import FunctionalSummary, PhenotypeSummary
+from llm.services.validation import (
+    checkable_symbols,
+    derived_confidence,
     validate_entities,
     validate_summary,
     validate_supplementary,
@@ -277,11 +279,11 @@ def test_checkable_symbols_follow_the_documented_rule(
 
 def test_the_dataset_filter_runs_once_per_symbol_set() -> None:
     base = functional_ctx()
-    validation._filtered_dataset_symbols.cache_clear()
+    grounding._filtered_dataset_symbols.cache_clear()
     for number in range(5):
         ctx = dataclasses.replace(base, cluster_number=number)
         assert validate_entities(ctx, functional()) == []
-    info = validation._filtered_dataset_symbols.cache_info()
+    info = grounding._filtered_dataset_symbols.cache_info()
     assert (info.misses, info.hits) == (1, 4)
 
 
