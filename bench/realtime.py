@@ -163,7 +163,7 @@ def scenario_run(
 ) -> dict[str, float]:
     """Run one scenario and print its figures; returns the headline figures by name."""
     from config.celery import app
-    from llm.providers.emulators.gemini import GeminiEmulator
+    from llm.emulators.gemini import GeminiEmulator
 
     limit = scenario.binding()
     calls = args.calls if args.calls is not None else DEFAULT_CALLS[scenario.key]
@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     if args.listen_backlog is not None:
-        from llm.providers.emulators import common
+        from llm.emulators import common
 
         # the emulators' server class; its instances read the backlog when they start
         common._Server.request_queue_size = args.listen_backlog

@@ -22,7 +22,7 @@ range (``tests/llm/test_genai_internals.py`` says what to update when they chang
 What the three SDK providers share (key check and redaction, the call guard, HTTP status
 classification, answer validation, batch checks and item errors) is in
 :mod:`llm.providers.common`. Protocol facts are in ``/work/shared/docs/provider-wire-reference.md``;
-``llm/providers/emulators/gemini.py`` speaks the same protocol locally.
+``llm/emulators/gemini.py`` speaks the same protocol locally.
 """
 
 from __future__ import annotations

@@ -20,13 +20,13 @@ from google import genai
 from google.genai import types
 from pydantic import BaseModel, Field
 
-from llm.providers.base import ProviderError
-from llm.providers.emulators.gemini import (
+from llm.emulators.gemini import (
     DEFAULT_FAKE_GENE,
     DEFAULT_FAKE_PATHWAY,
     EmulatorControl,
     GeminiEmulator,
 )
+from llm.providers.base import ProviderError
 from llm.providers.gemini import GeminiProvider
 from tests.llm.provider_helpers import (
     CANARY_KEY,

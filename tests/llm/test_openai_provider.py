@@ -13,10 +13,10 @@ import urllib.request
 import pytest
 from openai import OpenAI
 
+from llm.emulators.common import DEFAULT_FAKE_GENE
+from llm.emulators.openai import REFUSAL_TEXT, OpenAIEmulator
 from llm.prompts.schemas import FunctionalSummary, JudgeVerdict
 from llm.providers.base import ProviderError
-from llm.providers.emulators.common import DEFAULT_FAKE_GENE
-from llm.providers.emulators.openai import REFUSAL_TEXT, OpenAIEmulator
 from llm.providers.openai import OpenAIProvider, response_format
 from tests.llm.provider_helpers import (
     CANARY_KEY,

@@ -14,7 +14,7 @@ Answers come from the shared schema-driven builder (the ``json_schema.schema`` o
 ``response_format`` filled from the prompt's ``<cluster_data>`` block), so the same prompt gets
 the same content here as on the Gemini and Anthropic emulators, in realtime and in batches.
 Realtime faults, batch behaviour, batch-endpoint faults, logs and the ``/_control`` API are the
-shared ones of :class:`~llm.providers.emulators.common.EmulatorServer`.
+shared ones of :class:`~llm.emulators.common.EmulatorServer`.
 
 Batch specifics as OpenAI: a new batch is ``validating``; its input lines are checked when it is
 first polled (a bad line or a duplicate ``custom_id`` fails the batch with ``errors``); output
@@ -40,7 +40,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from llm.providers.emulators.common import (
+from llm.emulators.common import (
     BatchItem,
     BatchRejected,
     EmuBatch,
@@ -53,7 +53,7 @@ from llm.providers.emulators.common import (
     parse_multipart,
     short_hash,
 )
-from llm.providers.emulators.ratelimit import Decision, go_duration
+from llm.emulators.ratelimit import Decision, go_duration
 
 #: The one batch endpoint emulated.
 CHAT_ENDPOINT = "/v1/chat/completions"
@@ -202,7 +202,7 @@ def _line_problem(row: Any, number: int, endpoint: str, seen: set[str]) -> tuple
 class OpenAIEmulator(EmulatorServer):
     """An OpenAI server on a background thread: chat completions, files and batches.
 
-    Args: as :class:`~llm.providers.emulators.common.EmulatorServer` (host, port, latency, rpm,
+    Args: as :class:`~llm.emulators.common.EmulatorServer` (host, port, latency, rpm,
     window, api_key). A request without ``Authorization: Bearer <key>`` gets 401, as does a
     wrong key when ``api_key`` is set.
     """

@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-from llm.providers.emulators.common import (
+from llm.emulators.common import (
     BatchItem,
     BatchRejected,
     EmuBatch,
@@ -50,7 +50,7 @@ from llm.providers.emulators.common import (
     iso_time,
     short_hash,
 )
-from llm.providers.emulators.ratelimit import Decision
+from llm.emulators.ratelimit import Decision
 
 #: Custom ids Anthropic accepts.
 CUSTOM_ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -190,7 +190,7 @@ def _result_line(outcome: ItemOutcome) -> dict[str, Any]:
 class AnthropicEmulator(EmulatorServer):
     """An Anthropic server on a background thread: messages and message batches.
 
-    Args: as :class:`~llm.providers.emulators.common.EmulatorServer` (host, port, latency, rpm,
+    Args: as :class:`~llm.emulators.common.EmulatorServer` (host, port, latency, rpm,
     window, api_key). The key is read from ``x-api-key`` or ``Authorization: Bearer`` (the SDK
     2.x sends the latter); a missing or (when ``api_key`` is set) wrong key gets 401.
     """

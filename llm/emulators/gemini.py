@@ -12,7 +12,7 @@ Gemini REST protocol exactly as google-genai 3.x sends it (see
     GET  {v}/files/{id}   GET {v}/files/{id}:download?alt=media   DELETE {v}/files/{id}
 
 ``{v}`` is ``/v1beta`` (also ``/v1`` and ``/v1alpha``). Answers are schema-valid JSON built from
-the request itself by the shared :class:`~llm.providers.emulators.common.AnswerBuilder`: the
+the request itself by the shared :class:`~llm.emulators.common.AnswerBuilder`: the
 ``responseSchema`` (Gemini's OpenAPI subset, as the SDK sends it for a pydantic class) or
 ``responseJsonSchema`` is walked and filled from the prompt's ``<cluster_data>`` block. The same
 request always gets the same answer, in realtime and in a batch.
@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from llm.providers.emulators.common import (
+from llm.emulators.common import (
     BATCH_FAULT_KINDS,
     CONTENT_FAULT_KINDS,
     DEFAULT_FAKE_GENE,
@@ -68,7 +68,7 @@ from llm.providers.emulators.common import (
     iso_time,
     normalise_fault,
 )
-from llm.providers.emulators.ratelimit import Decision
+from llm.emulators.ratelimit import Decision
 
 __all__ = [
     "BATCH_FAULT_KINDS",

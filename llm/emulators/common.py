@@ -11,7 +11,7 @@ server speaking one vendor's REST protocol, so the official SDKs are exercised e
   realtime and in batch, so golden tests can compare them.
 - **Realtime faults** (:data:`FAULT_KINDS`), scripted FIFO per target (generate | judge | any),
   a default latency, a rate limit of ``rpm`` per ``window`` seconds enforced as a token bucket
-  with ``burst`` (default) or a moving window (:mod:`llm.providers.emulators.ratelimit`),
+  with ``burst`` (default) or a moving window (:mod:`llm.emulators.ratelimit`),
   answered with 429 in each vendor's shape (Retry-After, ``x-ratelimit-*`` headers, the delay in
   the message or RetryInfo), and a thread-safe log of realtime calls: :class:`EmulatorServer`.
 - **Batches**: a provider-neutral store (:class:`EmuBatch`) with scripted behaviour
@@ -68,7 +68,7 @@ from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, urlsplit
 
 from llm.context import PATHWAY_CATEGORIES
-from llm.providers.emulators.ratelimit import Decision, ServerLimit
+from llm.emulators.ratelimit import Decision, ServerLimit
 
 logger = logging.getLogger(__name__)
 
