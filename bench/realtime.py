@@ -363,10 +363,10 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     if args.listen_backlog is not None:
-        from llm.emulators import common
+        from llm.emulators.transport import EmulatorHTTPServer
 
         # the emulators' server class; its instances read the backlog when they start
-        common._Server.request_queue_size = args.listen_backlog
+        EmulatorHTTPServer.request_queue_size = args.listen_backlog
     extra = {} if args.margin is None else {"LLM_RATE_LIMIT_MARGIN": f"{args.margin:g}"}
     env = bench_setup(database_url=args.database_url, redis_url=args.redis_url, **extra)
     emit("workers", f"{args.workers} x {args.concurrency}", "processes x threads")

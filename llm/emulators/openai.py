@@ -14,7 +14,7 @@ Answers come from the shared schema-driven builder (the ``json_schema.schema`` o
 ``response_format`` filled from the prompt's ``<cluster_data>`` block), so the same prompt gets
 the same content here as on the Gemini and Anthropic emulators, in realtime and in batches.
 Realtime faults, batch behaviour, batch-endpoint faults, logs and the ``/_control`` API are the
-shared ones of :class:`~llm.emulators.common.EmulatorServer`.
+shared ones of :class:`~llm.emulators.server.EmulatorServer`.
 
 Batch specifics as OpenAI: a new batch is ``validating``; its input lines are checked when it is
 first polled (a bad line or a duplicate ``custom_id`` fails the batch with ``errors``); output
@@ -40,24 +40,15 @@ import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from llm.emulators.common import (
-    BatchItem,
-    BatchRejected,
-    EmuBatch,
-    EmuFile,
-    EmulatorServer,
-    Reply,
-    Request,
-    as_int,
-    compose_answer,
-    parse_multipart,
-    short_hash,
-)
+from llm.emulators.batches import BatchItem, BatchRejected, EmuBatch, EmuFile
+from llm.emulators.openai_wire import chat_completion, chat_schema, chat_texts
 from llm.emulators.ratelimit import Decision, go_duration
+from llm.emulators.schema import as_int
+from llm.emulators.server import EmulatorServer
+from llm.emulators.transport import Reply, Request, parse_multipart, short_hash
 
 #: The one batch endpoint emulated.
 CHAT_ENDPOINT = "/v1/chat/completions"
-REFUSAL_TEXT = "I'm sorry, but I can't help with that request."
 
 _BATCH_RE = re.compile(r"^/v1/batches/([^/]+)(/cancel)?$")
 _FILE_RE = re.compile(r"^/v1/files/([^/]+)(/content)?$")
@@ -77,102 +68,6 @@ _ERROR_TYPES = {
     409: ("invalid_request_error", None),
     429: ("requests", "rate_limit_exceeded"),
 }
-
-
-def chat_texts(body: Mapping[str, Any]) -> tuple[str, str]:
-    """(user text, system text) of a chat completions body; system and developer messages
-    count as system, text parts of content lists are joined."""
-    user: list[str] = []
-    system: list[str] = []
-    for message in body.get("messages") or []:
-        if not isinstance(message, Mapping):
-            continue
-        content = message.get("content")
-        if isinstance(content, list):
-            text = "\n".join(
-                str(part.get("text", ""))
-                for part in content
-                if isinstance(part, Mapping) and part.get("type") in ("text", "input_text")
-            )
-        else:
-            text = str(content or "")
-        (system if message.get("role") in ("system", "developer") else user).append(text)
-    return "\n".join(user), "\n".join(system)
-
-
-def chat_schema(body: Mapping[str, Any]) -> tuple[dict[str, Any] | None, bool]:
-    """(JSON schema or None, JSON mode) from ``response_format``."""
-    response_format = body.get("response_format")
-    if not isinstance(response_format, Mapping):
-        return None, False
-    kind = response_format.get("type")
-    if kind == "json_schema":
-        spec = response_format.get("json_schema") or {}
-        schema = spec.get("schema") if isinstance(spec, Mapping) else None
-        return (dict(schema) if isinstance(schema, Mapping) else None), True
-    return None, kind == "json_object"
-
-
-def chat_completion(
-    body: Mapping[str, Any], fault: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """The ``chat.completion`` JSON answering ``body``, with an optional content fault.
-
-    ``finish_reason`` is ``stop`` (also for ``empty``: content ""), ``length`` when cut at
-    ``max_completion_tokens`` / ``max_tokens``, ``content_filter`` for a safety fault with a
-    ``block_reason``; a plain safety fault is a refusal (``message.refusal``, content null).
-    Token counts are ``len(text) // 4``.
-    """
-    user_text, system_text = chat_texts(body)
-    schema, json_mode = chat_schema(body)
-    max_tokens = as_int(body.get("max_completion_tokens") or body.get("max_tokens"), 0)
-    answer = compose_answer(
-        user_text=user_text,
-        system_text=system_text,
-        schema=schema,
-        json_mode=json_mode,
-        max_tokens=max_tokens,
-        fault=fault,
-    )
-    content: str | None = answer.text
-    refusal: str | None = None
-    finish = "stop"
-    if answer.kind == "max_tokens":
-        finish = "length"
-    elif answer.kind == "blocked":
-        content = None
-        if answer.block_reason:
-            finish = "content_filter"
-        else:
-            refusal = REFUSAL_TEXT
-    return {
-        "id": f"chatcmpl-{short_hash(body)}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": str(body.get("model") or ""),
-        "choices": [
-            {
-                "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": content,
-                    "refusal": refusal,
-                    "annotations": [],
-                },
-                "logprobs": None,
-                "finish_reason": finish,
-            }
-        ],
-        "usage": {
-            "prompt_tokens": answer.prompt_tokens,
-            "completion_tokens": answer.output_tokens,
-            "total_tokens": answer.prompt_tokens + answer.output_tokens,
-            "prompt_tokens_details": {"cached_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0},
-        },
-        "system_fingerprint": "fp_emulator",
-        "service_tier": "default",
-    }
 
 
 def _line_problem(row: Any, number: int, endpoint: str, seen: set[str]) -> tuple[str, str] | None:
@@ -202,7 +97,7 @@ def _line_problem(row: Any, number: int, endpoint: str, seen: set[str]) -> tuple
 class OpenAIEmulator(EmulatorServer):
     """An OpenAI server on a background thread: chat completions, files and batches.
 
-    Args: as :class:`~llm.emulators.common.EmulatorServer` (host, port, latency, rpm,
+    Args: as :class:`~llm.emulators.server.EmulatorServer` (host, port, latency, rpm,
     window, api_key). A request without ``Authorization: Bearer <key>`` gets 401, as does a
     wrong key when ``api_key`` is set.
     """

@@ -24,9 +24,9 @@ import pytest
 from pydantic import BaseModel, Field
 
 from llm.emulators.anthropic import AnthropicEmulator
-from llm.emulators.common import EmulatorServer
 from llm.emulators.gemini import GeminiEmulator
 from llm.emulators.openai import OpenAIEmulator
+from llm.emulators.server import EmulatorServer
 from llm.providers.anthropic import AnthropicProvider
 from llm.providers.base import Provider, ProviderError, ProviderRequest
 from llm.providers.gemini import GeminiProvider

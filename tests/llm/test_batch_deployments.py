@@ -15,7 +15,7 @@ import pytest
 from django.utils import timezone
 
 from clustering.models import ClusteringRun
-from llm.emulators.common import EmulatorServer
+from llm.emulators.server import EmulatorServer
 from llm.models import BatchItem, Deployment, GenerationJob, LLMCall, ProviderBatch
 from llm.providers import anthropic as anthropic_module
 from llm.providers.registry import batch_provider_get

@@ -13,7 +13,7 @@ import pytest
 from clustering.domain.hashing import composition_hash
 from clustering.models import Cluster, ClusteringRun, Dataset, RunStatus, TermEnrichment
 from clustering.services import clustering_run_create, clustering_run_execute, dataset_import
-from llm.emulators.common import EmulatorServer
+from llm.emulators.server import EmulatorServer
 from llm.models import (
     ClusterSummary,
     SummaryTask,

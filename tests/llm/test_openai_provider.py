@@ -13,8 +13,9 @@ import urllib.request
 import pytest
 from openai import OpenAI
 
-from llm.emulators.common import DEFAULT_FAKE_GENE
-from llm.emulators.openai import REFUSAL_TEXT, OpenAIEmulator
+from llm.emulators.faults import DEFAULT_FAKE_GENE
+from llm.emulators.openai import OpenAIEmulator
+from llm.emulators.openai_wire import REFUSAL_TEXT
 from llm.prompts.schemas import FunctionalSummary, JudgeVerdict
 from llm.providers.base import ProviderError
 from llm.providers.openai import OpenAIProvider, response_format

@@ -15,7 +15,7 @@ import pytest
 from django.db import transaction
 
 from clustering.services import dataset_import
-from llm.emulators.common import EmulatorServer
+from llm.emulators.server import EmulatorServer
 from llm.models import (
     ClusterSummary,
     GenerationJob,

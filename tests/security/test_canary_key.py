@@ -36,8 +36,8 @@ from rest_framework.test import APIClient
 
 from clustering.models import Cluster, ClusteringRun
 from clustering.services import dataset_import
-from llm.emulators.common import Request
 from llm.emulators.gemini import GeminiEmulator
+from llm.emulators.transport import Request
 from llm.models import (
     ClusterSummary,
     GenerationJob,

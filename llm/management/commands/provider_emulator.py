@@ -4,7 +4,7 @@
 Runs a provider emulator in the foreground until Ctrl-C, printing its base URL (point
 ``LLM_BASE_URL`` at it; the OpenAI provider appends ``/v1`` itself). Realtime faults, batch
 behaviour and batch-endpoint faults can then be scripted over HTTP (``{url}/_control/...``, see
-``llm/emulators/common.py``); ``--batch-polls N`` sets how many status polls a batch
+``llm/emulators/control.py``); ``--batch-polls N`` sets how many status polls a batch
 stays running before it finishes. ``--rpm`` per ``--window`` seconds is enforced as a token bucket
 of ``--burst`` requests (default ``bucket``, burst 2: how providers enforce a per-minute limit)
 or as a moving window (``--rate-mode window``); refusals are 429 in the vendor's own shape.
