@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -118,15 +118,11 @@ class AnthropicEmulator(EmulatorServer):
 
     def check_key(self, request: Request) -> Reply | None:
         """``x-api-key`` or ``Authorization: Bearer``: missing or wrong -> 401."""
-        header = request.header("Authorization")
-        key = request.header("x-api-key") or (
-            header[7:].strip() if header.lower().startswith("bearer ") else ""
+        return self.key_refusal(
+            request.header("x-api-key") or request.bearer(),
+            missing=(401, "x-api-key header is required"),
+            wrong=(401, "invalid x-api-key"),
         )
-        if not key:
-            return self.error_reply(401, "x-api-key header is required")
-        if self.api_key is not None and key != self.api_key:
-            return self.error_reply(401, "invalid x-api-key")
-        return None
 
     def batch_item_payload(self, item: BatchItem, fault: Mapping[str, Any] | None) -> Any:
         """The message for one batch request's ``params``."""
@@ -168,9 +164,11 @@ class AnthropicEmulator(EmulatorServer):
         if match := _BATCH_RE.match(path):
             batch_id, action = match.group(1), match.group(2)
             if method == "GET" and not action:
-                return self.batch_op("get", lambda: self._get(batch_id))
+                return self.batch_op("get", lambda: self._batch_reply(batch_id, self.poll_batch))
             if method == "POST" and action == "/cancel":
-                return self.batch_op("cancel", lambda: self._cancel(batch_id))
+                return self.batch_op(
+                    "cancel", lambda: self._batch_reply(batch_id, self.cancel_batch)
+                )
             if method == "GET" and action == "/results":
                 return self.batch_op("results", lambda: self._results(batch_id))
             if method == "DELETE" and not action:
@@ -264,15 +262,11 @@ class AnthropicEmulator(EmulatorServer):
             ),
         }
 
-    def _get(self, batch_id: str) -> Reply:
+    def _batch_reply(self, batch_id: str, step: Callable[[str], EmuBatch]) -> Reply:
+        """The batch JSON after ``step`` (a status poll or a cancel request); 404 for an unknown
+        id."""
         try:
-            return Reply(200, self._batch_json(self.poll_batch(batch_id)))
-        except KeyError:
-            return self.error_reply(404, f"No message batch with id {batch_id}.")
-
-    def _cancel(self, batch_id: str) -> Reply:
-        try:
-            return Reply(200, self._batch_json(self.cancel_batch(batch_id)))
+            return Reply(200, self._batch_json(step(batch_id)))
         except KeyError:
             return self.error_reply(404, f"No message batch with id {batch_id}.")
 

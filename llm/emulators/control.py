@@ -27,13 +27,16 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from llm.emulators.transport import Reply, Request
 
 if TYPE_CHECKING:
     from llm.emulators.server import EmulatorServer
+
+#: The methods of a fault queue endpoint: list, replace or add to, clear.
+_QUEUE_METHODS = ("GET", "POST", "DELETE")
 
 
 def control_reply(emulator: EmulatorServer, request: Request) -> Reply:
@@ -59,18 +62,14 @@ def _control(emulator: EmulatorServer, request: Request, payload: Any) -> Reply:
         return Reply(200, {"requests": emulator.api_log()})
     if path in ("/_control/config", "/_control/health") and method == "GET":
         return Reply(200, {"ok": True, "url": emulator.url, **emulator.config()})
-    if path == "/_control/faults":
-        if method == "GET":
-            return Reply(200, {"pending": emulator.pending_faults()})
-        if method == "DELETE":
-            emulator.clear_faults()
-            return Reply(200, {"pending": []})
-        if method == "POST":
-            faults, replace = _fault_list(payload)
-            if replace:
-                emulator.clear_faults()
-            emulator.add_faults(faults)
-            return Reply(200, {"pending": emulator.pending_faults()})
+    if path == "/_control/faults" and method in _QUEUE_METHODS:
+        return _fault_queue(
+            method,
+            payload,
+            pending=emulator.pending_faults,
+            clear=emulator.clear_faults,
+            add=emulator.add_faults,
+        )
     if method == "POST" and path == "/_control/reset":
         emulator.reset()
         return Reply(200, {"ok": True})
@@ -101,19 +100,36 @@ def _control(emulator: EmulatorServer, request: Request, payload: Any) -> Reply:
     if method == "POST" and path == "/_control/batches/finish":
         batch_id = (payload or {}).get("batch_id") if isinstance(payload, Mapping) else None
         return Reply(200, {"finished": emulator.finish_batches(batch_id)})
-    if path == "/_control/batches/faults":
-        if method == "GET":
-            return Reply(200, {"pending": emulator.pending_batch_faults()})
-        if method == "DELETE":
-            emulator.clear_batch_faults()
-            return Reply(200, {"pending": []})
-        if method == "POST":
-            faults, replace = _fault_list(payload)
-            if replace:
-                emulator.clear_batch_faults()
-            emulator.add_batch_faults(faults)
-            return Reply(200, {"pending": emulator.pending_batch_faults()})
+    if path == "/_control/batches/faults" and method in _QUEUE_METHODS:
+        return _fault_queue(
+            method,
+            payload,
+            pending=emulator.pending_batch_faults,
+            clear=emulator.clear_batch_faults,
+            add=emulator.add_batch_faults,
+        )
     return emulator.error_reply(404, f"Unknown control path {method} {path}")
+
+
+def _fault_queue(
+    method: str,
+    payload: Any,
+    *,
+    pending: Callable[[], list[dict[str, Any]]],
+    clear: Callable[[], None],
+    add: Callable[[Iterable[Mapping[str, Any]]], None],
+) -> Reply:
+    """GET, DELETE or POST on a fault queue (realtime or batch-endpoint): answer the faults
+    still pending after the call."""
+    if method == "DELETE":
+        clear()
+        return Reply(200, {"pending": []})
+    if method == "POST":
+        faults, replace = _fault_list(payload)
+        if replace:
+            clear()
+        add(faults)
+    return Reply(200, {"pending": pending()})
 
 
 def _fault_list(payload: Any) -> tuple[list[Any], bool]:

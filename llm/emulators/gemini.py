@@ -161,16 +161,15 @@ class GeminiEmulator(EmulatorServer):
 
     def check_key(self, request: Request) -> Reply | None:
         """x-goog-api-key header or ``?key=``: missing -> 403, wrong (when set) -> 400."""
-        key = request.header("x-goog-api-key") or (request.arg("key") or "")
-        if not key:
-            return self.error_reply(
+        return self.key_refusal(
+            request.header("x-goog-api-key") or (request.arg("key") or ""),
+            missing=(
                 403,
                 "Method doesn't allow unregistered callers (callers without established "
                 "identity). Please use API Key or other form of API consumer identity.",
-            )
-        if self.api_key is not None and key != self.api_key:
-            return self.error_reply(400, "API key not valid. Please pass a valid API key.")
-        return None
+            ),
+            wrong=(400, "API key not valid. Please pass a valid API key."),
+        )
 
     def batch_item_payload(self, item: BatchItem, fault: Mapping[str, Any] | None) -> Any:
         """The generateContent response for one batch request."""

@@ -37,8 +37,8 @@ import json
 import math
 import re
 import time
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
 
 from llm.emulators.batches import BatchItem, BatchRejected, EmuBatch, EmuFile
 from llm.emulators.openai_wire import chat_completion, chat_schema, chat_texts
@@ -52,6 +52,8 @@ CHAT_ENDPOINT = "/v1/chat/completions"
 
 _BATCH_RE = re.compile(r"^/v1/batches/([^/]+)(/cancel)?$")
 _FILE_RE = re.compile(r"^/v1/files/([^/]+)(/content)?$")
+#: What OpenAI lists in pages: batches and files.
+_Row = TypeVar("_Row", EmuBatch, EmuFile)
 _STATUS = {
     "pending": "validating",
     "running": "in_progress",
@@ -149,17 +151,15 @@ class OpenAIEmulator(EmulatorServer):
 
     def check_key(self, request: Request) -> Reply | None:
         """``Authorization: Bearer <key>``: missing or wrong -> 401."""
-        header = request.header("Authorization")
-        key = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        if not key:
-            return self.error_reply(
+        return self.key_refusal(
+            request.bearer(),
+            missing=(
                 401,
                 "You didn't provide an API key. You need to provide your API key in an "
                 "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-            )
-        if self.api_key is not None and key != self.api_key:
-            return self.error_reply(401, "Incorrect API key provided.")
-        return None
+            ),
+            wrong=(401, "Incorrect API key provided."),
+        )
 
     def batch_item_payload(self, item: BatchItem, fault: Mapping[str, Any] | None) -> Any:
         """The chat.completion for one batch line's body."""
@@ -258,9 +258,11 @@ class OpenAIEmulator(EmulatorServer):
         if match := _BATCH_RE.match(path):
             batch_id = match.group(1)
             if method == "GET" and not match.group(2):
-                return self.batch_op("get", lambda: self._get(batch_id))
+                return self.batch_op("get", lambda: self._batch_reply(batch_id, self.poll_batch))
             if method == "POST" and match.group(2):
-                return self.batch_op("cancel", lambda: self._cancel(batch_id))
+                return self.batch_op(
+                    "cancel", lambda: self._batch_reply(batch_id, self.cancel_batch)
+                )
         return self.error_reply(404, f"Invalid URL ({method} {path})")
 
     # -- realtime ------------------------------------------------------------------------------
@@ -317,22 +319,7 @@ class OpenAIEmulator(EmulatorServer):
         if purpose:
             stored = [f for f in stored if f.purpose == purpose]
         limit = max(1, min(as_int(request.arg("limit"), 10_000), 10_000))
-        after = request.arg("after")
-        start = 0
-        if after:
-            ids = [f.id for f in stored]
-            start = ids.index(after) + 1 if after in ids else len(ids)
-        page = stored[start : start + limit]
-        return Reply(
-            200,
-            {
-                "object": "list",
-                "data": [self._file_json(f) for f in page],
-                "first_id": page[0].id if page else None,
-                "last_id": page[-1].id if page else None,
-                "has_more": start + limit < len(stored),
-            },
-        )
+        return _cursor_page(stored, request.arg("after"), limit, self._file_json)
 
     def _file_info(self, file_id: str) -> Reply:
         stored = self.find_file(file_id)
@@ -464,34 +451,37 @@ class OpenAIEmulator(EmulatorServer):
             "metadata": batch.extra.get("metadata") or None,
         }
 
-    def _get(self, batch_id: str) -> Reply:
+    def _batch_reply(self, batch_id: str, step: Callable[[str], EmuBatch]) -> Reply:
+        """The batch JSON after ``step`` (a status poll or a cancel request); 404 for an unknown
+        id."""
         try:
-            return Reply(200, self._batch_json(self.poll_batch(batch_id)))
-        except KeyError:
-            return self.error_reply(404, f"No batch found with id '{batch_id}'.")
-
-    def _cancel(self, batch_id: str) -> Reply:
-        try:
-            return Reply(200, self._batch_json(self.cancel_batch(batch_id)))
+            return Reply(200, self._batch_json(step(batch_id)))
         except KeyError:
             return self.error_reply(404, f"No batch found with id '{batch_id}'.")
 
     def _list(self, request: Request) -> Reply:
-        batches = self.list_batches()
         limit = max(1, min(as_int(request.arg("limit"), 20), 100))
-        after = request.arg("after")
-        start = 0
-        if after:
-            ids = [batch.id for batch in batches]
-            start = ids.index(after) + 1 if after in ids else len(ids)
-        page = batches[start : start + limit]
-        return Reply(
-            200,
-            {
-                "object": "list",
-                "data": [self._batch_json(batch) for batch in page],
-                "first_id": page[0].id if page else None,
-                "last_id": page[-1].id if page else None,
-                "has_more": start + limit < len(batches),
-            },
-        )
+        return _cursor_page(self.list_batches(), request.arg("after"), limit, self._batch_json)
+
+
+def _cursor_page(
+    rows: Sequence[_Row], after: str | None, limit: int, to_json: Callable[[_Row], dict[str, Any]]
+) -> Reply:
+    """One page of an OpenAI list: up to ``limit`` of ``rows`` after the one whose id is
+    ``after`` (none when it is unknown), as ``{"object": "list", "data", "first_id", "last_id",
+    "has_more"}``."""
+    start = 0
+    if after:
+        ids = [row.id for row in rows]
+        start = ids.index(after) + 1 if after in ids else len(ids)
+    page = rows[start : start + limit]
+    return Reply(
+        200,
+        {
+            "object": "list",
+            "data": [to_json(row) for row in page],
+            "first_id": page[0].id if page else None,
+            "last_id": page[-1].id if page else None,
+            "has_more": start + limit < len(rows),
+        },
+    )

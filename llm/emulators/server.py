@@ -174,6 +174,22 @@ class EmulatorServer(RealtimeScript, BatchStore):
 
     # -- helpers for subclasses ----------------------------------------------------------------
 
+    def key_refusal(
+        self, key: str, *, missing: tuple[int, str], wrong: tuple[int, str]
+    ) -> Reply | None:
+        """The vendor's refusal of a request's API key, or None when it is acceptable.
+
+        Args:
+            key: the key the request carries ("" for none).
+            missing: (HTTP code, message) answering a request without a key.
+            wrong: (HTTP code, message) answering a key other than :attr:`api_key`, when set.
+        """
+        if not key:
+            return self.error_reply(*missing)
+        if self.api_key is not None and key != self.api_key:
+            return self.error_reply(*wrong)
+        return None
+
     def error_reply(
         self,
         code: int,

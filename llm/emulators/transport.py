@@ -56,6 +56,11 @@ class Request:
         """A request header ("" when absent)."""
         return str(self.headers.get(name) or "")
 
+    def bearer(self) -> str:
+        """The token of an ``Authorization: Bearer <token>`` header ("" without one)."""
+        header = self.header("Authorization")
+        return header[7:].strip() if header.lower().startswith("bearer ") else ""
+
 
 @dataclass
 class Reply:
