@@ -62,7 +62,8 @@ def compose_answer(
             is plain summary prose.
         max_tokens: the request's output budget in tokens (0 = none); an answer longer than
             ``max_tokens * 4`` characters is cut, as the vendors do.
-        fault: a normalised fault (see :data:`FAULT_KINDS`); non-content kinds are ignored.
+        fault: a normalised fault (see :data:`~llm.emulators.faults.FAULT_KINDS`); non-content
+            kinds are ignored.
     """
     prompt_tokens = prompt_tokens_of(user_text, system_text)
     kind = str(fault["kind"]) if fault else ""

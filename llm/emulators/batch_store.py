@@ -76,8 +76,9 @@ class BatchStore:
     # -- batch configuration, faults and inspection --------------------------------------------
 
     def configure_batches(self, *, reset: bool = False, **settings: Any) -> dict[str, Any]:
-        """Change the scripted batch behaviour (see :class:`BatchSettings`); ``reset`` first
-        restores the start-up settings. Returns the current settings.
+        """Change the scripted batch behaviour (see
+        :class:`~llm.emulators.batches.BatchSettings`); ``reset`` first restores the start-up
+        settings. Returns the current settings.
 
         Raises:
             ValueError, TypeError: unknown setting or invalid value (nothing changes then).
@@ -89,12 +90,13 @@ class BatchStore:
             return current.as_dict()
 
     def batch_settings(self) -> dict[str, Any]:
-        """The current :class:`BatchSettings` as a dict."""
+        """The current :class:`~llm.emulators.batches.BatchSettings` as a dict."""
         with self._batch_lock:
             return self._batch_settings.as_dict()
 
     def add_batch_faults(self, faults: Iterable[Mapping[str, Any]]) -> None:
-        """Queue batch-endpoint faults (see :data:`BATCH_FAULT_KINDS`), FIFO per ``op``.
+        """Queue batch-endpoint faults (see :data:`~llm.emulators.faults.BATCH_FAULT_KINDS`),
+        FIFO per ``op``.
 
         Raises:
             ValueError: any invalid fault (nothing is queued then).
@@ -130,7 +132,8 @@ class BatchStore:
             return copy.deepcopy(self._submissions)
 
     def batches(self) -> list[dict[str, Any]]:
-        """Summaries of the stored batches, oldest first (see :meth:`EmuBatch.summary`)."""
+        """Summaries of the stored batches, oldest first (see
+        :meth:`~llm.emulators.batches.EmuBatch.summary`)."""
         with self._batch_lock:
             return [batch.summary() for batch in self._batches.values()]
 

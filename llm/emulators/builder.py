@@ -34,7 +34,7 @@ class AnswerBuilder:
     Args:
         data: facts parsed from the prompt.
         judge: True for judge requests (schema with a "verdict" property).
-        verdict: judge verdict to give (see :data:`VERDICTS`).
+        verdict: judge verdict to give (see :data:`~llm.emulators.faults.VERDICTS`).
         reasoning: judge reasoning to give instead of the default 2-3 sentences.
         corrections: ``corrected_*`` field -> value for the judge answer (others are null).
         hard_failures: the judge's hard failures (default none).

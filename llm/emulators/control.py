@@ -209,7 +209,8 @@ class EmulatorControl:
         return dict(self._call("POST", "/_control/config", settings))
 
     def configure_batches(self, *, reset: bool = False, **settings: Any) -> dict[str, Any]:
-        """Change the batch behaviour (see :class:`BatchSettings`); returns the settings."""
+        """Change the batch behaviour (see :class:`~llm.emulators.batches.BatchSettings`);
+        returns the settings."""
         return dict(self._call("POST", "/_control/batches/config", {**settings, "reset": reset}))
 
     def batch_settings(self) -> dict[str, Any]:

@@ -101,7 +101,8 @@ class GeminiEmulator(EmulatorServer):
             requests get 429 RESOURCE_EXHAUSTED with the wait in a RetryInfo detail.
         window: length of the rate-limit window in seconds (60 = requests per minute).
         rate_mode, burst: ``bucket`` (default; ``burst`` requests, refilled at ``rpm / window``
-            per second) or ``window`` (moving window), see :class:`EmulatorServer`.
+            per second) or ``window`` (moving window), see
+            :class:`~llm.emulators.server.EmulatorServer`.
         api_key: when set, requests with another key get 400 "API key not valid"; requests
             without any key always get 403 PERMISSION_DENIED, as from Google.
 

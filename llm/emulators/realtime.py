@@ -119,7 +119,8 @@ class RealtimeScript:
             return self._config_locked()
 
     def add_fault(self, kind: str, target: str = "any", *, times: int = 1, **params: Any) -> None:
-        """Queue ``times`` copies of one realtime fault (see :data:`FAULT_KINDS` for params).
+        """Queue ``times`` copies of one realtime fault (see
+        :data:`~llm.emulators.faults.FAULT_KINDS` for its parameters).
 
         Raises:
             ValueError: invalid fault.
