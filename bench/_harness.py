@@ -187,7 +187,7 @@ def bench_setup(*, database_url: str, redis_url: str, **extra: str) -> dict[str,
     from django.core.management import call_command
 
     # no start-up line per emulator
-    logging.getLogger("llm.providers.emulators").setLevel(logging.WARNING)
+    logging.getLogger("llm.emulators").setLevel(logging.WARNING)
     call_command("migrate", verbosity=0, interactive=False)
     redis_flush(redis_url)
     return env

@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
     env = bench_setup(database_url=args.database_url, redis_url=args.redis_url)
     from config.celery import app
-    from llm.providers.emulators.gemini import GeminiEmulator
+    from llm.emulators.gemini import GeminiEmulator
 
     runs = {
         size: synthetic_run_create(slug=f"bench-overhead-{size}", clusters=size, prefix=f"OV{i}X")

@@ -130,8 +130,8 @@ def job_run(*, slug: str, timeout: float) -> Any:
 def phase_realtime(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> None:
     """(a): rate-limit utilisation of a realtime run; prints its figures."""
     from config.celery import app
+    from llm.emulators.gemini import GeminiEmulator
     from llm.models import SummaryTask
-    from llm.providers.emulators.gemini import GeminiEmulator
 
     rate = rate_parse(args.rate)
     windows = max(1, math.ceil(args.duration / rate.window))
@@ -168,8 +168,8 @@ def phase_realtime(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> 
 def phase_overhead(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> None:
     """(b): orchestration overhead per cluster vs a bare chord of no-op tasks; prints figures."""
     from config.celery import app
+    from llm.emulators.gemini import GeminiEmulator
     from llm.models import JobStatus, SummaryTask
-    from llm.providers.emulators.gemini import GeminiEmulator
 
     if args.clusters:
         groups = args.clusters

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from django.conf import settings
     from django.db import connection
 
-    from llm.providers.emulators.gemini import GeminiEmulator
+    from llm.emulators.gemini import GeminiEmulator
     from llm.services.generation import job_plan, summary_task_execute
 
     with GeminiEmulator(latency=0.0) as emulator:

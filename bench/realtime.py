@@ -163,7 +163,7 @@ def scenario_run(
 ) -> dict[str, float]:
     """Run one scenario and print its figures; returns the headline figures by name."""
     from config.celery import app
-    from llm.providers.emulators.gemini import GeminiEmulator
+    from llm.emulators.gemini import GeminiEmulator
 
     limit = scenario.binding()
     calls = args.calls if args.calls is not None else DEFAULT_CALLS[scenario.key]
@@ -363,10 +363,10 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     if args.listen_backlog is not None:
-        from llm.providers.emulators import common
+        from llm.emulators.transport import EmulatorHTTPServer
 
         # the emulators' server class; its instances read the backlog when they start
-        common._Server.request_queue_size = args.listen_backlog
+        EmulatorHTTPServer.request_queue_size = args.listen_backlog
     extra = {} if args.margin is None else {"LLM_RATE_LIMIT_MARGIN": f"{args.margin:g}"}
     env = bench_setup(database_url=args.database_url, redis_url=args.redis_url, **extra)
     emit("workers", f"{args.workers} x {args.concurrency}", "processes x threads")

@@ -24,8 +24,8 @@ output schema) is in :mod:`llm.providers.gemini_wire`. What the three SDK provid
 check and redaction, the call guard, HTTP status classification, answer validation, batch item
 errors) is in :mod:`llm.providers.common`, the batch checks and listing helpers in
 :mod:`llm.providers.batch_support`. Protocol facts are in
-``/work/shared/docs/provider-wire-reference.md``;
-``llm/providers/emulators/gemini.py`` speaks the same protocol locally.
+``/work/shared/docs/provider-wire-reference.md``; ``llm/emulators/gemini.py`` speaks the same
+protocol locally.
 """
 
 from __future__ import annotations

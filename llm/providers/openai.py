@@ -19,7 +19,7 @@ tag. Results are streamed line by line from ``output_file_id`` and ``error_file_
 and 200 MB of input per batch.
 
 ``base_url`` is the endpoint root (e.g. ``LLM_BASE_URL`` = an emulator ``http://127.0.0.1:PORT``);
-``/v1`` is appended unless already there. ``llm/providers/emulators/openai.py`` speaks the same
+``/v1`` is appended unless already there. ``llm/emulators/openai.py`` speaks the same
 protocol locally.
 """
 

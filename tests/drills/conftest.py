@@ -36,9 +36,10 @@ from kombu import pools as kombu_pools
 from clustering.models import Cluster, ClusteringRun
 from clustering.services import dataset_import
 from config.celery import app
+from llm.emulators.gemini import GeminiEmulator
+from llm.emulators.gemini_wire import prompt_text_of
+from llm.emulators.prompt import PromptData
 from llm.models import TERMINAL_STATES, ClusterSummary, GenerationJob, JobStatus, SummaryTask
-from llm.providers.emulators.common import PromptData
-from llm.providers.emulators.gemini import GeminiEmulator, prompt_text_of
 from tests.conftest import planted_rows
 from tests.support.waiting import wait_until
 from tests.support.workers import CeleryProcesses, subprocess_database_url

@@ -13,11 +13,11 @@ import pytest
 
 from clustering.models import ClusteringRun
 from clustering.services import clustering_run_create, clustering_run_execute, dataset_import
+from llm.emulators.anthropic import AnthropicEmulator
+from llm.emulators.gemini import GeminiEmulator
+from llm.emulators.openai import OpenAIEmulator
+from llm.emulators.server import EmulatorServer
 from llm.models import GenerationJob, JobStatus
-from llm.providers.emulators.anthropic import AnthropicEmulator
-from llm.providers.emulators.common import EmulatorServer
-from llm.providers.emulators.gemini import GeminiEmulator
-from llm.providers.emulators.openai import OpenAIEmulator
 from llm.providers.registry import DEFAULT_MODELS
 from llm.services.batches import job_batch_advance
 from tests.conftest import planted_rows

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from llm.emulators.anthropic import AnthropicEmulator
+from llm.emulators.openai import OpenAIEmulator
+from llm.emulators.server import EmulatorServer
 from llm.providers import anthropic as anthropic_module
-from llm.providers.emulators.anthropic import AnthropicEmulator
-from llm.providers.emulators.common import EmulatorServer
-from llm.providers.emulators.openai import OpenAIEmulator
 from tests.llm.batch_helpers import point_app_at
 from tests.llm.provider_helpers import HARNESSES, Harness, VendorProvider
 

@@ -23,12 +23,12 @@ from typing import Any, Literal
 import pytest
 from pydantic import BaseModel, Field
 
+from llm.emulators.anthropic import AnthropicEmulator
+from llm.emulators.gemini import GeminiEmulator
+from llm.emulators.openai import OpenAIEmulator
+from llm.emulators.server import EmulatorServer
 from llm.providers.anthropic import AnthropicProvider
 from llm.providers.base import Provider, ProviderError, ProviderRequest
-from llm.providers.emulators.anthropic import AnthropicEmulator
-from llm.providers.emulators.common import EmulatorServer
-from llm.providers.emulators.gemini import GeminiEmulator
-from llm.providers.emulators.openai import OpenAIEmulator
 from llm.providers.gemini import GeminiProvider
 from llm.providers.openai import OpenAIProvider
 

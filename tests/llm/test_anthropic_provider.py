@@ -12,11 +12,12 @@ import urllib.request
 
 import pytest
 
+from llm.emulators.anthropic import AnthropicEmulator
+from llm.emulators.anthropic_wire import forced_tool, message_response
+from llm.emulators.faults import DEFAULT_FAKE_PATHWAY
 from llm.prompts.schemas import FunctionalSummary, JudgeVerdict, PhenotypeSummary
 from llm.providers.anthropic import AnthropicProvider, tool_for
 from llm.providers.base import ProviderError
-from llm.providers.emulators.anthropic import AnthropicEmulator, forced_tool, message_response
-from llm.providers.emulators.common import DEFAULT_FAKE_PATHWAY
 from tests.llm.provider_helpers import (
     ANTHROPIC,
     CANARY_KEY,

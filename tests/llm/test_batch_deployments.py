@@ -15,9 +15,9 @@ import pytest
 from django.utils import timezone
 
 from clustering.models import ClusteringRun
+from llm.emulators.server import EmulatorServer
 from llm.models import BatchItem, Deployment, GenerationJob, LLMCall, ProviderBatch
 from llm.providers import anthropic as anthropic_module
-from llm.providers.emulators.common import EmulatorServer
 from llm.providers.registry import batch_provider_get
 from llm.services.batch_admin import batch_job_create
 from llm.services.batches import job_batch_advance

@@ -22,8 +22,8 @@ from django.db import connection
 from django.utils import timezone
 
 from clustering.models import ClusteringRun
+from llm.emulators.openai import OpenAIEmulator
 from llm.models import BatchItem, GenerationJob, JobStatus, LLMCall, ProviderBatch
-from llm.providers.emulators.openai import OpenAIEmulator
 from llm.providers.registry import batch_provider_get
 from llm.services import batch_collect, batch_lease, batches
 from llm.services.batch_admin import batch_job_create

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from clustering.models import ClusteringRun
+from llm.emulators.batches import EmuFile
+from llm.emulators.gemini import GeminiEmulator
+from llm.emulators.openai import OpenAIEmulator
+from llm.emulators.server import EmulatorServer
 from llm.models import ProviderBatch
-from llm.providers.emulators.common import EmuFile, EmulatorServer
-from llm.providers.emulators.gemini import GeminiEmulator
-from llm.providers.emulators.openai import OpenAIEmulator
 from llm.providers.registry import batch_provider_get
 from llm.services.batch_admin import batch_job_create
 from tests.llm.batch_helpers import planted_run, point_app_at, wait_final

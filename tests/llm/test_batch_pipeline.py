@@ -17,6 +17,9 @@ import pytest
 from django.db import connection
 
 from clustering.services import clustering_run_create, clustering_run_execute, dataset_import
+from llm.emulators.anthropic import AnthropicEmulator
+from llm.emulators.gemini import GeminiEmulator
+from llm.emulators.openai import OpenAIEmulator
 from llm.models import (
     BatchItem,
     ClusterSummary,
@@ -27,9 +30,6 @@ from llm.models import (
     ValidationStatus,
 )
 from llm.pricing import call_cost
-from llm.providers.emulators.anthropic import AnthropicEmulator
-from llm.providers.emulators.gemini import GeminiEmulator
-from llm.providers.emulators.openai import OpenAIEmulator
 from llm.providers.registry import DEFAULT_MODELS
 from llm.services.batches import job_batch_advance, job_batch_begin
 from llm.services.generation import job_plan

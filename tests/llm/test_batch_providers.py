@@ -16,14 +16,16 @@ import pytest
 from openai import OpenAI
 from pydantic import BaseModel
 
+from llm.emulators.answers import prompt_tokens_of
+from llm.emulators.anthropic import AnthropicEmulator
+from llm.emulators.control import EmulatorControl
+from llm.emulators.gemini import GeminiEmulator
+from llm.emulators.openai import OpenAIEmulator
+from llm.emulators.server import EmulatorServer
 from llm.providers import anthropic as anthropic_module
 from llm.providers.anthropic import AnthropicProvider
 from llm.providers.base import ProviderError, ProviderRequest
 from llm.providers.batch import BatchItemResult, BatchStatus
-from llm.providers.emulators.anthropic import AnthropicEmulator
-from llm.providers.emulators.common import EmulatorControl, EmulatorServer, prompt_tokens_of
-from llm.providers.emulators.gemini import GeminiEmulator
-from llm.providers.emulators.openai import OpenAIEmulator
 from llm.providers.gemini import GeminiProvider
 from llm.providers.gemini_wire import batch_state as gemini_state
 from llm.providers.openai import OpenAIProvider

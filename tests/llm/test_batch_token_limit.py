@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from clustering.models import ClusteringRun
+from llm.emulators.batches import estimated_tokens
 from llm.models import BatchItem, LLMCall, ProviderBatch
-from llm.providers.emulators.common import estimated_tokens
 from llm.services.batch_admin import batch_job_create
 from llm.services.batches import job_batch_advance
 from tests.llm.batch_helpers import planted_run, wait_final

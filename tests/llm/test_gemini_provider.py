@@ -20,13 +20,10 @@ from google import genai
 from google.genai import types
 from pydantic import BaseModel, Field
 
+from llm.emulators.control import EmulatorControl
+from llm.emulators.faults import DEFAULT_FAKE_GENE, DEFAULT_FAKE_PATHWAY
+from llm.emulators.gemini import GeminiEmulator
 from llm.providers.base import ProviderError
-from llm.providers.emulators.gemini import (
-    DEFAULT_FAKE_GENE,
-    DEFAULT_FAKE_PATHWAY,
-    EmulatorControl,
-    GeminiEmulator,
-)
 from llm.providers.gemini import GeminiProvider
 from tests.llm.provider_helpers import (
     CANARY_KEY,

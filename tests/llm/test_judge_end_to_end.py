@@ -13,6 +13,7 @@ import pytest
 from clustering.domain.hashing import composition_hash
 from clustering.models import Cluster, ClusteringRun, Dataset, RunStatus, TermEnrichment
 from clustering.services import clustering_run_create, clustering_run_execute, dataset_import
+from llm.emulators.server import EmulatorServer
 from llm.models import (
     ClusterSummary,
     SummaryTask,
@@ -21,7 +22,6 @@ from llm.models import (
     ValidationStatus,
 )
 from llm.prompts.templates import LARGE_CLUSTER_SIZE
-from llm.providers.emulators.common import EmulatorServer
 from llm.services.generation import job_plan, summary_task_execute
 from tests.conftest import planted_rows
 from tests.llm.batch_helpers import EMULATORS, app_on_emulator

@@ -11,6 +11,7 @@ import pytest
 from django.core.management import call_command
 
 from clustering.models import ClusteringRun
+from llm.emulators.openai import OpenAIEmulator
 from llm.models import (
     BatchItem,
     ClusterSummary,
@@ -20,7 +21,6 @@ from llm.models import (
     ProviderBatch,
     ValidationStatus,
 )
-from llm.providers.emulators.openai import OpenAIEmulator
 from tests.llm.batch_helpers import planted_run, wait_final
 
 pytestmark = pytest.mark.django_db(transaction=True)

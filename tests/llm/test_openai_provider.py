@@ -13,10 +13,11 @@ import urllib.request
 import pytest
 from openai import OpenAI
 
+from llm.emulators.faults import DEFAULT_FAKE_GENE
+from llm.emulators.openai import OpenAIEmulator
+from llm.emulators.openai_wire import REFUSAL_TEXT
 from llm.prompts.schemas import FunctionalSummary, JudgeVerdict
 from llm.providers.base import ProviderError
-from llm.providers.emulators.common import DEFAULT_FAKE_GENE
-from llm.providers.emulators.openai import REFUSAL_TEXT, OpenAIEmulator
 from llm.providers.openai import OpenAIProvider, response_format
 from tests.llm.provider_helpers import (
     CANARY_KEY,

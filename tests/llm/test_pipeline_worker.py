@@ -15,6 +15,7 @@ import pytest
 from django.db import transaction
 
 from clustering.services import dataset_import
+from llm.emulators.server import EmulatorServer
 from llm.models import (
     ClusterSummary,
     GenerationJob,
@@ -24,7 +25,6 @@ from llm.models import (
     TaskState,
     ValidationStatus,
 )
-from llm.providers.emulators.common import EmulatorServer
 from llm.services.generation import job_plan
 from llm.services.pipeline import pipeline_start
 from llm.tasks import summarise_cluster

@@ -13,8 +13,8 @@ import openai
 import pytest
 from google.genai import errors as genai_errors
 
+from llm.emulators.ratelimit import ServerLimit, go_duration
 from llm.providers.anthropic import AnthropicProvider
-from llm.providers.emulators.ratelimit import ServerLimit, go_duration
 from llm.providers.gemini import GeminiProvider
 from llm.providers.openai import OpenAIProvider
 from llm.providers.ratelimit_hints import (

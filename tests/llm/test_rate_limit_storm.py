@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from clustering.services import dataset_import
+from llm.emulators.server import EmulatorServer
 from llm.models import GenerationJob, JobStatus, LLMCall, SummaryTask, TaskState
-from llm.providers.emulators.common import EmulatorServer
 from llm.providers.gemini import GeminiProvider
 from llm.ratelimit import rate_note_for
 from llm.services.calls import provider_call

@@ -30,6 +30,7 @@ from django.conf import settings
 
 from clustering.services import dataset_import
 from config.celery import app
+from llm.emulators.gemini import GeminiEmulator
 from llm.models import (
     ClusterSummary,
     GenerationJob,
@@ -39,7 +40,6 @@ from llm.models import (
     TaskState,
     ValidationStatus,
 )
-from llm.providers.emulators.gemini import GeminiEmulator
 from llm.services.pipeline import pipeline_start
 from tests.conftest import planted_rows
 from tests.support.waiting import wait_until

@@ -111,7 +111,7 @@ def test_some_clusters_failing_exit_1_and_the_rest_succeeding_is_counted(
 ) -> None:
     """The emulator answers the first generation request with a 400 (not retried): one cluster
     fails, the others get their summaries; still exit 1."""
-    from llm.providers.emulators.gemini import GeminiEmulator
+    from llm.emulators.gemini import GeminiEmulator
 
     with GeminiEmulator() as emulator:
         emulator.add_fault("status", target="generate", code=400)

@@ -36,6 +36,8 @@ from rest_framework.test import APIClient
 
 from clustering.models import Cluster, ClusteringRun
 from clustering.services import dataset_import
+from llm.emulators.gemini import GeminiEmulator
+from llm.emulators.transport import Request
 from llm.models import (
     ClusterSummary,
     GenerationJob,
@@ -45,8 +47,6 @@ from llm.models import (
     SummaryTask,
 )
 from llm.providers.base import ProviderError, ProviderRequest, ProviderResult
-from llm.providers.emulators.common import Request
-from llm.providers.emulators.gemini import GeminiEmulator
 from llm.providers.gemini import GeminiProvider
 from llm.services.pipeline import pipeline_start
 from tests.conftest import planted_rows

@@ -4,7 +4,7 @@
 Runs a provider emulator in the foreground until Ctrl-C, printing its base URL (point
 ``LLM_BASE_URL`` at it; the OpenAI provider appends ``/v1`` itself). Realtime faults, batch
 behaviour and batch-endpoint faults can then be scripted over HTTP (``{url}/_control/...``, see
-``llm/providers/emulators/common.py``); ``--batch-polls N`` sets how many status polls a batch
+``llm/emulators/control.py``); ``--batch-polls N`` sets how many status polls a batch
 stays running before it finishes. ``--rpm`` per ``--window`` seconds is enforced as a token bucket
 of ``--burst`` requests (default ``bucket``, burst 2: how providers enforce a per-minute limit)
 or as a moving window (``--rate-mode window``); refusals are 429 in the vendor's own shape.
@@ -18,14 +18,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from llm.providers.emulators.ratelimit import RATE_MODES
+from llm.emulators.ratelimit import RATE_MODES
 
 #: Provider name -> "module:Class" of its emulator; each class takes (host, port, latency=, rpm=,
 #: window=, batch_settings=) and has start(), stop() and .url.
 EMULATORS = {
-    "gemini": "llm.providers.emulators.gemini:GeminiEmulator",
-    "openai": "llm.providers.emulators.openai:OpenAIEmulator",
-    "anthropic": "llm.providers.emulators.anthropic:AnthropicEmulator",
+    "gemini": "llm.emulators.gemini:GeminiEmulator",
+    "openai": "llm.emulators.openai:OpenAIEmulator",
+    "anthropic": "llm.emulators.anthropic:AnthropicEmulator",
 }
 
 

@@ -12,13 +12,14 @@ Gemini REST protocol exactly as google-genai 3.x sends it (see
     GET  {v}/files/{id}   GET {v}/files/{id}:download?alt=media   DELETE {v}/files/{id}
 
 ``{v}`` is ``/v1beta`` (also ``/v1`` and ``/v1alpha``). Answers are schema-valid JSON built from
-the request itself by the shared :class:`~llm.providers.emulators.common.AnswerBuilder`: the
+the request itself by the shared :class:`~llm.emulators.builder.AnswerBuilder`: the
 ``responseSchema`` (Gemini's OpenAPI subset, as the SDK sends it for a pydantic class) or
 ``responseJsonSchema`` is walked and filled from the prompt's ``<cluster_data>`` block. The same
 request always gets the same answer, in realtime and in a batch.
 
 Realtime faults are scripted FIFO (:meth:`GeminiEmulator.add_fault`, ``POST /_control/faults``,
-see :data:`FAULT_KINDS`); batches follow the scripted :class:`BatchSettings`
+see :data:`~llm.emulators.faults.FAULT_KINDS`); batches follow the scripted
+:class:`~llm.emulators.batches.BatchSettings`
 (:meth:`GeminiEmulator.configure_batches`). A batch created from inline requests answers inline
 (``output.inlinedResponses``), one created from a file answers with a ``responsesFile`` of JSONL
 lines ``{"key", "response"}`` or ``{"key", "error"}``. A failed batch carries the reason in the
@@ -43,67 +44,19 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from llm.providers.emulators.common import (
-    BATCH_FAULT_KINDS,
-    CONTENT_FAULT_KINDS,
-    DEFAULT_FAKE_GENE,
-    DEFAULT_FAKE_PATHWAY,
-    FAULT_KINDS,
-    FAULT_TARGETS,
-    VERDICTS,
-    AnswerBuilder,
-    BatchItem,
-    BatchRejected,
-    BatchSettings,
-    EmuBatch,
-    EmuFile,
-    EmulatorControl,
-    EmulatorServer,
-    PromptData,
-    Reply,
-    Request,
-    as_int,
-    compose_answer,
-    first_key,
-    iso_time,
-    normalise_fault,
+from llm.emulators.batches import BatchItem, BatchRejected, EmuBatch, EmuFile
+from llm.emulators.gemini_wire import (
+    build_response,
+    google_error,
+    prompt_text_of,
+    response_schema_of,
+    retry_info,
 )
-from llm.providers.emulators.ratelimit import Decision
+from llm.emulators.ratelimit import Decision
+from llm.emulators.schema import as_int, first_key
+from llm.emulators.server import EmulatorServer
+from llm.emulators.transport import Reply, Request, iso_time
 
-__all__ = [
-    "BATCH_FAULT_KINDS",
-    "CONTENT_FAULT_KINDS",
-    "DEFAULT_FAKE_GENE",
-    "DEFAULT_FAKE_PATHWAY",
-    "FAULT_KINDS",
-    "FAULT_TARGETS",
-    "VERDICTS",
-    "AnswerBuilder",
-    "BatchSettings",
-    "EmulatorControl",
-    "GeminiEmulator",
-    "PromptData",
-    "build_response",
-    "normalise_fault",
-    "prompt_text_of",
-    "response_schema_of",
-]
-
-_STATUS_NAMES = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    408: "DEADLINE_EXCEEDED",
-    409: "ABORTED",
-    413: "INVALID_ARGUMENT",
-    429: "RESOURCE_EXHAUSTED",
-    500: "INTERNAL",
-    501: "NOT_IMPLEMENTED",
-    502: "UNAVAILABLE",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
 _VERSION = r"/(v1beta|v1alpha|v1)"
 _MODEL_CALL_RE = re.compile(_VERSION + r"/models/([^/:]+):(generateContent|batchGenerateContent)$")
 _BATCHES_RE = re.compile(_VERSION + r"/batches$")
@@ -128,127 +81,6 @@ _STATES = {
 _RPC_CODES = {400: 3, 403: 7, 404: 5, 429: 8, 500: 13, 503: 14, 504: 4}
 
 
-# --------------------------------------------------------------------------------------------
-# Request parsing and answers
-# --------------------------------------------------------------------------------------------
-
-
-def response_schema_of(body: Mapping[str, Any]) -> tuple[dict[str, Any] | None, bool]:
-    """The response schema of a generateContent body and whether it is JSON Schema.
-
-    Returns ``(schema, is_json_schema)``; ``(None, False)`` when the request has none.
-    """
-    config = first_key(body, "generationConfig", "generation_config") or {}
-    if not isinstance(config, Mapping):
-        return None, False
-    schema = first_key(config, "responseJsonSchema", "response_json_schema")
-    if isinstance(schema, Mapping):
-        return dict(schema), True
-    schema = first_key(config, "responseSchema", "response_schema")
-    if isinstance(schema, Mapping):
-        return dict(schema), False
-    return None, False
-
-
-def prompt_text_of(body: Mapping[str, Any]) -> tuple[str, str]:
-    """(user text, system text) of a generateContent body: all text parts joined."""
-
-    def texts(content: Any) -> list[str]:
-        if not isinstance(content, Mapping):
-            return []
-        parts = content.get("parts") or []
-        return [str(p["text"]) for p in parts if isinstance(p, Mapping) and "text" in p]
-
-    user: list[str] = []
-    contents = body.get("contents") or []
-    if isinstance(contents, Mapping):
-        contents = [contents]
-    for content in contents if isinstance(contents, list) else []:
-        user.extend(texts(content))
-    system = texts(first_key(body, "systemInstruction", "system_instruction"))
-    return "\n".join(user), "\n".join(system)
-
-
-def build_response(
-    body: Mapping[str, Any], model: str, fault: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """The 200 JSON answer to a generateContent ``body`` for ``model``, with an optional fault.
-
-    Shape: ``{"candidates": [{"content": {"role": "model", "parts": [{"text"}]}, "finishReason",
-    "index"}], "usageMetadata": {"promptTokenCount", "candidatesTokenCount", "totalTokenCount"},
-    "modelVersion": model, "responseId"}``; token counts are ``len(text) // 4``. Status, latency
-    and timeout faults are handled by the server, not here.
-    """
-    user_text, system_text = prompt_text_of(body)
-    schema, _ = response_schema_of(body)
-    config = first_key(body, "generationConfig", "generation_config") or {}
-    mime = str(first_key(config, "responseMimeType", "response_mime_type") or "")
-    answer = compose_answer(
-        user_text=user_text,
-        system_text=system_text,
-        schema=schema,
-        json_mode=mime == "application/json",
-        max_tokens=as_int(first_key(config, "maxOutputTokens", "max_output_tokens"), 0),
-        fault=fault,
-    )
-    response_id = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:24]
-    base: dict[str, Any] = {"modelVersion": model, "responseId": response_id}
-
-    def usage(output_tokens: int) -> dict[str, int]:
-        return {
-            "promptTokenCount": answer.prompt_tokens,
-            "candidatesTokenCount": output_tokens,
-            "totalTokenCount": answer.prompt_tokens + output_tokens,
-        }
-
-    if answer.kind == "empty":
-        return {"candidates": [], "usageMetadata": usage(0), **base}
-    if answer.kind == "blocked":
-        ratings = [
-            {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}
-        ]
-        if answer.block_reason:
-            return {
-                "promptFeedback": {"blockReason": answer.block_reason, "safetyRatings": ratings},
-                "usageMetadata": usage(0),
-                **base,
-            }
-        return {
-            "candidates": [{"finishReason": "SAFETY", "index": 0, "safetyRatings": ratings}],
-            "usageMetadata": usage(0),
-            **base,
-        }
-    return {
-        "candidates": [
-            {
-                "content": {"role": "model", "parts": [{"text": answer.text}]},
-                "finishReason": "MAX_TOKENS" if answer.kind == "max_tokens" else "STOP",
-                "index": 0,
-            }
-        ],
-        "usageMetadata": usage(answer.output_tokens),
-        **base,
-    }
-
-
-def _error_body(
-    code: int, message: str, details: list[dict[str, Any]] | None = None
-) -> dict[str, Any]:
-    """Google's error envelope ``{"error": {"code", "message", "status"[, "details"]}}``."""
-    error: dict[str, Any] = {
-        "code": code,
-        "message": message,
-        "status": _STATUS_NAMES.get(code, "UNKNOWN"),
-    }
-    if details:
-        error["details"] = details
-    return {"error": error}
-
-
-def _retry_info(seconds: float) -> dict[str, Any]:
-    return {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{seconds:g}s"}
-
-
 def _model_name(model: str) -> str:
     return model if model.startswith("models/") else f"models/{model}"
 
@@ -269,7 +101,8 @@ class GeminiEmulator(EmulatorServer):
             requests get 429 RESOURCE_EXHAUSTED with the wait in a RetryInfo detail.
         window: length of the rate-limit window in seconds (60 = requests per minute).
         rate_mode, burst: ``bucket`` (default; ``burst`` requests, refilled at ``rpm / window``
-            per second) or ``window`` (moving window), see :class:`EmulatorServer`.
+            per second) or ``window`` (moving window), see
+            :class:`~llm.emulators.server.EmulatorServer`.
         api_key: when set, requests with another key get 400 "API key not valid"; requests
             without any key always get 403 PERMISSION_DENIED, as from Google.
 
@@ -314,31 +147,30 @@ class GeminiEmulator(EmulatorServer):
         ]
         details = [
             *(quota if self.report_limit else []),
-            _retry_info(round(max(0.001, decision.wait), 3)),
+            retry_info(round(max(0.001, decision.wait), 3)),
         ]
         message = (
             "You exceeded your current quota, please check your plan and billing details. "
             f"Please retry in {decision.wait:.6f}s."
         )
-        return Reply(429, _error_body(429, message, details))
+        return Reply(429, google_error(429, message, details))
 
     def error_body(self, code: int, message: str, *, retry_delay: float | None = None) -> Any:
         """``{"error": {"code", "message", "status"[, "details": [RetryInfo]]}}``."""
-        details = [_retry_info(retry_delay)] if retry_delay is not None else None
-        return _error_body(code, message, details)
+        details = [retry_info(retry_delay)] if retry_delay is not None else None
+        return google_error(code, message, details)
 
     def check_key(self, request: Request) -> Reply | None:
         """x-goog-api-key header or ``?key=``: missing -> 403, wrong (when set) -> 400."""
-        key = request.header("x-goog-api-key") or (request.arg("key") or "")
-        if not key:
-            return self.error_reply(
+        return self.key_refusal(
+            request.header("x-goog-api-key") or (request.arg("key") or ""),
+            missing=(
                 403,
                 "Method doesn't allow unregistered callers (callers without established "
                 "identity). Please use API Key or other form of API consumer identity.",
-            )
-        if self.api_key is not None and key != self.api_key:
-            return self.error_reply(400, "API key not valid. Please pass a valid API key.")
-        return None
+            ),
+            wrong=(400, "API key not valid. Please pass a valid API key."),
+        )
 
     def batch_item_payload(self, item: BatchItem, fault: Mapping[str, Any] | None) -> Any:
         """The generateContent response for one batch request."""

@@ -14,7 +14,7 @@ Answers come from the shared schema-driven builder (the ``json_schema.schema`` o
 ``response_format`` filled from the prompt's ``<cluster_data>`` block), so the same prompt gets
 the same content here as on the Gemini and Anthropic emulators, in realtime and in batches.
 Realtime faults, batch behaviour, batch-endpoint faults, logs and the ``/_control`` API are the
-shared ones of :class:`~llm.providers.emulators.common.EmulatorServer`.
+shared ones of :class:`~llm.emulators.server.EmulatorServer`.
 
 Batch specifics as OpenAI: a new batch is ``validating``; its input lines are checked when it is
 first polled (a bad line or a duplicate ``custom_id`` fails the batch with ``errors``); output
@@ -37,30 +37,23 @@ import json
 import math
 import re
 import time
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
 
-from llm.providers.emulators.common import (
-    BatchItem,
-    BatchRejected,
-    EmuBatch,
-    EmuFile,
-    EmulatorServer,
-    Reply,
-    Request,
-    as_int,
-    compose_answer,
-    parse_multipart,
-    short_hash,
-)
-from llm.providers.emulators.ratelimit import Decision, go_duration
+from llm.emulators.batches import BatchItem, BatchRejected, EmuBatch, EmuFile
+from llm.emulators.openai_wire import chat_completion, chat_schema, chat_texts
+from llm.emulators.ratelimit import Decision, go_duration
+from llm.emulators.schema import as_int
+from llm.emulators.server import EmulatorServer
+from llm.emulators.transport import Reply, Request, parse_multipart, short_hash
 
 #: The one batch endpoint emulated.
 CHAT_ENDPOINT = "/v1/chat/completions"
-REFUSAL_TEXT = "I'm sorry, but I can't help with that request."
 
 _BATCH_RE = re.compile(r"^/v1/batches/([^/]+)(/cancel)?$")
 _FILE_RE = re.compile(r"^/v1/files/([^/]+)(/content)?$")
+#: What OpenAI lists in pages: batches and files.
+_Row = TypeVar("_Row", EmuBatch, EmuFile)
 _STATUS = {
     "pending": "validating",
     "running": "in_progress",
@@ -77,102 +70,6 @@ _ERROR_TYPES = {
     409: ("invalid_request_error", None),
     429: ("requests", "rate_limit_exceeded"),
 }
-
-
-def chat_texts(body: Mapping[str, Any]) -> tuple[str, str]:
-    """(user text, system text) of a chat completions body; system and developer messages
-    count as system, text parts of content lists are joined."""
-    user: list[str] = []
-    system: list[str] = []
-    for message in body.get("messages") or []:
-        if not isinstance(message, Mapping):
-            continue
-        content = message.get("content")
-        if isinstance(content, list):
-            text = "\n".join(
-                str(part.get("text", ""))
-                for part in content
-                if isinstance(part, Mapping) and part.get("type") in ("text", "input_text")
-            )
-        else:
-            text = str(content or "")
-        (system if message.get("role") in ("system", "developer") else user).append(text)
-    return "\n".join(user), "\n".join(system)
-
-
-def chat_schema(body: Mapping[str, Any]) -> tuple[dict[str, Any] | None, bool]:
-    """(JSON schema or None, JSON mode) from ``response_format``."""
-    response_format = body.get("response_format")
-    if not isinstance(response_format, Mapping):
-        return None, False
-    kind = response_format.get("type")
-    if kind == "json_schema":
-        spec = response_format.get("json_schema") or {}
-        schema = spec.get("schema") if isinstance(spec, Mapping) else None
-        return (dict(schema) if isinstance(schema, Mapping) else None), True
-    return None, kind == "json_object"
-
-
-def chat_completion(
-    body: Mapping[str, Any], fault: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """The ``chat.completion`` JSON answering ``body``, with an optional content fault.
-
-    ``finish_reason`` is ``stop`` (also for ``empty``: content ""), ``length`` when cut at
-    ``max_completion_tokens`` / ``max_tokens``, ``content_filter`` for a safety fault with a
-    ``block_reason``; a plain safety fault is a refusal (``message.refusal``, content null).
-    Token counts are ``len(text) // 4``.
-    """
-    user_text, system_text = chat_texts(body)
-    schema, json_mode = chat_schema(body)
-    max_tokens = as_int(body.get("max_completion_tokens") or body.get("max_tokens"), 0)
-    answer = compose_answer(
-        user_text=user_text,
-        system_text=system_text,
-        schema=schema,
-        json_mode=json_mode,
-        max_tokens=max_tokens,
-        fault=fault,
-    )
-    content: str | None = answer.text
-    refusal: str | None = None
-    finish = "stop"
-    if answer.kind == "max_tokens":
-        finish = "length"
-    elif answer.kind == "blocked":
-        content = None
-        if answer.block_reason:
-            finish = "content_filter"
-        else:
-            refusal = REFUSAL_TEXT
-    return {
-        "id": f"chatcmpl-{short_hash(body)}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": str(body.get("model") or ""),
-        "choices": [
-            {
-                "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": content,
-                    "refusal": refusal,
-                    "annotations": [],
-                },
-                "logprobs": None,
-                "finish_reason": finish,
-            }
-        ],
-        "usage": {
-            "prompt_tokens": answer.prompt_tokens,
-            "completion_tokens": answer.output_tokens,
-            "total_tokens": answer.prompt_tokens + answer.output_tokens,
-            "prompt_tokens_details": {"cached_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0},
-        },
-        "system_fingerprint": "fp_emulator",
-        "service_tier": "default",
-    }
 
 
 def _line_problem(row: Any, number: int, endpoint: str, seen: set[str]) -> tuple[str, str] | None:
@@ -202,7 +99,7 @@ def _line_problem(row: Any, number: int, endpoint: str, seen: set[str]) -> tuple
 class OpenAIEmulator(EmulatorServer):
     """An OpenAI server on a background thread: chat completions, files and batches.
 
-    Args: as :class:`~llm.providers.emulators.common.EmulatorServer` (host, port, latency, rpm,
+    Args: as :class:`~llm.emulators.server.EmulatorServer` (host, port, latency, rpm,
     window, api_key). A request without ``Authorization: Bearer <key>`` gets 401, as does a
     wrong key when ``api_key`` is set.
     """
@@ -254,17 +151,15 @@ class OpenAIEmulator(EmulatorServer):
 
     def check_key(self, request: Request) -> Reply | None:
         """``Authorization: Bearer <key>``: missing or wrong -> 401."""
-        header = request.header("Authorization")
-        key = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        if not key:
-            return self.error_reply(
+        return self.key_refusal(
+            request.bearer(),
+            missing=(
                 401,
                 "You didn't provide an API key. You need to provide your API key in an "
                 "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-            )
-        if self.api_key is not None and key != self.api_key:
-            return self.error_reply(401, "Incorrect API key provided.")
-        return None
+            ),
+            wrong=(401, "Incorrect API key provided."),
+        )
 
     def batch_item_payload(self, item: BatchItem, fault: Mapping[str, Any] | None) -> Any:
         """The chat.completion for one batch line's body."""
@@ -363,9 +258,11 @@ class OpenAIEmulator(EmulatorServer):
         if match := _BATCH_RE.match(path):
             batch_id = match.group(1)
             if method == "GET" and not match.group(2):
-                return self.batch_op("get", lambda: self._get(batch_id))
+                return self.batch_op("get", lambda: self._batch_reply(batch_id, self.poll_batch))
             if method == "POST" and match.group(2):
-                return self.batch_op("cancel", lambda: self._cancel(batch_id))
+                return self.batch_op(
+                    "cancel", lambda: self._batch_reply(batch_id, self.cancel_batch)
+                )
         return self.error_reply(404, f"Invalid URL ({method} {path})")
 
     # -- realtime ------------------------------------------------------------------------------
@@ -422,22 +319,7 @@ class OpenAIEmulator(EmulatorServer):
         if purpose:
             stored = [f for f in stored if f.purpose == purpose]
         limit = max(1, min(as_int(request.arg("limit"), 10_000), 10_000))
-        after = request.arg("after")
-        start = 0
-        if after:
-            ids = [f.id for f in stored]
-            start = ids.index(after) + 1 if after in ids else len(ids)
-        page = stored[start : start + limit]
-        return Reply(
-            200,
-            {
-                "object": "list",
-                "data": [self._file_json(f) for f in page],
-                "first_id": page[0].id if page else None,
-                "last_id": page[-1].id if page else None,
-                "has_more": start + limit < len(stored),
-            },
-        )
+        return _cursor_page(stored, request.arg("after"), limit, self._file_json)
 
     def _file_info(self, file_id: str) -> Reply:
         stored = self.find_file(file_id)
@@ -569,34 +451,37 @@ class OpenAIEmulator(EmulatorServer):
             "metadata": batch.extra.get("metadata") or None,
         }
 
-    def _get(self, batch_id: str) -> Reply:
+    def _batch_reply(self, batch_id: str, step: Callable[[str], EmuBatch]) -> Reply:
+        """The batch JSON after ``step`` (a status poll or a cancel request); 404 for an unknown
+        id."""
         try:
-            return Reply(200, self._batch_json(self.poll_batch(batch_id)))
-        except KeyError:
-            return self.error_reply(404, f"No batch found with id '{batch_id}'.")
-
-    def _cancel(self, batch_id: str) -> Reply:
-        try:
-            return Reply(200, self._batch_json(self.cancel_batch(batch_id)))
+            return Reply(200, self._batch_json(step(batch_id)))
         except KeyError:
             return self.error_reply(404, f"No batch found with id '{batch_id}'.")
 
     def _list(self, request: Request) -> Reply:
-        batches = self.list_batches()
         limit = max(1, min(as_int(request.arg("limit"), 20), 100))
-        after = request.arg("after")
-        start = 0
-        if after:
-            ids = [batch.id for batch in batches]
-            start = ids.index(after) + 1 if after in ids else len(ids)
-        page = batches[start : start + limit]
-        return Reply(
-            200,
-            {
-                "object": "list",
-                "data": [self._batch_json(batch) for batch in page],
-                "first_id": page[0].id if page else None,
-                "last_id": page[-1].id if page else None,
-                "has_more": start + limit < len(batches),
-            },
-        )
+        return _cursor_page(self.list_batches(), request.arg("after"), limit, self._batch_json)
+
+
+def _cursor_page(
+    rows: Sequence[_Row], after: str | None, limit: int, to_json: Callable[[_Row], dict[str, Any]]
+) -> Reply:
+    """One page of an OpenAI list: up to ``limit`` of ``rows`` after the one whose id is
+    ``after`` (none when it is unknown), as ``{"object": "list", "data", "first_id", "last_id",
+    "has_more"}``."""
+    start = 0
+    if after:
+        ids = [row.id for row in rows]
+        start = ids.index(after) + 1 if after in ids else len(ids)
+    page = rows[start : start + limit]
+    return Reply(
+        200,
+        {
+            "object": "list",
+            "data": [to_json(row) for row in page],
+            "first_id": page[0].id if page else None,
+            "last_id": page[-1].id if page else None,
+            "has_more": start + limit < len(rows),
+        },
+    )

@@ -33,24 +33,16 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-from llm.providers.emulators.common import (
-    BatchItem,
-    BatchRejected,
-    EmuBatch,
-    EmulatorServer,
-    ItemOutcome,
-    Reply,
-    Request,
-    as_int,
-    compose_answer,
-    iso_time,
-    short_hash,
-)
-from llm.providers.emulators.ratelimit import Decision
+from llm.emulators.anthropic_wire import error_type, forced_tool, message_response, message_texts
+from llm.emulators.batches import BatchItem, BatchRejected, EmuBatch, ItemOutcome
+from llm.emulators.ratelimit import Decision
+from llm.emulators.schema import as_int
+from llm.emulators.server import EmulatorServer
+from llm.emulators.transport import Reply, Request, iso_time
 
 #: Custom ids Anthropic accepts.
 CUSTOM_ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -58,120 +50,6 @@ CUSTOM_ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _BATCH_RE = re.compile(r"^/v1/messages/batches/([^/]+)(/cancel|/results)?$")
 # A custom id carrying the provider's batch tag: 10 hex digits and "-" before the caller's id.
 _TAGGED_ID_RE = re.compile(r"[0-9a-f]{10}-(.+)", re.DOTALL)
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    504: "timeout_error",
-    529: "overloaded_error",
-}
-
-
-def error_type(code: int) -> str:
-    """Anthropic's error ``type`` for an HTTP status."""
-    return _ERROR_TYPES.get(code, "api_error" if code >= 500 else "invalid_request_error")
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, list):
-        return "\n".join(
-            str(block.get("text", ""))
-            for block in content
-            if isinstance(block, Mapping) and block.get("type") == "text"
-        )
-    return str(content or "")
-
-
-def message_texts(body: Mapping[str, Any]) -> tuple[str, str]:
-    """(user text, system text) of a messages body (``system`` string or text blocks)."""
-    user = [
-        _text_of(message.get("content"))
-        for message in body.get("messages") or []
-        if isinstance(message, Mapping) and message.get("role") == "user"
-    ]
-    return "\n".join(user), _text_of(body.get("system"))
-
-
-def forced_tool(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The tool the model must call: the one named by ``tool_choice`` (type ``tool``), or the
-    first tool for ``any`` / ``auto``; None without tools or with ``tool_choice: none``."""
-    tools = [tool for tool in body.get("tools") or [] if isinstance(tool, Mapping)]
-    if not tools:
-        return None
-    choice = body.get("tool_choice") or {"type": "auto"}
-    kind = choice.get("type") if isinstance(choice, Mapping) else None
-    if kind == "none":
-        return None
-    if kind == "tool":
-        return next((tool for tool in tools if tool.get("name") == choice.get("name")), None)
-    return tools[0]
-
-
-def message_response(
-    body: Mapping[str, Any], fault: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """The ``message`` JSON answering ``body``, with an optional content fault.
-
-    Shape: ``{"id", "type": "message", "role": "assistant", "model", "content": [blocks],
-    "stop_reason", "stop_sequence": null, "usage": {"input_tokens", "output_tokens", ...}}``;
-    token counts are ``len(text) // 4``.
-    """
-    user_text, system_text = message_texts(body)
-    tool = forced_tool(body)
-    schema = tool.get("input_schema") if tool else None
-    answer = compose_answer(
-        user_text=user_text,
-        system_text=system_text,
-        schema=schema if isinstance(schema, Mapping) else None,
-        json_mode=False,
-        max_tokens=as_int(body.get("max_tokens"), 0),
-        fault=fault,
-    )
-    ident = short_hash(body)
-    content: list[dict[str, Any]] = []
-    stop = "end_turn"
-    if answer.kind == "blocked":
-        stop = "refusal"
-    elif answer.kind == "max_tokens":
-        stop = "max_tokens"
-        if tool is not None:
-            # The tool input was still being generated: what arrived is incomplete.
-            content = [{"type": "tool_use", "id": f"toolu_{ident}", "name": tool["name"]}]
-            content[0]["input"] = {}
-        else:
-            content = [{"type": "text", "text": answer.text}]
-    elif answer.kind == "ok":
-        if tool is not None and answer.value is not None:
-            content = [
-                {
-                    "type": "tool_use",
-                    "id": f"toolu_{ident}",
-                    "name": tool["name"],
-                    "input": answer.value,
-                }
-            ]
-            stop = "tool_use"
-        else:
-            content = [{"type": "text", "text": answer.text}]
-    return {
-        "id": f"msg_{ident}",
-        "type": "message",
-        "role": "assistant",
-        "model": str(body.get("model") or ""),
-        "content": content,
-        "stop_reason": stop,
-        "stop_sequence": None,
-        "usage": {
-            "input_tokens": answer.prompt_tokens,
-            "output_tokens": answer.output_tokens,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-        },
-    }
 
 
 def _result_line(outcome: ItemOutcome) -> dict[str, Any]:
@@ -190,7 +68,7 @@ def _result_line(outcome: ItemOutcome) -> dict[str, Any]:
 class AnthropicEmulator(EmulatorServer):
     """An Anthropic server on a background thread: messages and message batches.
 
-    Args: as :class:`~llm.providers.emulators.common.EmulatorServer` (host, port, latency, rpm,
+    Args: as :class:`~llm.emulators.server.EmulatorServer` (host, port, latency, rpm,
     window, api_key). The key is read from ``x-api-key`` or ``Authorization: Bearer`` (the SDK
     2.x sends the latter); a missing or (when ``api_key`` is set) wrong key gets 401.
     """
@@ -240,15 +118,11 @@ class AnthropicEmulator(EmulatorServer):
 
     def check_key(self, request: Request) -> Reply | None:
         """``x-api-key`` or ``Authorization: Bearer``: missing or wrong -> 401."""
-        header = request.header("Authorization")
-        key = request.header("x-api-key") or (
-            header[7:].strip() if header.lower().startswith("bearer ") else ""
+        return self.key_refusal(
+            request.header("x-api-key") or request.bearer(),
+            missing=(401, "x-api-key header is required"),
+            wrong=(401, "invalid x-api-key"),
         )
-        if not key:
-            return self.error_reply(401, "x-api-key header is required")
-        if self.api_key is not None and key != self.api_key:
-            return self.error_reply(401, "invalid x-api-key")
-        return None
 
     def batch_item_payload(self, item: BatchItem, fault: Mapping[str, Any] | None) -> Any:
         """The message for one batch request's ``params``."""
@@ -290,9 +164,11 @@ class AnthropicEmulator(EmulatorServer):
         if match := _BATCH_RE.match(path):
             batch_id, action = match.group(1), match.group(2)
             if method == "GET" and not action:
-                return self.batch_op("get", lambda: self._get(batch_id))
+                return self.batch_op("get", lambda: self._batch_reply(batch_id, self.poll_batch))
             if method == "POST" and action == "/cancel":
-                return self.batch_op("cancel", lambda: self._cancel(batch_id))
+                return self.batch_op(
+                    "cancel", lambda: self._batch_reply(batch_id, self.cancel_batch)
+                )
             if method == "GET" and action == "/results":
                 return self.batch_op("results", lambda: self._results(batch_id))
             if method == "DELETE" and not action:
@@ -386,15 +262,11 @@ class AnthropicEmulator(EmulatorServer):
             ),
         }
 
-    def _get(self, batch_id: str) -> Reply:
+    def _batch_reply(self, batch_id: str, step: Callable[[str], EmuBatch]) -> Reply:
+        """The batch JSON after ``step`` (a status poll or a cancel request); 404 for an unknown
+        id."""
         try:
-            return Reply(200, self._batch_json(self.poll_batch(batch_id)))
-        except KeyError:
-            return self.error_reply(404, f"No message batch with id {batch_id}.")
-
-    def _cancel(self, batch_id: str) -> Reply:
-        try:
-            return Reply(200, self._batch_json(self.cancel_batch(batch_id)))
+            return Reply(200, self._batch_json(step(batch_id)))
         except KeyError:
             return self.error_reply(404, f"No message batch with id {batch_id}.")
 
