@@ -17,7 +17,7 @@ by position (responses-file lines through the SDK's public pydantic model,
 :func:`response_from_rest`). The batch status is read from the raw operation JSON, because the
 SDK maps neither ``batchStats`` nor the reason of a FAILED job nor the input file; that and the
 JSONL request serialiser are the two SDK internals used, with google-genai pinned to a tested
-range (``tests/llm/test_genai_internals.py`` says what to update when they change).
+range (``tests/llm/providers/test_genai_internals.py`` says what to update when they change).
 
 The wire format (REST JSON to SDK types, JSONL lines, RetryInfo, batch states, times, the
 output schema) is in :mod:`llm.providers.gemini_wire`. What the three SDK providers share (key
@@ -255,7 +255,7 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
         Uses the SDK's own converter so the JSONL file path sends exactly what the inline path
         sends (same schema translation of the pydantic class). The SDK has no public serialiser
         for this: the private converter is pinned with google-genai's tested range and checked
-        by ``tests/llm/test_genai_internals.py``.
+        by ``tests/llm/providers/test_genai_internals.py``.
         """
         from google.genai import _common as genai_common
         from google.genai import batches as genai_batches
@@ -368,7 +368,7 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
         The SDK's public ``batches.get`` maps neither ``batchStats``, nor the ``error`` of a
         FAILED job, nor the input file: read through the SDK's own (private) request method, so
         auth, base URL, API version and timeouts stay the SDK's. google-genai is pinned to a
-        tested range; ``tests/llm/test_genai_internals.py`` fails loudly if this changes.
+        tested range; ``tests/llm/providers/test_genai_internals.py`` fails loudly if this changes.
         """
         response = self._guard(lambda: self._client._api_client.request("get", name, {}, None))
         operation = decode_row(response.body or "{}")

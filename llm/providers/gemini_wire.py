@@ -4,7 +4,7 @@ REST JSON of an answer to the SDK's ``GenerateContentResponse`` (:func:`response
 for batch responses files), JSONL lines, the RetryInfo delay and Retry-After of an error, batch
 state strings, Google's int64 counts and RFC 3339 times, the output schema built once per class
 (``_transformers.t_schema``, one of the two SDK internals the provider uses; see
-``tests/llm/test_genai_internals.py``), and the transport exceptions of the installed HTTP
+``tests/llm/providers/test_genai_internals.py``), and the transport exceptions of the installed HTTP
 stacks. Used by :mod:`llm.providers.gemini`; protocol facts are in
 ``/work/shared/docs/provider-wire-reference.md``.
 """

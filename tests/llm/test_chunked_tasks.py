@@ -10,7 +10,7 @@ import pytest
 from llm import tasks
 from llm.models import SummaryTask, TaskState
 from llm.services.requeue import TaskRequeued
-from tests.llm.test_call_log import _planned
+from tests.llm.services.test_call_log import _planned
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,8 @@ from django.urls import reverse
 
 from clustering.models import ClusteringRun, RunStatus
 from llm.models import ClusterSummary, GenerationJob, JobStatus, ValidationEvent, ValidationStatus
-from tests.api import build_world
 from tests.security import snapshot
+from tests.support.world import build_world
 
 pytestmark = [pytest.mark.security, pytest.mark.django_db]
 

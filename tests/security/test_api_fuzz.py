@@ -29,8 +29,8 @@ from schemathesis.checks import not_a_server_error
 from clustering.models import ClusteringRun
 from config.wsgi import application
 from llm.models import ClusterSummary, GenerationJob, LLMCall, SummaryTask, ValidationEvent
-from tests.api import World, build_world, make_user
 from tests.security.schema_cases import send_every_operation
+from tests.support.world import World, build_world, make_user
 
 pytestmark = [pytest.mark.security, pytest.mark.django_db]
 

@@ -24,9 +24,9 @@ from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.config._auth import AuthConfig
 
 from llm.models import LLMCall
-from tests.api import World, build_world
 from tests.security.schema_cases import send_every_operation
 from tests.security.test_api_fuzz import _existing_ids, _headers_for, api, in_test_transaction
+from tests.support.world import World, build_world
 
 __all__ = ["api", "in_test_transaction"]  # fixtures used below
 

@@ -11,7 +11,7 @@ Properties:
   repetition, extra keys, trailing commas): ``json dump -> wrap -> parse`` gives back an equal
   object.
 
-tests/llm/test_parsing.py covers the hand-picked cases with a toy class; these go wider.
+tests/llm/providers/test_parsing.py covers the hand-picked cases with a toy class; these go wider.
 """
 
 from __future__ import annotations

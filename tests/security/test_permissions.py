@@ -1,6 +1,6 @@
 """Who may trigger provider calls or overrides, endpoint by endpoint (REST API and admin).
 
-tests/api/test_security.py already sends every API write anonymously and checks that nothing
+tests/llm/api/test_security.py already sends every API write anonymously and checks that nothing
 changed and nothing was enqueued. Added here:
 
 * the list of write operations in the OpenAPI schema is exactly the matrix below, so a new
@@ -34,8 +34,8 @@ from llm.models import (
     JobStatus,
     LLMCall,
 )
-from tests.api import World, assert_error_shape, build_world, make_user
 from tests.security import snapshot
+from tests.support.world import World, assert_error_shape, build_world, make_user
 
 pytestmark = [pytest.mark.security, pytest.mark.django_db]
 
@@ -106,7 +106,7 @@ def _session_client(user: User) -> APIClient:
 
 def _callers(who: str) -> list[tuple[str, Callable[[], APIClient], int]]:
     """(name, client factory, expected status) of the signed-in callers who must be refused
-    (anonymous callers: tests/api/test_security.py)."""
+    (anonymous callers: tests/llm/api/test_security.py)."""
     callers: list[tuple[str, Callable[[], APIClient], int]] = [
         ("plain-token", lambda: _token_client(make_user("plain", "plain-t")), 403),
         ("plain-session", lambda: _session_client(make_user("plain", "plain-s")), 403),
