@@ -143,25 +143,13 @@ class AnthropicProvider(SdkProvider[Any]):
     vendor: ClassVar[str] = "Anthropic"
     key_variable: ClassVar[str] = "ANTHROPIC_API_KEY"
     sdk_exceptions: ClassVar[SdkExceptions] = stainless_exceptions(anthropic)
+    max_requests_default: ClassVar[int] = MAX_BATCH_REQUESTS
+    max_bytes_default: ClassVar[int] = MAX_BATCH_BYTES
+    _client: Anthropic
 
-    def __init__(
-        self,
-        api_key: str,
-        base_url: str | None = None,
-        timeout: float = 60.0,
-        *,
-        max_requests_per_batch: int = MAX_BATCH_REQUESTS,
-        max_bytes_per_batch: int = MAX_BATCH_BYTES,
-    ) -> None:
-        super().__init__(
-            api_key,
-            base_url,
-            timeout,
-            max_requests_per_batch=max_requests_per_batch,
-            max_bytes_per_batch=max_bytes_per_batch,
-        )
-        self._client = Anthropic(
-            api_key=api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout
+    def _client_build(self) -> Anthropic:
+        return Anthropic(
+            api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout
         )
 
     # -- errors --------------------------------------------------------------------------------

@@ -196,15 +196,19 @@ class SdkProvider(ABC, Generic[ResponseT]):
     #: The setting that holds the key ("GEMINI_API_KEY").
     key_variable: ClassVar[str]
     sdk_exceptions: ClassVar[SdkExceptions]
+    #: The vendor's batch limits, the defaults of ``max_requests_per_batch`` (requests) and
+    #: ``max_bytes_per_batch`` (bytes of the serialised input).
+    max_requests_default: ClassVar[int]
+    max_bytes_default: ClassVar[int]
 
     def __init__(
         self,
         api_key: str,
-        base_url: str | None,
-        timeout: float,
+        base_url: str | None = None,
+        timeout: float = 60.0,
         *,
-        max_requests_per_batch: int,
-        max_bytes_per_batch: int,
+        max_requests_per_batch: int | None = None,
+        max_bytes_per_batch: int | None = None,
     ) -> None:
         if not api_key:
             raise ProviderError(
@@ -215,8 +219,18 @@ class SdkProvider(ABC, Generic[ResponseT]):
         self._api_key = api_key
         self.base_url = base_url or None
         self.timeout = float(timeout)
-        self.max_requests_per_batch = int(max_requests_per_batch)
-        self.max_bytes_per_batch = int(max_bytes_per_batch)
+        self.max_requests_per_batch = int(
+            self.max_requests_default if max_requests_per_batch is None else max_requests_per_batch
+        )
+        self.max_bytes_per_batch = int(
+            self.max_bytes_default if max_bytes_per_batch is None else max_bytes_per_batch
+        )
+        self._client = self._client_build()
+
+    @abstractmethod
+    def _client_build(self) -> Any:
+        """The vendor SDK's client for this key, endpoint and timeout, with the SDK's own
+        retries off (the pipeline owns retries and the shared rate)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, timeout={self.timeout})"

@@ -96,6 +96,9 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
         unreadable=(genai_errors.UnknownApiResponseError,),
         timeout_names_exception=True,
     )
+    max_requests_default: ClassVar[int] = MAX_BATCH_REQUESTS
+    max_bytes_default: ClassVar[int] = MAX_BATCH_BYTES
+    _client: genai.Client
 
     def __init__(
         self,
@@ -104,8 +107,8 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
         timeout: float = 60.0,
         *,
         inline_limit_bytes: int = INLINE_LIMIT_BYTES,
-        max_requests_per_batch: int = MAX_BATCH_REQUESTS,
-        max_bytes_per_batch: int = MAX_BATCH_BYTES,
+        max_requests_per_batch: int | None = None,
+        max_bytes_per_batch: int | None = None,
     ) -> None:
         super().__init__(
             api_key,
@@ -115,6 +118,8 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
             max_bytes_per_batch=max_bytes_per_batch,
         )
         self.inline_limit_bytes = int(inline_limit_bytes)
+
+    def _client_build(self) -> genai.Client:
         options: dict[str, Any] = {
             "api_version": "v1beta",
             "timeout": max(1, round(self.timeout * 1000)),
@@ -122,8 +127,8 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
         if self.base_url:
             options["base_url"] = self.base_url
         # vertexai=False pins the Developer API even if GOOGLE_GENAI_USE_VERTEXAI is set.
-        self._client = genai.Client(
-            api_key=api_key, vertexai=False, http_options=types.HttpOptions(**options)
+        return genai.Client(
+            api_key=self._api_key, vertexai=False, http_options=types.HttpOptions(**options)
         )
 
     # -- errors --------------------------------------------------------------------------------

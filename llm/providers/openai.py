@@ -181,25 +181,13 @@ class OpenAIProvider(SdkProvider[ChatCompletion]):
     vendor: ClassVar[str] = "OpenAI"
     key_variable: ClassVar[str] = "OPENAI_API_KEY"
     sdk_exceptions: ClassVar[SdkExceptions] = stainless_exceptions(openai)
+    max_requests_default: ClassVar[int] = MAX_BATCH_REQUESTS
+    max_bytes_default: ClassVar[int] = MAX_BATCH_BYTES
+    _client: OpenAI
 
-    def __init__(
-        self,
-        api_key: str,
-        base_url: str | None = None,
-        timeout: float = 60.0,
-        *,
-        max_requests_per_batch: int = MAX_BATCH_REQUESTS,
-        max_bytes_per_batch: int = MAX_BATCH_BYTES,
-    ) -> None:
-        super().__init__(
-            api_key,
-            base_url,
-            timeout,
-            max_requests_per_batch=max_requests_per_batch,
-            max_bytes_per_batch=max_bytes_per_batch,
-        )
-        self._client = OpenAI(
-            api_key=api_key,
+    def _client_build(self) -> OpenAI:
+        return OpenAI(
+            api_key=self._api_key,
             base_url=_v1(self.base_url) if self.base_url else None,
             max_retries=0,
             timeout=self.timeout,
