@@ -16,11 +16,11 @@ from clustering.tasks import cluster_run
 from llm.models import GenerationJob, JobStatus
 from llm.services.generation import (
     TaskRequeued,
-    job_finalize,
     job_plan,
     job_start,
     summary_task_execute,
 )
+from llm.services.steps import job_finalize
 
 from . import batch_tasks  # noqa: F401  (registers the batch tasks with Celery)
 

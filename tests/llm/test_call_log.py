@@ -19,8 +19,9 @@ from llm.admin import GenerationJobAdmin
 from llm.models import GenerationJob, JobStatus, LLMCall, SummaryTask, TaskState
 from llm.providers.extractive import ExtractiveProvider
 from llm.services.call_log import DEAD_MARGIN_SECONDS, calls_mark_unknown
-from llm.services.generation import job_finalize, job_plan, summary_task_execute
+from llm.services.generation import job_plan, summary_task_execute
 from llm.services.reconcile import reconcile
+from llm.services.steps import job_finalize
 from tests.api import client_for, make_user
 from tests.schedules import PARAMS, import_planted
 
