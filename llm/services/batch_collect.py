@@ -91,8 +91,7 @@ def _collect(
         return sent
 
     can_have_results = batch.state != ProviderBatch.State.FAILED and bool(batch.provider_batch_id)
-    token = steps._DEFER_PROGRESS.set(True)
-    try:
+    with steps.progress_deferred():
         if can_have_results:
             try:
                 for result in provider.batch_results(batch.provider_batch_id, output_classes):
@@ -122,8 +121,6 @@ def _collect(
             for item in _items_by_pk(left[start : start + LOAD_CHUNK]).values():
                 _fallback(item, reason, missing=batch.state == ProviderBatch.State.SUCCEEDED)
                 fallbacks += 1
-    finally:
-        steps._DEFER_PROGRESS.reset(token)
     if unknown:  # results of items processed by an earlier, interrupted collection are known
         known = set(
             BatchItem.objects.filter(batch=batch, custom_id__in=unknown).values_list(
@@ -205,8 +202,8 @@ def _process_item(batch: ProviderBatch, item: BatchItem, result: BatchItemResult
     ctx = cluster_context_build(cluster=task.cluster)
     if item.kind == LLMCall.Kind.GENERATE:
         steps.on_generation(
-            task,
-            ctx,
+            task=task,
+            ctx=ctx,
             parsed=result.result.parsed if result.result is not None else None,
             error_message=call.error_message,
             error_kind=error.kind if error is not None else "",
@@ -214,7 +211,7 @@ def _process_item(batch: ProviderBatch, item: BatchItem, result: BatchItemResult
         )
     else:
         assert result.result is not None
-        steps.on_judgement(task, ctx, verdict=result.result.parsed, error_message="")
+        steps.on_judgement(task=task, ctx=ctx, verdict=result.result.parsed, error_message="")
     BatchItem.objects.filter(pk=item.pk).update(state=BatchItem.State.DONE)
     return 0
 

@@ -247,13 +247,15 @@ def _requests_of(
 def _request_for(task: SummaryTask, job: GenerationJob, kind: str) -> ProviderRequest[Any]:
     ctx = cluster_context_build(cluster=task.cluster)
     if kind == LLMCall.Kind.GENERATE:
-        return steps.generation_request(job, task, ctx)
+        return steps.generation_request(job=job, task=task, ctx=ctx)
     # A judge request carries every symbol of the dataset as metadata, for the extractive
     # judge only; batch providers send the prompts, never the metadata. Left out, a judge
     # request's size no longer grows with the dataset (10,000 requests x 100,000 symbols would
     # be gigabytes); the prompts and custom_id, and so the batch input, are unchanged.
     lean = dataclasses.replace(ctx, dataset_symbols=frozenset())
-    return steps.judge_request(job, task, lean, steps.draft_summary(task, ctx))
+    return steps.judge_request(
+        job=job, task=task, ctx=lean, summary=steps.draft_summary(task=task, ctx=ctx)
+    )
 
 
 def _chunk_limits(provider: BatchProvider, batch_size: int | None) -> tuple[int, int]:
@@ -302,7 +304,9 @@ def _create_batches(
             for task in tasks:
                 if kind == steps.NEXT_GENERATE:
                     if task.attempts >= settings.LLM_MAX_ATTEMPTS:
-                        steps.attempts_exhausted(task, cluster_context_build(cluster=task.cluster))
+                        steps.attempts_exhausted(
+                            task=task, ctx=cluster_context_build(cluster=task.cluster)
+                        )
                         continue
                     task.attempts += 1  # written below, with the batch rows
                 request = _request_for(task, job, kind)

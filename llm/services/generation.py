@@ -1,7 +1,9 @@
-"""The summary pipeline's writes: plan a job, summarise one cluster, finalize the job.
+"""Realtime mode of the summary pipeline: plan a job, claim and summarise one cluster.
 
-Chain (llm/tasks.py): cluster run -> plan -> chord(summarise one cluster per miss) -> finalize.
-``SummaryTask`` rows are the source of truth; every step is idempotent.
+Chain (llm/tasks.py): cluster run -> plan -> chord(summarise one cluster per miss) -> finalize
+(:func:`llm.services.steps.job_finalize`). The steps this driver shares with batch mode
+(requests, recording outcomes, storing the summary, finishing a task) are in
+:mod:`llm.services.steps`. ``SummaryTask`` rows are the source of truth; every step is idempotent.
 """
 
 from __future__ import annotations
@@ -46,13 +48,13 @@ from llm.services.steps import (
     NEXT_GENERATE,
     NEXT_JUDGE,
     RETRY_BY_REGENERATING,
-    _finish,
     attempts_exhausted,
     draft_summary,
     generation_request,
     judge_request,
     on_generation,
     on_judgement,
+    task_finish,
 )
 
 logger = logging.getLogger(__name__)
@@ -311,31 +313,35 @@ def summary_task_execute(*, task_id: int) -> str | None:
         raise
     except Exception as exc:  # record, never lose the cluster
         logger.exception("summary task %s crashed", task_id)
-        _finish(task, TaskState.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
+        task_finish(
+            task=task, state=TaskState.FAILED, error=f"internal error: {type(exc).__name__}: {exc}"
+        )
         return TaskState.FAILED
 
 
 def _execute(task: SummaryTask) -> str:
     job = task.job
     if job.status == JobStatus.CANCELLED:
-        _finish(task, TaskState.SKIPPED, error="job cancelled")
+        task_finish(task=task, state=TaskState.SKIPPED, error="job cancelled")
         return TaskState.SKIPPED
     remaining = (job.deadline - timezone.now()).total_seconds() if job.deadline else 3600.0
     if remaining <= 0:
-        _finish(task, TaskState.FAILED, error="job time limit (LLM_JOB_TIME_LIMIT) exceeded")
+        task_finish(
+            task=task, state=TaskState.FAILED, error="job time limit (LLM_JOB_TIME_LIMIT) exceeded"
+        )
         return TaskState.FAILED
     deadline = time.monotonic() + remaining
     try:
         provider = provider_get(job.provider)
     except ProviderNotConfigured as exc:
-        _finish(task, TaskState.SKIPPED, error=str(exc))
+        task_finish(task=task, state=TaskState.SKIPPED, error=str(exc))
         return TaskState.SKIPPED
     ctx = cluster_context_build(cluster=task.cluster)
     # a task handed over from batch mode may already hold a draft awaiting the judge
     step = NEXT_JUDGE if task.phase == NEXT_JUDGE and task.draft else NEXT_GENERATE
     while step in (NEXT_GENERATE, NEXT_JUDGE):
         if _job_cancelled(job.pk):  # no new provider call after a cancel
-            _finish(task, TaskState.SKIPPED, error="job cancelled")
+            task_finish(task=task, state=TaskState.SKIPPED, error="job cancelled")
             return TaskState.SKIPPED
         if step == NEXT_GENERATE:
             count_attempt = None
@@ -343,12 +349,12 @@ def _execute(task: SummaryTask) -> str:
                 task.attempt_counted = False  # type: ignore[attr-defined]  # by the claim
             else:
                 if task.attempts >= settings.LLM_MAX_ATTEMPTS:
-                    return attempts_exhausted(task, ctx)
+                    return attempts_exhausted(task=task, ctx=ctx)
                 task.attempts += 1
                 count_attempt = _attempt_writer(task.pk, task.attempts)
             outcome = provider_call(
                 provider=provider,
-                request=generation_request(job, task, ctx),
+                request=generation_request(job=job, task=task, ctx=ctx),
                 kind=LLMCall.Kind.GENERATE,
                 job=job,
                 task=task,
@@ -360,21 +366,21 @@ def _execute(task: SummaryTask) -> str:
                 error = f"generation attempt {task.attempts}: {outcome.call.error_message}"
                 if outcome.error.transient:
                     task_requeue(task, job, outcome.error, error)  # raises TaskRequeued
-                _finish(task, TaskState.FAILED, error=error)
+                task_finish(task=task, state=TaskState.FAILED, error=error)
                 return TaskState.FAILED
             step = on_generation(
-                task,
-                ctx,
+                task=task,
+                ctx=ctx,
                 parsed=outcome.result.parsed if outcome.result is not None else None,
                 error_message=outcome.call.error_message,
                 error_kind=outcome.error.kind if outcome.error is not None else "",
                 call=outcome.call,
             )
         else:
-            summary = draft_summary(task, ctx)
+            summary = draft_summary(task=task, ctx=ctx)
             outcome = provider_call(
                 provider=provider,
-                request=judge_request(job, task, ctx, summary),
+                request=judge_request(job=job, task=task, ctx=ctx, summary=summary),
                 kind=LLMCall.Kind.JUDGE,
                 job=job,
                 task=task,
@@ -382,8 +388,8 @@ def _execute(task: SummaryTask) -> str:
                 deadline=deadline,
             )
             step = on_judgement(
-                task,
-                ctx,
+                task=task,
+                ctx=ctx,
                 verdict=outcome.result.parsed if outcome.result is not None else None,
                 error_message=outcome.call.error_message or "judge call failed",
             )

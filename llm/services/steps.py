@@ -1,14 +1,23 @@
 """Steps of the summary pipeline shared by realtime mode (llm/services/generation.py) and batch
 mode (llm/services/batches.py, batch_collect.py): the requests of a task's next step, recording a
 generation's or a judgement's outcome, storing the summary, finishing a task and the job.
+
+Each step states its contract: what it SHALL do, and what it may assume of its caller. Common to
+all: the caller holds the task (claimed by the realtime driver, or owned by the batch driver under
+its lease), so no step takes a lock on the task row itself; ``task`` is a loaded ``SummaryTask``
+with ``job``, ``cluster``, ``cluster.run`` and ``cluster.run.dataset`` reachable; ``ctx`` is the
+task's cluster context (:func:`~llm.services.context.cluster_context_build`). Steps write through
+to the database and keep the in-memory ``task`` in step with what they wrote.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -65,9 +74,17 @@ _STATUS_OF_VERDICT = {
 }
 
 
-def _finish(
-    task: SummaryTask, state: str, *, error: str = "", summary: ClusterSummary | None = None
+def task_finish(
+    *, task: SummaryTask, state: str, error: str = "", summary: ClusterSummary | None = None
 ) -> None:
+    """End the task in ``state`` (a terminal ``TaskState``) with ``error`` as its last error
+    (cut to 4,000 characters) and ``summary`` as its summary.
+
+    SHALL clear the lease, stamp ``finished_at``, write the in-memory attempt count, and note the
+    job's progress (at most once per :data:`PROGRESS_MIN_INTERVAL` per job and process, never
+    inside :func:`progress_deferred`). May assume the caller holds the task; it does not check
+    the task's current state, so the caller decides that the task is still its to finish.
+    """
     SummaryTask.objects.filter(pk=task.pk).update(
         state=state,
         last_error=error[:4000],
@@ -81,6 +98,18 @@ def _finish(
 
 #: set while a batch's results are processed: progress is written once per batch instead
 _DEFER_PROGRESS: contextvars.ContextVar[bool] = contextvars.ContextVar("defer", default=False)
+
+
+@contextlib.contextmanager
+def progress_deferred() -> Iterator[None]:
+    """Within the block (this thread or task context only), finishing a task SHALL NOT write
+    the job's progress line: a caller that finishes many tasks at once (a batch's results)
+    writes it once itself. Nests; the previous setting is restored on exit, also on error."""
+    token = _DEFER_PROGRESS.set(True)
+    try:
+        yield
+    finally:
+        _DEFER_PROGRESS.reset(token)
 
 
 #: Seconds between two progress writes of one job by one process. Counting a job's finished
@@ -127,9 +156,15 @@ RETRY_BY_REGENERATING = ("validation_failed", "blocked")
 
 
 def generation_request(
-    job: GenerationJob, task: SummaryTask, ctx: ClusterContext
+    *, job: GenerationJob, task: SummaryTask, ctx: ClusterContext
 ) -> ProviderRequest[Any]:
-    """The generation request of the task's current attempt, with its accumulated feedback."""
+    """The generation request of the task's current attempt, with its accumulated feedback.
+
+    SHALL be a pure function of the job's model, the task's attempt count and feedback and the
+    context, with ``custom_id`` ``j<job>-t<task>-g<attempt>`` (unique per attempt, so batch
+    results match back and a resubmission is recognised); writes nothing. May assume
+    ``task.attempts`` already counts the attempt being made.
+    """
     system, user = build_generation_prompt(ctx, feedback=list(task.feedback) or None)
     return ProviderRequest(
         system_prompt=system,
@@ -143,9 +178,14 @@ def generation_request(
 
 
 def judge_request(
-    job: GenerationJob, task: SummaryTask, ctx: ClusterContext, summary: BaseModel
+    *, job: GenerationJob, task: SummaryTask, ctx: ClusterContext, summary: BaseModel
 ) -> ProviderRequest[Any]:
-    """The judge request for ``summary`` (the task's draft of its current attempt)."""
+    """The judge request for ``summary`` (the task's draft of its current attempt).
+
+    SHALL be a pure function of its arguments, on the job's judge model at temperature 0, with
+    ``custom_id`` ``j<job>-t<task>-j<attempt>``; writes nothing. May assume ``summary`` passed
+    entity validation (it is the draft :func:`on_generation` kept).
+    """
     system, user = build_judge_prompt(ctx, summary)
     return ProviderRequest(
         system_prompt=system,
@@ -161,8 +201,13 @@ def judge_request(
     )
 
 
-def draft_summary(task: SummaryTask, ctx: ClusterContext) -> BaseModel:
-    """The task's draft summary as its pydantic class."""
+def draft_summary(*, task: SummaryTask, ctx: ClusterContext) -> BaseModel:
+    """The task's draft summary as its pydantic class (of ``ctx.cluster_type``).
+
+    SHALL read only the in-memory task. May assume the task has a draft (its phase is judge);
+    raises ``AssertionError`` when it has none and pydantic's ``ValidationError`` when the draft
+    no longer fits the schema.
+    """
     assert task.draft is not None
     return summary_class_for(ctx.cluster_type).model_validate(task.draft["summary"])
 
@@ -176,9 +221,9 @@ def _save_progress(task: SummaryTask, *, phase: str, error: str) -> None:
 
 
 def on_generation(
+    *,
     task: SummaryTask,
     ctx: ClusterContext,
-    *,
     parsed: BaseModel | None,
     error_message: str,
     error_kind: str,
@@ -188,6 +233,13 @@ def on_generation(
 
     Broken or blocked output and entity-validation failures go into the task's feedback for
     the next attempt; a valid, grounded summary becomes the draft the judge will see.
+
+    SHALL write the task's phase, draft, feedback and last error (one statement), and mark
+    ``call`` as ``validation_failed`` when the summary fails entity validation; SHALL NOT finish
+    the task, store a summary or count an attempt. May assume ``parsed`` is None exactly when
+    the call gave no usable output (``error_kind`` then says why, and is one of
+    :data:`RETRY_BY_REGENERATING`: other errors are the caller's to handle), and that
+    ``task.attempts`` counts this attempt.
     """
     if parsed is None:
         task.feedback = [
@@ -222,7 +274,7 @@ def on_generation(
 
 
 def on_judgement(
-    task: SummaryTask, ctx: ClusterContext, *, verdict: JudgeVerdict | None, error_message: str
+    *, task: SummaryTask, ctx: ClusterContext, verdict: JudgeVerdict | None, error_message: str
 ) -> str:
     """Record the judge's verdict on the draft; returns a final task state, or generate after a
     reject. A failed judge call stores the draft as pending with a reasoning saying so.
@@ -231,8 +283,14 @@ def on_judgement(
     grounding bands); ``accept_with_corrections`` applies the corrections, validated again
     (:func:`~llm.services.judging.corrections_apply`), and stores the corrected summary as
     validated, or the uncorrected one as pending when a correction is refused.
+
+    SHALL either store the summary and finish the task in one transaction (at most one current
+    summary per composition and cluster type; a curator-locked one, or one stored meanwhile by
+    an unforced job, wins and the task ends skipped: llm/services/cache.py), or, after a
+    reject, add the reasoning to the feedback and return :data:`NEXT_GENERATE` without
+    finishing. May assume the task holds the draft that was judged (:func:`on_generation`).
     """
-    summary = draft_summary(task, ctx)
+    summary = draft_summary(task=task, ctx=ctx)
     if verdict is None:
         stored = _summary_store(
             task,
@@ -292,13 +350,18 @@ def on_judgement(
     return NEXT_GENERATE
 
 
-def attempts_exhausted(task: SummaryTask, ctx: ClusterContext) -> str:
+def attempts_exhausted(*, task: SummaryTask, ctx: ClusterContext) -> str:
     """End a task that used all its attempts: the last draft is stored as rejected with the
-    judge's reasoning or the validation failures; with no usable draft the task fails."""
+    judge's reasoning or the validation failures; with no usable draft the task fails.
+
+    Returns the task's final state. SHALL finish the task (through the same store and cache
+    rules as :func:`on_judgement`) and make no provider call. May assume
+    ``task.attempts >= LLM_MAX_ATTEMPTS`` (the caller decided no attempt is left).
+    """
     if not task.draft:
-        _finish(
-            task,
-            TaskState.FAILED,
+        task_finish(
+            task=task,
+            state=TaskState.FAILED,
             error=f"no valid output after {task.attempts} attempts; {task.last_error}",
         )
         return TaskState.FAILED
@@ -311,7 +374,7 @@ def attempts_exhausted(task: SummaryTask, ctx: ClusterContext) -> str:
     stored = _summary_store(
         task,
         ctx,
-        draft_summary(task, ctx),
+        draft_summary(task=task, ctx=ctx),
         status=ValidationStatus.REJECTED,
         verdict=verdict,
         reasoning=reasoning,
@@ -362,6 +425,10 @@ def _summary_store(
 
     Returns None (and finishes the task as skipped) when the current summary is locked by a
     curator, or when another job already stored one and this job is not forcing.
+
+    SHALL store at most one current summary per composition and cluster type (the one it
+    replaces is locked for the transaction and made not current), with the tokens and cost of
+    the task's calls of known outcome. May assume the caller holds the task.
     """
     job = task.job
     cluster = task.cluster
@@ -392,7 +459,7 @@ def _summary_store(
         )
         why = stored_meanwhile_wins(current, force=job.force)
         if why is not None:
-            _finish(task, TaskState.SKIPPED, error=why, summary=current)
+            task_finish(task=task, state=TaskState.SKIPPED, error=why, summary=current)
             return None
         if current is not None:
             ClusterSummary.objects.filter(pk=current.pk).update(is_current=False)
@@ -451,7 +518,7 @@ def _summary_store(
                     "Judge corrections applied and re-validated: " + corrections_note(corrections)
                 )[:2000],
             )
-        _finish(task, _state_of(status), error=finish_error, summary=stored)
+        task_finish(task=task, state=_state_of(status), error=finish_error, summary=stored)
     return stored
 
 
@@ -465,6 +532,11 @@ def job_finalize(*, job_id: int) -> bool:
 
     Returns False (and changes nothing but the totals) while some task is still unfinished, so a
     caller can try again later; True once the job is final. Idempotent.
+
+    SHALL mark the job's still-started calls unknown only once every task is finished (a call
+    row still started then belongs to a dead worker), and SHALL NOT change the status of a job
+    already final (cancelled or failed stay so). May assume nothing of the caller: any process
+    may call it at any time, repeatedly, also for a deleted job.
     """
     job = GenerationJob.objects.filter(pk=job_id).first()
     if job is None:  # deleted meanwhile (with its run): nothing left to finalize
