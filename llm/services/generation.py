@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -41,8 +42,8 @@ from llm.services.cache import (
     cache_winners,
     current_summaries,
 )
-from llm.services.calls import provider_call
-from llm.services.context import cluster_context_build
+from llm.services.calls import JobCancelled, provider_call
+from llm.services.context import cluster_context_build, context_terms_prefetch
 from llm.services.requeue import TaskRequeued, task_requeue
 from llm.services.steps import (
     NEXT_GENERATE,
@@ -253,46 +254,81 @@ _CLAIM_DEFERRED = (
 )
 
 
-def _claim(task_id: int) -> SummaryTask | None:
-    """Take the task unless it is finished or another worker holds a live lease."""
+def summary_tasks_load(*, task_ids: Sequence[int]) -> dict[int, SummaryTask]:
+    """The tasks by id with everything summarising them reads: job, cluster, run and dataset in
+    one query (run columns no step reads deferred), the clusters' terms in a second one.
+
+    A snapshot taken without a lock, for a chunk of a chord header to load its tasks at once:
+    the claim (:func:`summary_task_execute`) rereads every column of the task row itself and
+    the job's status, so what may change meanwhile is never taken from here.
+    """
+    return (
+        SummaryTask.objects.select_related(
+            "job", "cluster", "cluster__run", "cluster__run__dataset"
+        )
+        .defer(*_CLAIM_DEFERRED)
+        .prefetch_related(context_terms_prefetch("cluster__terms"))
+        .in_bulk(list(task_ids))
+    )
+
+
+def _claim(task_id: int, loaded: SummaryTask | None) -> SummaryTask | None:
+    """Take the task unless it is finished or another worker holds a live lease: one statement.
+
+    The task row alone is locked (``FOR UPDATE`` of a subquery on the task table: not the job
+    row every worker of the job shares); the same statement counts the first generation attempt
+    when nothing can stop it before the call (see _execute) and returns the row as claimed.
+    """
+    if loaded is None:
+        loaded = summary_tasks_load(task_ids=[task_id]).get(task_id)
+        if loaded is None:
+            return None
     now = timezone.now()
     lease = now + timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
-    with transaction.atomic():
-        # of=("self",): lock the task row only, not the job, run and dataset rows joined in
-        # (every worker claims tasks of the same job, so locking the job serialised them)
-        task = (
-            SummaryTask.objects.select_for_update(of=("self",))
-            .select_related("job", "cluster", "cluster__run", "cluster__run__dataset")
-            .defer(*_CLAIM_DEFERRED)
-            .filter(pk=task_id)
-            .first()
+    quote = connection.ops.quote_name
+    table = quote(SummaryTask._meta.db_table)
+    terminal = ", ".join(["%s"] * len(TERMINAL_STATES))
+    claimed = list(
+        SummaryTask.objects.raw(
+            f"WITH old AS (SELECT id, attempts FROM {table} WHERE id = %s FOR UPDATE) "
+            f"UPDATE {table} t SET state = %s, lease_until = %s, deliveries = t.deliveries + 1, "
+            "started_at = COALESCE(t.started_at, %s), updated_at = %s, "
+            "attempts = t.attempts + CASE WHEN j.status <> %s "
+            "AND (j.deadline IS NULL OR j.deadline > %s) "
+            "AND NOT (t.phase = %s AND t.draft IS NOT NULL "
+            "AND t.draft NOT IN ('null'::jsonb, '{}'::jsonb)) "
+            "AND t.attempts < %s THEN 1 ELSE 0 END "
+            f"FROM old, {quote(GenerationJob._meta.db_table)} j "
+            f"WHERE t.id = old.id AND j.id = t.job_id AND t.state NOT IN ({terminal}) "
+            "AND NOT (t.state = %s AND t.lease_until IS NOT NULL AND t.lease_until > %s) "
+            "RETURNING t.*, t.attempts - old.attempts AS counted, j.status AS job_status",
+            [
+                task_id,
+                TaskState.RUNNING,
+                lease,
+                now,
+                now,
+                JobStatus.CANCELLED,
+                now,
+                NEXT_JUDGE,
+                settings.LLM_MAX_ATTEMPTS,
+                *TERMINAL_STATES,
+                TaskState.RUNNING,
+                now,
+            ],
         )
-        if task is None or task.state in TERMINAL_STATES:
-            return None
-        if task.state == TaskState.RUNNING and task.lease_until and task.lease_until > now:
-            return None
-        task.state = TaskState.RUNNING
-        task.lease_until = lease
-        task.deliveries += 1
-        task.started_at = task.started_at or now
-        fields = ["state", "lease_until", "deliveries", "started_at", "updated_at"]
-        job = task.job
-        # the first generation attempt is counted in the claim's own UPDATE (one statement
-        # less per cluster) when nothing can stop it before the call: see _execute
-        task.attempt_counted = (  # type: ignore[attr-defined]
-            job.status != JobStatus.CANCELLED
-            and (job.deadline is None or job.deadline > now)
-            and not (task.phase == NEXT_JUDGE and task.draft)
-            and task.attempts < settings.LLM_MAX_ATTEMPTS
-        )
-        if task.attempt_counted:  # type: ignore[attr-defined]
-            task.attempts += 1
-            fields.append("attempts")
-        task.save(update_fields=fields)
-        return task
+    )
+    if not claimed:
+        return None
+    task = claimed[0]
+    task.job = loaded.job
+    task.job.status = task.job_status  # type: ignore[attr-defined]
+    task.cluster = loaded.cluster
+    task.attempt_counted = bool(task.counted)  # type: ignore[attr-defined]
+    return task
 
 
-def summary_task_execute(*, task_id: int) -> str | None:
+def summary_task_execute(*, task_id: int, loaded: SummaryTask | None = None) -> str | None:
     """Summarise one cluster: generate -> entity validation -> judge, regenerating with the
     judge's reasoning and the validation failures up to ``LLM_MAX_ATTEMPTS`` times.
 
@@ -302,9 +338,11 @@ def summary_task_execute(*, task_id: int) -> str | None:
     skipped (the cache was filled meanwhile, or a curator's status is kept). Never raises for
     provider failures: a failed cluster must not stop the run.
 
-    Returns the final state, or None when another delivery owns or finished the task.
+    ``loaded``: the task as :func:`summary_tasks_load` read it (a chunk loads its tasks at
+    once); loaded here when not given. Returns the final state, or None when another delivery
+    owns or finished the task.
     """
-    task = _claim(task_id)
+    task = _claim(task_id, loaded)
     if task is None:
         return None
     try:
@@ -339,29 +377,36 @@ def _execute(task: SummaryTask) -> str:
     ctx = cluster_context_build(cluster=task.cluster)
     # a task handed over from batch mode may already hold a draft awaiting the judge
     step = NEXT_JUDGE if task.phase == NEXT_JUDGE and task.draft else NEXT_GENERATE
+    # no new provider call after a cancel: every call's started-row INSERT checks the job
+    # (stop_if_cancelled), so the check costs no statement of its own
     while step in (NEXT_GENERATE, NEXT_JUDGE):
-        if _job_cancelled(job.pk):  # no new provider call after a cancel
-            task_finish(task=task, state=TaskState.SKIPPED, error="job cancelled")
-            return TaskState.SKIPPED
         if step == NEXT_GENERATE:
             count_attempt = None
             if getattr(task, "attempt_counted", False):
                 task.attempt_counted = False  # type: ignore[attr-defined]  # by the claim
             else:
                 if task.attempts >= settings.LLM_MAX_ATTEMPTS:
+                    if _job_cancelled(job.pk):  # a cancel stops the last store too
+                        return _cancelled(task)
                     return attempts_exhausted(task=task, ctx=ctx)
                 task.attempts += 1
                 count_attempt = _attempt_writer(task.pk, task.attempts)
-            outcome = provider_call(
-                provider=provider,
-                request=generation_request(job=job, task=task, ctx=ctx),
-                kind=LLMCall.Kind.GENERATE,
-                job=job,
-                task=task,
-                attempt=task.attempts,
-                deadline=deadline,
-                on_start=count_attempt,  # in the started call row's transaction
-            )
+            try:
+                outcome = provider_call(
+                    provider=provider,
+                    request=generation_request(job=job, task=task, ctx=ctx),
+                    kind=LLMCall.Kind.GENERATE,
+                    job=job,
+                    task=task,
+                    attempt=task.attempts,
+                    deadline=deadline,
+                    on_start=count_attempt,  # in the started call row's transaction
+                    stop_if_cancelled=True,
+                )
+            except JobCancelled:
+                if count_attempt is not None:  # rolled back with the started row
+                    task.attempts -= 1
+                return _cancelled(task)
             if outcome.error is not None and outcome.error.kind not in RETRY_BY_REGENERATING:
                 error = f"generation attempt {task.attempts}: {outcome.call.error_message}"
                 if outcome.error.transient:
@@ -378,15 +423,19 @@ def _execute(task: SummaryTask) -> str:
             )
         else:
             summary = draft_summary(task=task, ctx=ctx)
-            outcome = provider_call(
-                provider=provider,
-                request=judge_request(job=job, task=task, ctx=ctx, summary=summary),
-                kind=LLMCall.Kind.JUDGE,
-                job=job,
-                task=task,
-                attempt=task.attempts,
-                deadline=deadline,
-            )
+            try:
+                outcome = provider_call(
+                    provider=provider,
+                    request=judge_request(job=job, task=task, ctx=ctx, summary=summary),
+                    kind=LLMCall.Kind.JUDGE,
+                    job=job,
+                    task=task,
+                    attempt=task.attempts,
+                    deadline=deadline,
+                    stop_if_cancelled=True,
+                )
+            except JobCancelled:
+                return _cancelled(task)
             step = on_judgement(
                 task=task,
                 ctx=ctx,
@@ -394,6 +443,11 @@ def _execute(task: SummaryTask) -> str:
                 error_message=outcome.call.error_message or "judge call failed",
             )
     return step
+
+
+def _cancelled(task: SummaryTask) -> str:
+    task_finish(task=task, state=TaskState.SKIPPED, error="job cancelled")
+    return TaskState.SKIPPED
 
 
 def _job_cancelled(job_id: int) -> bool:
