@@ -304,7 +304,7 @@ def measured_main(args: argparse.Namespace) -> None:
     from llm.models import GenerationJob, LLMCall
     from llm.providers.registry import batch_provider_get
     from llm.services import batches as driver
-    from llm.services.generation import NEXT_GENERATE, NEXT_JUDGE, job_finalize
+    from llm.services.steps import NEXT_GENERATE, NEXT_JUDGE, job_finalize
 
     provider = batch_provider_get(args.provider)
     job = GenerationJob.objects.get(run__dataset__slug=SLUG, scope="clusters")

@@ -7,8 +7,10 @@ cluster by kind and ``cProfile`` own time grouped by package.
 Method. Own database ``clustersum_bench_profile`` (dropped, created, migrated) and Redis db 4
 (flushed). A synthetic run (``bench/_harness.py``: 10 members, 6 terms per cluster, all misses)
 is planned; the first task is summarised untimed (per-process caches: the run's symbols, the
-SDK client), then every other task with ``summary_task_execute`` in this thread, the real
-google-genai SDK calling a ``GeminiEmulator(latency=0)`` served by this process's threads.
+SDK client), then every other task in this thread in chunks of ``LLM_CLUSTERS_PER_MESSAGE``
+through ``llm.summarise_clusters`` called as a function (what a worker runs for one chord-header
+message, without the broker), the real google-genai SDK calling a ``GeminiEmulator(latency=0)``
+served by this process's threads.
 Printed: ms per cluster (wall), SQL statements per cluster by their first 60 characters, own
 time per package in ms per cluster and percent (``psycopg-wait`` is psycopg waiting for the
 server), then ``--top`` functions by own time.
@@ -75,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from llm.emulators.gemini import GeminiEmulator
     from llm.services.generation import job_plan, summary_task_execute
+    from llm.tasks import summarise_clusters
 
     with GeminiEmulator(latency=0.0) as emulator:
         settings.LLM_BASE_URL = emulator.url
@@ -92,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         with connection.execute_wrapper(record):
             started = time.perf_counter()
             profile.enable()
-            for task_id in misses[1:]:
-                summary_task_execute(task_id=task_id)
+            size = settings.LLM_CLUSTERS_PER_MESSAGE
+            for at in range(1, len(misses), size):
+                summarise_clusters(misses[at : at + size])
             profile.disable()
             elapsed = time.perf_counter() - started
     n = len(misses) - 1

@@ -16,11 +16,12 @@ from clustering.tasks import cluster_run
 from llm.models import GenerationJob, JobStatus
 from llm.services.generation import (
     TaskRequeued,
-    job_finalize,
     job_plan,
     job_start,
     summary_task_execute,
+    summary_tasks_load,
 )
+from llm.services.steps import job_finalize
 
 from . import batch_tasks  # noqa: F401  (registers the batch tasks with Celery)
 
@@ -106,12 +107,13 @@ def summarise_clusters(task_ids: list[int]) -> int:
     every task row is finished).
     """
     budget = time.monotonic() + settings.CELERY_TASK_SOFT_TIME_LIMIT / 2
+    loaded = summary_tasks_load(task_ids=task_ids)  # two queries for the chunk, not per task
     for done, task_id in enumerate(task_ids):
         if done and time.monotonic() > budget:
             summarise_clusters.delay(task_ids[done:])
             return done
         try:
-            summary_task_execute(task_id=task_id)
+            summary_task_execute(task_id=task_id, loaded=loaded.get(task_id))
         except TaskRequeued as requeued:  # this cluster alone goes back to the queue
             summarise_cluster.apply_async((task_id,), countdown=requeued.countdown)
     return len(task_ids)

@@ -156,6 +156,7 @@ class GeminiProvider(SdkProvider[types.GenerateContentResponse]):
             max_output_tokens=request.max_output_tokens,
             response_mime_type="application/json",
             response_schema=output_schema(request.output_class),
+            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
         )
 
     def generate(self, request: ProviderRequest[T]) -> ProviderResult[T]:

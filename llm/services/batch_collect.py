@@ -28,7 +28,7 @@ from llm.models import (
 from llm.pricing import call_cost
 from llm.providers.base import ProviderError, redact
 from llm.providers.batch import BatchItemResult, BatchProvider
-from llm.services import generation as gen
+from llm.services import steps
 from llm.services.batch_files import batch_files_delete
 from llm.services.batch_lease import DriverLease, timeout_setting
 from llm.services.batch_split import is_refused_for_tokens, split_refused
@@ -91,8 +91,7 @@ def _collect(
         return sent
 
     can_have_results = batch.state != ProviderBatch.State.FAILED and bool(batch.provider_batch_id)
-    token = gen._DEFER_PROGRESS.set(True)
-    try:
+    with steps.progress_deferred():
         if can_have_results:
             try:
                 for result in provider.batch_results(batch.provider_batch_id, output_classes):
@@ -122,8 +121,6 @@ def _collect(
             for item in _items_by_pk(left[start : start + LOAD_CHUNK]).values():
                 _fallback(item, reason, missing=batch.state == ProviderBatch.State.SUCCEEDED)
                 fallbacks += 1
-    finally:
-        gen._DEFER_PROGRESS.reset(token)
     if unknown:  # results of items processed by an earlier, interrupted collection are known
         known = set(
             BatchItem.objects.filter(batch=batch, custom_id__in=unknown).values_list(
@@ -198,15 +195,15 @@ def _process_item(batch: ProviderBatch, item: BatchItem, result: BatchItemResult
         return 0
     error = result.error
     if error is not None and (
-        item.kind == LLMCall.Kind.JUDGE or error.kind not in gen.RETRY_BY_REGENERATING
+        item.kind == LLMCall.Kind.JUDGE or error.kind not in steps.RETRY_BY_REGENERATING
     ):
         _fallback(item, f"batch item failed: {call.error_message}")
         return 1
     ctx = cluster_context_build(cluster=task.cluster)
     if item.kind == LLMCall.Kind.GENERATE:
-        gen.on_generation(
-            task,
-            ctx,
+        steps.on_generation(
+            task=task,
+            ctx=ctx,
             parsed=result.result.parsed if result.result is not None else None,
             error_message=call.error_message,
             error_kind=error.kind if error is not None else "",
@@ -214,7 +211,7 @@ def _process_item(batch: ProviderBatch, item: BatchItem, result: BatchItemResult
         )
     else:
         assert result.result is not None
-        gen.on_judgement(task, ctx, verdict=result.result.parsed, error_message="")
+        steps.on_judgement(task=task, ctx=ctx, verdict=result.result.parsed, error_message="")
     BatchItem.objects.filter(pk=item.pk).update(state=BatchItem.State.DONE)
     return 0
 
@@ -236,7 +233,7 @@ def _fallback(item: BatchItem, reason: str, *, missing: bool = False) -> None:
         "last_error": f"{reason}; retried in realtime"[:4000],
     }
     if item.kind == LLMCall.Kind.GENERATE:
-        update["phase"] = gen.NEXT_GENERATE
+        update["phase"] = steps.NEXT_GENERATE
         update["attempts"] = max(0, item.attempt - 1)
     updated = SummaryTask.objects.filter(pk=task.pk, state=TaskState.RUNNING, in_batch=True).update(
         **update

@@ -46,7 +46,7 @@ from llm.models import (
 from llm.providers.base import ProviderError, ProviderRequest, redact
 from llm.providers.batch import BatchProvider, BatchStatus
 from llm.providers.registry import BATCH_PROVIDERS, ProviderNotConfigured, batch_provider_get
-from llm.services import generation as gen
+from llm.services import steps
 from llm.services.batch_collect import LOAD_CHUNK, _collect, _progress
 from llm.services.batch_lease import (
     DEFAULT_BATCH_TIMEOUTS,
@@ -122,7 +122,7 @@ def job_batch_begin(*, job_id: int, task_ids: Sequence[int]) -> None:
         SummaryTask.objects.filter(pk__in=task_ids, state=TaskState.PENDING).update(
             state=TaskState.RUNNING,
             in_batch=True,
-            phase=gen.NEXT_GENERATE,
+            phase=steps.NEXT_GENERATE,
             lease_until=lease,
             started_at=timezone.now(),
         )
@@ -203,7 +203,7 @@ def job_batch_advance(
     finally:
         lease.release()
     _progress(job)
-    if gen.job_finalize(job_id=job_id):
+    if steps.job_finalize(job_id=job_id):
         counts["finalized"] = 1
     return counts
 
@@ -247,13 +247,15 @@ def _requests_of(
 def _request_for(task: SummaryTask, job: GenerationJob, kind: str) -> ProviderRequest[Any]:
     ctx = cluster_context_build(cluster=task.cluster)
     if kind == LLMCall.Kind.GENERATE:
-        return gen.generation_request(job, task, ctx)
+        return steps.generation_request(job=job, task=task, ctx=ctx)
     # A judge request carries every symbol of the dataset as metadata, for the extractive
     # judge only; batch providers send the prompts, never the metadata. Left out, a judge
     # request's size no longer grows with the dataset (10,000 requests x 100,000 symbols would
     # be gigabytes); the prompts and custom_id, and so the batch input, are unchanged.
     lean = dataclasses.replace(ctx, dataset_symbols=frozenset())
-    return gen.judge_request(job, task, lean, gen.draft_summary(task, ctx))
+    return steps.judge_request(
+        job=job, task=task, ctx=lean, summary=steps.draft_summary(task=task, ctx=ctx)
+    )
 
 
 def _chunk_limits(provider: BatchProvider, batch_size: int | None) -> tuple[int, int]:
@@ -285,7 +287,7 @@ def _create_batches(
     identity = identity or deployment_identity()
     max_count, max_bytes = _chunk_limits(provider, batch_size)
     created: list[ProviderBatch] = []
-    for kind in (gen.NEXT_GENERATE, gen.NEXT_JUDGE):
+    for kind in (steps.NEXT_GENERATE, steps.NEXT_JUDGE):
         task_ids = list(waiting.filter(phase=kind).order_by("pk").values_list("pk", flat=True))
         if not task_ids:
             continue
@@ -300,9 +302,11 @@ def _create_batches(
                 .order_by("pk")
             )
             for task in tasks:
-                if kind == gen.NEXT_GENERATE:
+                if kind == steps.NEXT_GENERATE:
                     if task.attempts >= settings.LLM_MAX_ATTEMPTS:
-                        gen.attempts_exhausted(task, cluster_context_build(cluster=task.cluster))
+                        steps.attempts_exhausted(
+                            task=task, ctx=cluster_context_build(cluster=task.cluster)
+                        )
                         continue
                     task.attempts += 1  # written below, with the batch rows
                 request = _request_for(task, job, kind)
@@ -321,7 +325,7 @@ def _create_batches(
             continue
         lease.renew(force=True)  # the short transaction below starts with a full lease
         with transaction.atomic():
-            if kind == gen.NEXT_GENERATE:
+            if kind == steps.NEXT_GENERATE:
                 ids = [task_id for task_id, *_ in sized]
                 for at in range(0, len(ids), 2000):
                     SummaryTask.objects.filter(pk__in=ids[at : at + 2000]).update(
@@ -365,7 +369,7 @@ def _write_batch(
     batch = ProviderBatch.objects.create(
         job=job,
         provider=job.provider,
-        model=job.model if kind == gen.NEXT_GENERATE else job.judge_model,
+        model=job.model if kind == steps.NEXT_GENERATE else job.judge_model,
         kind=kind,
         round=round_no,
         chunk_index=chunk_index,

@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from pydantic import BaseModel
 
-from llm.models import GenerationJob, LLMCall, SummaryTask
+from llm.models import GenerationJob, JobStatus, LLMCall, SummaryTask
 from llm.pricing import call_cost
 from llm.providers.base import Provider, ProviderError, ProviderRequest, ProviderResult, redact
 from llm.providers.registry import api_keys
@@ -47,6 +47,11 @@ _STATUS_OF_KIND = {
     "blocked": LLMCall.Status.BLOCKED,
     "validation_failed": LLMCall.Status.VALIDATION_FAILED,
 }
+
+
+class JobCancelled(Exception):
+    """The call's job was cancelled: ``provider_call(stop_if_cancelled=True)`` wrote no started
+    row for the try and sent no request (the caller's ``on_start`` write was rolled back)."""
 
 
 @dataclass
@@ -78,6 +83,7 @@ def provider_call(
     attempt: int,
     deadline: float | None = None,
     on_start: Callable[[], None] | None = None,
+    stop_if_cancelled: bool = False,
 ) -> CallOutcome:
     """Call ``provider`` with retries, the shared rate limit and one ``LLMCall`` per try.
 
@@ -85,6 +91,10 @@ def provider_call(
     limit). ``on_start`` (the caller's own write, e.g. counting the attempt on its task) runs
     once, in the transaction that inserts the first try's ``started`` row. Never raises for
     provider failures: they come back as ``CallOutcome.error``.
+
+    With ``stop_if_cancelled`` every try's started row is written only while ``job`` is not
+    cancelled, checked by that same ``INSERT`` (no separate query): on a cancelled job it raises
+    :class:`JobCancelled` before any request of that try leaves.
     """
     limiter = limiter_for(provider.name, request.model)
     tries = settings.LLM_CALL_TRIES
@@ -122,16 +132,27 @@ def provider_call(
             with transaction.atomic() if hook else contextlib.nullcontext():
                 while hook:
                     hook.pop()()
-                started = LLMCall.objects.create(
-                    **identity(try_number),
-                    status=LLMCall.Status.STARTED,
-                    projected_cost_usd=projected,
-                )
+                if stop_if_cancelled and job is not None:
+                    started = _started_unless_cancelled(
+                        LLMCall(
+                            **identity(try_number),
+                            status=LLMCall.Status.STARTED,
+                            projected_cost_usd=projected,
+                        )
+                    )
+                else:
+                    started = LLMCall.objects.create(
+                        **identity(try_number),
+                        status=LLMCall.Status.STARTED,
+                        projected_cost_usd=projected,
+                    )
             # waiting for capacity is bounded by the rate-limit budget (and the deadline)
             max_wait = max(1.0, budget_end - time.monotonic())
             if provider.name != "extractive":  # the offline baseline calls nobody
                 limiter.acquire(tokens=estimated_tokens, max_wait=max_wait)
             result = provider.generate(request)
+        except JobCancelled:
+            raise
         except ProviderError as exc:
             error = exc
         except RateLimitWaitExceeded as exc:  # no capacity within the budget: given up
@@ -173,6 +194,43 @@ def provider_call(
             return CallOutcome(result=None, error=error, call=call)
         time.sleep(pause)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _started_unless_cancelled(call: LLMCall) -> LLMCall:
+    """Insert ``call`` (a started row of a job) unless its job is cancelled, in one
+    ``INSERT ... SELECT ... WHERE NOT EXISTS`` (the cancellation check rides on the insert);
+    returns ``call`` saved, or raises :class:`JobCancelled` having written nothing.
+
+    Every column gets what ``Model.save`` would give it (``pre_save``: ``auto_now_add``, field
+    defaults), so a column added to ``LLMCall`` later is filled the same way.
+    """
+    quote = connection.ops.quote_name
+    columns: list[str] = []
+    values: list[str] = []
+    params: list[Any] = []
+    for field in LLMCall._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        cast = field.cast_db_type(connection)
+        assert cast is not None  # every concrete column of the table has a type
+        columns.append(quote(str(field.column)))
+        values.append(f"CAST(%s AS {cast})")
+        params.append(field.get_db_prep_save(field.pre_save(call, add=True), connection))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(LLMCall._meta.db_table)} ({', '.join(columns)}) "
+            f"SELECT {', '.join(values)} WHERE NOT EXISTS (SELECT 1 FROM "
+            f"{quote(GenerationJob._meta.db_table)} WHERE id = %s AND status = %s) "
+            f"RETURNING {quote(str(LLMCall._meta.pk.column))}",
+            [*params, call.job_id, JobStatus.CANCELLED],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise JobCancelled(f"job {call.job_id} was cancelled")
+    call.pk = row[0]
+    call._state.adding = False
+    call._state.db = connection.alias
+    return call
 
 
 def _record(

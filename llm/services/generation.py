@@ -1,27 +1,25 @@
-"""The summary pipeline's writes: plan a job, summarise one cluster, finalize the job.
+"""Realtime mode of the summary pipeline: plan a job, claim and summarise one cluster.
 
-Chain (llm/tasks.py): cluster run -> plan -> chord(summarise one cluster per miss) -> finalize.
-``SummaryTask`` rows are the source of truth; every step is idempotent.
+Chain (llm/tasks.py): cluster run -> plan -> chord(summarise one cluster per miss) -> finalize
+(:func:`llm.services.steps.job_finalize`). The steps this driver shares with batch mode
+(requests, recording outcomes, storing the summary, finishing a task) are in
+:mod:`llm.services.steps`. ``SummaryTask`` rows are the source of truth; every step is idempotent.
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
-import threading
 import time
+from collections.abc import Sequence
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
-from pydantic import BaseModel
 
 from clustering.models import Cluster, ClusteringRun, RunStatus
-from llm.context import ClusterContext
 from llm.models import (
     TERMINAL_STATES,
     ClusterSummary,
@@ -30,18 +28,7 @@ from llm.models import (
     LLMCall,
     SummaryTask,
     TaskState,
-    ValidationEvent,
-    ValidationStatus,
-    Verdict,
 )
-from llm.prompts.schemas import JudgeVerdict, summary_class_for
-from llm.prompts.templates import (
-    JUDGE_PROMPT_VERSION,
-    build_generation_prompt,
-    build_judge_prompt,
-    prompt_version_for,
-)
-from llm.providers.base import ProviderRequest
 from llm.providers.registry import (
     ProviderNotConfigured,
     default_judge_model,
@@ -49,37 +36,29 @@ from llm.providers.registry import (
     provider_check,
     provider_get,
 )
-from llm.ratelimit import rate_note_for
 from llm.services.cache import (
     cache_join_sql,
     cache_message,
     cache_winners,
     current_summaries,
-    stored_meanwhile_wins,
 )
-from llm.services.call_log import calls_mark_unknown, job_usage
-from llm.services.calls import provider_call
-from llm.services.context import cluster_context_build
-from llm.services.judging import (
-    ACCEPT_WITH_CORRECTIONS,
-    LOW_CONFIDENCE,
-    REJECT,
-    corrections_apply,
-    corrections_note,
-    verdict_effective,
-)
+from llm.services.calls import JobCancelled, provider_call
+from llm.services.context import cluster_context_build, context_terms_prefetch
 from llm.services.requeue import TaskRequeued, task_requeue
-from llm.services.validation import derived_confidence, validate_summary
+from llm.services.steps import (
+    NEXT_GENERATE,
+    NEXT_JUDGE,
+    RETRY_BY_REGENERATING,
+    attempts_exhausted,
+    draft_summary,
+    generation_request,
+    judge_request,
+    on_generation,
+    on_judgement,
+    task_finish,
+)
 
 logger = logging.getLogger(__name__)
-
-_STATUS_OF_VERDICT = {
-    Verdict.ACCEPT: ValidationStatus.VALIDATED,
-    Verdict.ACCEPT_WITH_CORRECTIONS: ValidationStatus.VALIDATED,
-    Verdict.LOW_CONFIDENCE: ValidationStatus.PENDING,
-    Verdict.REJECT: ValidationStatus.REJECTED,
-}
-
 
 # --- plan -------------------------------------------------------------------------------------
 
@@ -275,99 +254,81 @@ _CLAIM_DEFERRED = (
 )
 
 
-def _claim(task_id: int) -> SummaryTask | None:
-    """Take the task unless it is finished or another worker holds a live lease."""
+def summary_tasks_load(*, task_ids: Sequence[int]) -> dict[int, SummaryTask]:
+    """The tasks by id with everything summarising them reads: job, cluster, run and dataset in
+    one query (run columns no step reads deferred), the clusters' terms in a second one.
+
+    A snapshot taken without a lock, for a chunk of a chord header to load its tasks at once:
+    the claim (:func:`summary_task_execute`) rereads every column of the task row itself and
+    the job's status, so what may change meanwhile is never taken from here.
+    """
+    return (
+        SummaryTask.objects.select_related(
+            "job", "cluster", "cluster__run", "cluster__run__dataset"
+        )
+        .defer(*_CLAIM_DEFERRED)
+        .prefetch_related(context_terms_prefetch("cluster__terms"))
+        .in_bulk(list(task_ids))
+    )
+
+
+def _claim(task_id: int, loaded: SummaryTask | None) -> SummaryTask | None:
+    """Take the task unless it is finished or another worker holds a live lease: one statement.
+
+    The task row alone is locked (``FOR UPDATE`` of a subquery on the task table: not the job
+    row every worker of the job shares); the same statement counts the first generation attempt
+    when nothing can stop it before the call (see _execute) and returns the row as claimed.
+    """
+    if loaded is None:
+        loaded = summary_tasks_load(task_ids=[task_id]).get(task_id)
+        if loaded is None:
+            return None
     now = timezone.now()
     lease = now + timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
-    with transaction.atomic():
-        # of=("self",): lock the task row only, not the job, run and dataset rows joined in
-        # (every worker claims tasks of the same job, so locking the job serialised them)
-        task = (
-            SummaryTask.objects.select_for_update(of=("self",))
-            .select_related("job", "cluster", "cluster__run", "cluster__run__dataset")
-            .defer(*_CLAIM_DEFERRED)
-            .filter(pk=task_id)
-            .first()
+    quote = connection.ops.quote_name
+    table = quote(SummaryTask._meta.db_table)
+    terminal = ", ".join(["%s"] * len(TERMINAL_STATES))
+    claimed = list(
+        SummaryTask.objects.raw(
+            f"WITH old AS (SELECT id, attempts FROM {table} WHERE id = %s FOR UPDATE) "
+            f"UPDATE {table} t SET state = %s, lease_until = %s, deliveries = t.deliveries + 1, "
+            "started_at = COALESCE(t.started_at, %s), updated_at = %s, "
+            "attempts = t.attempts + CASE WHEN j.status <> %s "
+            "AND (j.deadline IS NULL OR j.deadline > %s) "
+            "AND NOT (t.phase = %s AND t.draft IS NOT NULL "
+            "AND t.draft NOT IN ('null'::jsonb, '{}'::jsonb)) "
+            "AND t.attempts < %s THEN 1 ELSE 0 END "
+            f"FROM old, {quote(GenerationJob._meta.db_table)} j "
+            f"WHERE t.id = old.id AND j.id = t.job_id AND t.state NOT IN ({terminal}) "
+            "AND NOT (t.state = %s AND t.lease_until IS NOT NULL AND t.lease_until > %s) "
+            "RETURNING t.*, t.attempts - old.attempts AS counted, j.status AS job_status",
+            [
+                task_id,
+                TaskState.RUNNING,
+                lease,
+                now,
+                now,
+                JobStatus.CANCELLED,
+                now,
+                NEXT_JUDGE,
+                settings.LLM_MAX_ATTEMPTS,
+                *TERMINAL_STATES,
+                TaskState.RUNNING,
+                now,
+            ],
         )
-        if task is None or task.state in TERMINAL_STATES:
-            return None
-        if task.state == TaskState.RUNNING and task.lease_until and task.lease_until > now:
-            return None
-        task.state = TaskState.RUNNING
-        task.lease_until = lease
-        task.deliveries += 1
-        task.started_at = task.started_at or now
-        fields = ["state", "lease_until", "deliveries", "started_at", "updated_at"]
-        job = task.job
-        # the first generation attempt is counted in the claim's own UPDATE (one statement
-        # less per cluster) when nothing can stop it before the call: see _execute
-        task.attempt_counted = (  # type: ignore[attr-defined]
-            job.status != JobStatus.CANCELLED
-            and (job.deadline is None or job.deadline > now)
-            and not (task.phase == NEXT_JUDGE and task.draft)
-            and task.attempts < settings.LLM_MAX_ATTEMPTS
-        )
-        if task.attempt_counted:  # type: ignore[attr-defined]
-            task.attempts += 1
-            fields.append("attempts")
-        task.save(update_fields=fields)
-        return task
-
-
-def _finish(
-    task: SummaryTask, state: str, *, error: str = "", summary: ClusterSummary | None = None
-) -> None:
-    SummaryTask.objects.filter(pk=task.pk).update(
-        state=state,
-        last_error=error[:4000],
-        summary=summary,
-        lease_until=None,
-        finished_at=timezone.now(),
-        attempts=task.attempts,
     )
-    _progress(task.job_id, task.cluster.number)
+    if not claimed:
+        return None
+    task = claimed[0]
+    task.job = loaded.job
+    task.job.status = task.job_status  # type: ignore[attr-defined]
+    task.cluster = loaded.cluster
+    task.attempt_counted = bool(task.counted)  # type: ignore[attr-defined]
+    return task
 
 
-#: set while a batch's results are processed: progress is written once per batch instead
-_DEFER_PROGRESS: contextvars.ContextVar[bool] = contextvars.ContextVar("defer", default=False)
-
-
-#: Seconds between two progress writes of one job by one process. Counting a job's finished
-#: tasks reads every task row, so writing it after every cluster would cost O(clusters) per
-#: cluster; the finalize step writes the exact final counts whatever was skipped here.
-PROGRESS_MIN_INTERVAL = 1.0
-_progress_written: dict[int, float] = {}
-_progress_lock = threading.Lock()
-
-
-def _progress_due(job_id: int) -> bool:
-    now = time.monotonic()
-    with _progress_lock:
-        if now - _progress_written.get(job_id, -PROGRESS_MIN_INTERVAL) < PROGRESS_MIN_INTERVAL:
-            return False
-        if len(_progress_written) > 1000:  # finished jobs' entries
-            _progress_written.clear()
-        _progress_written[job_id] = now
-        return True
-
-
-def _progress(job_id: int, number: int) -> None:
-    if _DEFER_PROGRESS.get() or not _progress_due(job_id):
-        return
-    counts = SummaryTask.objects.filter(job_id=job_id).aggregate(
-        total=Count("id"), done=Count("id", filter=Q(state__in=TERMINAL_STATES))
-    )
-    GenerationJob.objects.filter(pk=job_id).update(
-        progress_current=counts["done"],
-        progress_total=counts["total"],
-        progress_message=(
-            f"Generating {counts['done']}/{counts['total']} clusters - cluster {number}"
-            + (f" - {note}" if (note := rate_note_for(job_id)) else "")
-        ),
-    )
-
-
-def summary_task_execute(*, task_id: int) -> str | None:
+def summary_task_execute(*, task_id: int, loaded: SummaryTask | None = None) -> str | None:
     """Summarise one cluster: generate -> entity validation -> judge, regenerating with the
     judge's reasoning and the validation failures up to ``LLM_MAX_ATTEMPTS`` times.
 
@@ -377,9 +338,11 @@ def summary_task_execute(*, task_id: int) -> str | None:
     skipped (the cache was filled meanwhile, or a curator's status is kept). Never raises for
     provider failures: a failed cluster must not stop the run.
 
-    Returns the final state, or None when another delivery owns or finished the task.
+    ``loaded``: the task as :func:`summary_tasks_load` read it (a chunk loads its tasks at
+    once); loaded here when not given. Returns the final state, or None when another delivery
+    owns or finished the task.
     """
-    task = _claim(task_id)
+    task = _claim(task_id, loaded)
     if task is None:
         return None
     try:
@@ -388,83 +351,103 @@ def summary_task_execute(*, task_id: int) -> str | None:
         raise
     except Exception as exc:  # record, never lose the cluster
         logger.exception("summary task %s crashed", task_id)
-        _finish(task, TaskState.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
+        task_finish(
+            task=task, state=TaskState.FAILED, error=f"internal error: {type(exc).__name__}: {exc}"
+        )
         return TaskState.FAILED
 
 
 def _execute(task: SummaryTask) -> str:
     job = task.job
     if job.status == JobStatus.CANCELLED:
-        _finish(task, TaskState.SKIPPED, error="job cancelled")
+        task_finish(task=task, state=TaskState.SKIPPED, error="job cancelled")
         return TaskState.SKIPPED
     remaining = (job.deadline - timezone.now()).total_seconds() if job.deadline else 3600.0
     if remaining <= 0:
-        _finish(task, TaskState.FAILED, error="job time limit (LLM_JOB_TIME_LIMIT) exceeded")
+        task_finish(
+            task=task, state=TaskState.FAILED, error="job time limit (LLM_JOB_TIME_LIMIT) exceeded"
+        )
         return TaskState.FAILED
     deadline = time.monotonic() + remaining
     try:
         provider = provider_get(job.provider)
     except ProviderNotConfigured as exc:
-        _finish(task, TaskState.SKIPPED, error=str(exc))
+        task_finish(task=task, state=TaskState.SKIPPED, error=str(exc))
         return TaskState.SKIPPED
     ctx = cluster_context_build(cluster=task.cluster)
     # a task handed over from batch mode may already hold a draft awaiting the judge
     step = NEXT_JUDGE if task.phase == NEXT_JUDGE and task.draft else NEXT_GENERATE
+    # no new provider call after a cancel: every call's started-row INSERT checks the job
+    # (stop_if_cancelled), so the check costs no statement of its own
     while step in (NEXT_GENERATE, NEXT_JUDGE):
-        if _job_cancelled(job.pk):  # no new provider call after a cancel
-            _finish(task, TaskState.SKIPPED, error="job cancelled")
-            return TaskState.SKIPPED
         if step == NEXT_GENERATE:
             count_attempt = None
             if getattr(task, "attempt_counted", False):
                 task.attempt_counted = False  # type: ignore[attr-defined]  # by the claim
             else:
                 if task.attempts >= settings.LLM_MAX_ATTEMPTS:
-                    return attempts_exhausted(task, ctx)
+                    if _job_cancelled(job.pk):  # a cancel stops the last store too
+                        return _cancelled(task)
+                    return attempts_exhausted(task=task, ctx=ctx)
                 task.attempts += 1
                 count_attempt = _attempt_writer(task.pk, task.attempts)
-            outcome = provider_call(
-                provider=provider,
-                request=generation_request(job, task, ctx),
-                kind=LLMCall.Kind.GENERATE,
-                job=job,
-                task=task,
-                attempt=task.attempts,
-                deadline=deadline,
-                on_start=count_attempt,  # in the started call row's transaction
-            )
+            try:
+                outcome = provider_call(
+                    provider=provider,
+                    request=generation_request(job=job, task=task, ctx=ctx),
+                    kind=LLMCall.Kind.GENERATE,
+                    job=job,
+                    task=task,
+                    attempt=task.attempts,
+                    deadline=deadline,
+                    on_start=count_attempt,  # in the started call row's transaction
+                    stop_if_cancelled=True,
+                )
+            except JobCancelled:
+                if count_attempt is not None:  # rolled back with the started row
+                    task.attempts -= 1
+                return _cancelled(task)
             if outcome.error is not None and outcome.error.kind not in RETRY_BY_REGENERATING:
                 error = f"generation attempt {task.attempts}: {outcome.call.error_message}"
                 if outcome.error.transient:
                     task_requeue(task, job, outcome.error, error)  # raises TaskRequeued
-                _finish(task, TaskState.FAILED, error=error)
+                task_finish(task=task, state=TaskState.FAILED, error=error)
                 return TaskState.FAILED
             step = on_generation(
-                task,
-                ctx,
+                task=task,
+                ctx=ctx,
                 parsed=outcome.result.parsed if outcome.result is not None else None,
                 error_message=outcome.call.error_message,
                 error_kind=outcome.error.kind if outcome.error is not None else "",
                 call=outcome.call,
             )
         else:
-            summary = draft_summary(task, ctx)
-            outcome = provider_call(
-                provider=provider,
-                request=judge_request(job, task, ctx, summary),
-                kind=LLMCall.Kind.JUDGE,
-                job=job,
-                task=task,
-                attempt=task.attempts,
-                deadline=deadline,
-            )
+            summary = draft_summary(task=task, ctx=ctx)
+            try:
+                outcome = provider_call(
+                    provider=provider,
+                    request=judge_request(job=job, task=task, ctx=ctx, summary=summary),
+                    kind=LLMCall.Kind.JUDGE,
+                    job=job,
+                    task=task,
+                    attempt=task.attempts,
+                    deadline=deadline,
+                    stop_if_cancelled=True,
+                )
+            except JobCancelled:
+                return _cancelled(task)
             step = on_judgement(
-                task,
-                ctx,
+                task=task,
+                ctx=ctx,
                 verdict=outcome.result.parsed if outcome.result is not None else None,
                 error_message=outcome.call.error_message or "judge call failed",
             )
     return step
+
+
+def _cancelled(task: SummaryTask) -> str:
+    task_finish(task=task, state=TaskState.SKIPPED, error="job cancelled")
+    return TaskState.SKIPPED
 
 
 def _job_cancelled(job_id: int) -> bool:
@@ -480,382 +463,3 @@ def _attempt_writer(task_id: int, attempts: int) -> Any:
         SummaryTask.objects.filter(pk=task_id).update(attempts=attempts)
 
     return write
-
-
-# --- steps shared by realtime and batch mode ------------------------------------------------
-
-NEXT_GENERATE = "generate"
-NEXT_JUDGE = "judge"
-#: failed generations that another attempt (with feedback) may fix; others end the task
-RETRY_BY_REGENERATING = ("validation_failed", "blocked")
-
-
-def generation_request(
-    job: GenerationJob, task: SummaryTask, ctx: ClusterContext
-) -> ProviderRequest[Any]:
-    """The generation request of the task's current attempt, with its accumulated feedback."""
-    system, user = build_generation_prompt(ctx, feedback=list(task.feedback) or None)
-    return ProviderRequest(
-        system_prompt=system,
-        user_prompt=user,
-        output_class=summary_class_for(ctx.cluster_type),
-        model=job.model,
-        temperature=settings.LLM_TEMPERATURE,
-        max_output_tokens=settings.LLM_MAX_OUTPUT_TOKENS,
-        custom_id=f"j{job.pk}-t{task.pk}-g{task.attempts}",
-    )
-
-
-def judge_request(
-    job: GenerationJob, task: SummaryTask, ctx: ClusterContext, summary: BaseModel
-) -> ProviderRequest[Any]:
-    """The judge request for ``summary`` (the task's draft of its current attempt)."""
-    system, user = build_judge_prompt(ctx, summary)
-    return ProviderRequest(
-        system_prompt=system,
-        user_prompt=user,
-        output_class=JudgeVerdict,
-        model=job.judge_model,
-        temperature=0.0,
-        max_output_tokens=1024,
-        custom_id=f"j{job.pk}-t{task.pk}-j{task.attempts}",
-        # the run's shared frozenset, not a copy: for the extractive judge only (vendors' requests
-        # carry the prompts alone), and copying it per request cost O(dataset) per cluster
-        metadata={"dataset_symbols": ctx.dataset_symbols},
-    )
-
-
-def draft_summary(task: SummaryTask, ctx: ClusterContext) -> BaseModel:
-    """The task's draft summary as its pydantic class."""
-    assert task.draft is not None
-    return summary_class_for(ctx.cluster_type).model_validate(task.draft["summary"])
-
-
-def _save_progress(task: SummaryTask, *, phase: str, error: str) -> None:
-    task.phase = phase
-    task.last_error = error[:4000]
-    SummaryTask.objects.filter(pk=task.pk).update(
-        phase=task.phase, draft=task.draft, feedback=task.feedback, last_error=task.last_error
-    )
-
-
-def on_generation(
-    task: SummaryTask,
-    ctx: ClusterContext,
-    *,
-    parsed: BaseModel | None,
-    error_message: str,
-    error_kind: str,
-    call: LLMCall | None,
-) -> str:
-    """Record one generation attempt's outcome; returns the next step (generate or judge).
-
-    Broken or blocked output and entity-validation failures go into the task's feedback for
-    the next attempt; a valid, grounded summary becomes the draft the judge will see.
-    """
-    if parsed is None:
-        task.feedback = [
-            *task.feedback,
-            f"Your previous answer could not be used ({error_kind}): {error_message[:500]}. "
-            "Answer with valid JSON for the schema.",
-        ]
-        _save_progress(
-            task,
-            phase=NEXT_GENERATE,
-            error=f"generation attempt {task.attempts}: {error_message}",
-        )
-        return NEXT_GENERATE
-    failures = validate_summary(ctx, parsed)
-    task.draft = {"summary": parsed.model_dump(mode="json"), "failures": failures, "verdict": None}
-    if failures:
-        if call is not None:
-            LLMCall.objects.filter(pk=call.pk).update(
-                status=LLMCall.Status.VALIDATION_FAILED,
-                error_class="entity_validation",
-                error_message="; ".join(failures)[:4000],
-            )
-        task.feedback = [*task.feedback, *(f"Validation failure: {f}" for f in failures)]
-        _save_progress(
-            task,
-            phase=NEXT_GENERATE,
-            error=f"attempt {task.attempts}: entity validation failed: " + "; ".join(failures),
-        )
-        return NEXT_GENERATE
-    _save_progress(task, phase=NEXT_JUDGE, error="")
-    return NEXT_JUDGE
-
-
-def on_judgement(
-    task: SummaryTask, ctx: ClusterContext, *, verdict: JudgeVerdict | None, error_message: str
-) -> str:
-    """Record the judge's verdict on the draft; returns a final task state, or generate after a
-    reject. A failed judge call stores the draft as pending with a reasoning saying so.
-
-    The verdict acted on is :func:`~llm.services.judging.verdict_effective` (hard failures and
-    grounding bands); ``accept_with_corrections`` applies the corrections, validated again
-    (:func:`~llm.services.judging.corrections_apply`), and stores the corrected summary as
-    validated, or the uncorrected one as pending when a correction is refused.
-    """
-    summary = draft_summary(task, ctx)
-    if verdict is None:
-        stored = _summary_store(
-            task,
-            ctx,
-            summary,
-            status=ValidationStatus.PENDING,
-            verdict=None,
-            reasoning=(
-                "The judge could not be reached, so this summary waits for human review "
-                f"({error_message})."
-            ),
-            failures=[],
-        )
-        return _stored_outcome(task, stored)
-    assert task.draft is not None
-    effective, notes = verdict_effective(verdict, cluster_size=ctx.size)
-    task.draft = {
-        **task.draft,
-        "verdict": verdict.model_dump(mode="json"),
-        "effective_verdict": effective,
-    }
-    reasoning = verdict.reasoning
-    if notes:
-        reasoning += " Server: " + "; ".join(notes) + "."
-    if effective != REJECT:
-        applied: list[dict[str, Any]] = []
-        if effective == ACCEPT_WITH_CORRECTIONS:
-            outcome = corrections_apply(ctx, summary, verdict)
-            if outcome.refused:
-                effective = LOW_CONFIDENCE
-                reasoning += f" Server: {outcome.refused}"
-            else:
-                summary, applied = outcome.summary, outcome.applied
-                if applied:
-                    reasoning += f" Corrections applied: {corrections_note(applied)}."
-        stored = _summary_store(
-            task,
-            ctx,
-            summary,
-            status=_STATUS_OF_VERDICT[Verdict(effective)],
-            verdict=verdict,
-            reasoning=reasoning,
-            failures=[],
-            effective_verdict=effective,
-            corrections=applied,
-        )
-        return _stored_outcome(task, stored)
-    task.feedback = [
-        *task.feedback,
-        f"The reviewer rejected the previous summary: {reasoning}",
-    ]
-    _save_progress(
-        task,
-        phase=NEXT_GENERATE,
-        error=f"attempt {task.attempts}: judge rejected: {reasoning}",
-    )
-    return NEXT_GENERATE
-
-
-def attempts_exhausted(task: SummaryTask, ctx: ClusterContext) -> str:
-    """End a task that used all its attempts: the last draft is stored as rejected with the
-    judge's reasoning or the validation failures; with no usable draft the task fails."""
-    if not task.draft:
-        _finish(
-            task,
-            TaskState.FAILED,
-            error=f"no valid output after {task.attempts} attempts; {task.last_error}",
-        )
-        return TaskState.FAILED
-    verdict = _stored_verdict(task.draft.get("verdict"))
-    failures = list(task.draft.get("failures") or [])
-    if verdict is not None:
-        reasoning = verdict.reasoning
-    else:
-        reasoning = "Entity validation failed on the last attempt: " + "; ".join(failures)
-    stored = _summary_store(
-        task,
-        ctx,
-        draft_summary(task, ctx),
-        status=ValidationStatus.REJECTED,
-        verdict=verdict,
-        reasoning=reasoning,
-        failures=failures,
-        effective_verdict=REJECT if verdict is not None else "",
-        finish_error=f"rejected after {task.attempts} attempts: {reasoning}",
-    )
-    return _stored_outcome(task, stored)
-
-
-def _stored_verdict(raw: Any) -> JudgeVerdict | None:
-    """The judge verdict kept in a task's draft; None when absent or from an older judge prompt
-    whose fields no longer validate (the reasoning then comes from the task's last error)."""
-    if not raw:
-        return None
-    try:
-        return JudgeVerdict.model_validate(raw)
-    except ValueError:
-        return None
-
-
-def _stored_outcome(task: SummaryTask, stored: ClusterSummary | None) -> str:
-    """The task's final state after :func:`_summary_store` (which finished the task)."""
-    if stored is None:  # a curator's summary was kept, or another job stored one meanwhile
-        return TaskState.SKIPPED
-    return _state_of(stored.validation_status)
-
-
-def _state_of(status: str) -> str:
-    return TaskState.REJECTED if status == ValidationStatus.REJECTED else TaskState.SUCCEEDED
-
-
-def _summary_store(
-    task: SummaryTask,
-    ctx: ClusterContext,
-    summary: BaseModel,
-    *,
-    status: str,
-    verdict: JudgeVerdict | None,
-    reasoning: str,
-    failures: list[str],
-    effective_verdict: str = "",
-    corrections: list[dict[str, Any]] | None = None,
-    finish_error: str = "",
-) -> ClusterSummary | None:
-    """Write the summary as the current one for its composition, with its audit event, and
-    finish the task (succeeded, or rejected with ``finish_error``) in the same transaction.
-
-    Returns None (and finishes the task as skipped) when the current summary is locked by a
-    curator, or when another job already stored one and this job is not forcing.
-    """
-    job = task.job
-    cluster = task.cluster
-    content = summary.model_dump(mode="json")
-    scores: dict[str, Any] = {}
-    if verdict is not None:
-        scores = verdict.model_dump(
-            mode="json",
-            include={
-                "is_factually_accurate",
-                "is_grounded",
-                "pathways_valid",
-                "confidence_appropriate",
-                "grounding_percent",
-                "hard_failures",
-                "corrections_made",
-            },
-        )
-        scores["rubric"] = verdict.rubric
-        scores["rubric_total"] = verdict.rubric_total
-        if effective_verdict and effective_verdict != verdict.verdict:
-            scores["judged_verdict"] = verdict.verdict
-    with transaction.atomic():
-        current = (
-            current_summaries(cluster_type=ctx.cluster_type, hashes=[cluster.composition_hash])
-            .select_for_update()
-            .first()
-        )
-        why = stored_meanwhile_wins(current, force=job.force)
-        if why is not None:
-            _finish(task, TaskState.SKIPPED, error=why, summary=current)
-            return None
-        if current is not None:
-            ClusterSummary.objects.filter(pk=current.pk).update(is_current=False)
-        # calls of unknown outcome (a worker died in flight) are left out: the summary's cost
-        # is what was billed for it as far as we know; the job's totals count those apart.
-        # (A Subquery per column in the INSERT saves this statement but costs more in Python.)
-        totals = (
-            LLMCall.objects.filter(task_id=task.pk)
-            .exclude(status__in=[LLMCall.Status.STARTED, LLMCall.Status.UNKNOWN])
-            .aggregate(i=Sum("input_tokens"), o=Sum("output_tokens"), c=Sum("cost_usd"))
-        )
-        stored = ClusterSummary.objects.create(
-            composition_hash=cluster.composition_hash,
-            cluster_type=ctx.cluster_type,
-            is_current=True,
-            dataset=cluster.run.dataset,
-            cluster=cluster,
-            members=ctx.symbols,
-            content=content,
-            summary_text=str(content.get("summary", "")),
-            tags=list(content.get("tags", [])),
-            confidence=str(content.get("confidence", "")),
-            derived_confidence=derived_confidence(ctx),
-            provider=job.provider,
-            model=job.model,
-            prompt_version=prompt_version_for(ctx.cluster_type),
-            attempts=task.attempts,
-            input_tokens=totals["i"] or 0,
-            output_tokens=totals["o"] or 0,
-            cost_usd=totals["c"] or Decimal(0),
-            validation_status=status,
-            validation_failures=failures,
-            judge_verdict=(effective_verdict or verdict.verdict) if verdict is not None else "",
-            corrections=list(corrections or []),
-            judge_reasoning=reasoning,
-            judge_scores=scores,
-            judge_model=job.judge_model,
-            judge_prompt_version=JUDGE_PROMPT_VERSION,
-        )
-        ValidationEvent.objects.create(
-            summary=stored,
-            source=ValidationEvent.Source.JUDGE
-            if verdict is not None
-            else ValidationEvent.Source.SYSTEM,
-            from_status="",
-            to_status=status,
-            note=reasoning[:2000],
-        )
-        if corrections:
-            ValidationEvent.objects.create(
-                summary=stored,
-                source=ValidationEvent.Source.JUDGE,
-                from_status=status,
-                to_status=status,
-                note=(
-                    "Judge corrections applied and re-validated: " + corrections_note(corrections)
-                )[:2000],
-            )
-        _finish(task, _state_of(status), error=finish_error, summary=stored)
-    return stored
-
-
-# --- finalize -----------------------------------------------------------------------------------
-
-
-def job_finalize(*, job_id: int) -> bool:
-    """Compute the job's totals from its ``SummaryTask`` rows and tokens and cost from its
-    ``LLMCall`` rows (calls of unknown outcome counted apart and at their projected cost, see
-    llm/services/call_log.py); mark it succeeded when every task is finished.
-
-    Returns False (and changes nothing but the totals) while some task is still unfinished, so a
-    caller can try again later; True once the job is final. Idempotent.
-    """
-    job = GenerationJob.objects.filter(pk=job_id).first()
-    if job is None:  # deleted meanwhile (with its run): nothing left to finalize
-        return True
-    counts = SummaryTask.objects.filter(job=job).aggregate(
-        total=Count("id"),
-        succeeded=Count("id", filter=Q(state=TaskState.SUCCEEDED)),
-        rejected=Count("id", filter=Q(state=TaskState.REJECTED)),
-        failed=Count("id", filter=Q(state=TaskState.FAILED)),
-        skipped=Count("id", filter=Q(state=TaskState.SKIPPED)),
-    )
-    done = counts["succeeded"] + counts["rejected"] + counts["failed"] + counts["skipped"]
-    final = done == counts["total"]
-    if final:  # every task is finished, so a call row still started is one of a dead worker
-        calls_mark_unknown(job_id=job.pk)
-    update: dict[str, Any] = {
-        **counts,
-        **job_usage(job.pk),
-        "progress_current": done,
-        "progress_total": counts["total"],
-    }
-    if final and job.status in (JobStatus.PENDING, JobStatus.RUNNING):
-        update["status"] = JobStatus.SUCCEEDED
-        update["finished_at"] = timezone.now()
-        update["progress_message"] = (
-            f"Done: {counts['succeeded']} succeeded, {counts['rejected']} rejected, "
-            f"{counts['failed']} failed, {counts['skipped']} skipped of {counts['total']}"
-        )
-    GenerationJob.objects.filter(pk=job.pk).update(**update)
-    return final

@@ -76,7 +76,7 @@ from llm.models import (
     TaskState,
 )
 from llm.services.call_log import calls_mark_unknown, jobs_usage_refresh
-from llm.services.generation import job_finalize
+from llm.services.steps import job_finalize
 
 logger = logging.getLogger(__name__)
 

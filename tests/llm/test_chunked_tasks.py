@@ -4,6 +4,7 @@ message for small ones, and a chunk that runs past its time budget hands the res
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,10 +74,10 @@ def test_a_requeued_cluster_leaves_its_chunk_alone_with_its_delay(
     _, ids = _planned(planted_csv)
     real = tasks.summary_task_execute
 
-    def flaky(*, task_id: int) -> str | None:
+    def flaky(*, task_id: int, loaded: Any = None) -> str | None:
         if task_id == ids[1]:
             raise TaskRequeued(7.5, "generation: HTTP 503 after the last try")
-        return real(task_id=task_id)
+        return real(task_id=task_id, loaded=loaded)
 
     sent: list[tuple[tuple[int, ...], float]] = []
     monkeypatch.setattr(tasks, "summary_task_execute", flaky)

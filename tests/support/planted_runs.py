@@ -8,7 +8,8 @@ from pathlib import Path
 from clustering.models import ClusteringRun
 from clustering.services import clustering_run_execute, dataset_import
 from llm.models import GenerationJob
-from llm.services.generation import job_finalize, job_plan, summary_task_execute
+from llm.services.generation import job_plan, summary_task_execute
+from llm.services.steps import job_finalize
 
 PARAMS = {"k": 5, "min_cluster_size": 5}
 SLUG = "planted"

@@ -19,21 +19,26 @@ from llm.admin.jobs import GenerationJobAdmin
 from llm.models import GenerationJob, JobStatus, LLMCall, SummaryTask, TaskState
 from llm.providers.extractive import ExtractiveProvider
 from llm.services.call_log import DEAD_MARGIN_SECONDS, calls_mark_unknown
-from llm.services.generation import job_finalize, job_plan, summary_task_execute
+from llm.services.generation import job_plan, summary_task_execute, summary_tasks_load
 from llm.services.reconcile import reconcile
+from llm.services.steps import job_finalize
 from tests.support.planted_runs import PARAMS, import_planted
 from tests.support.world import client_for, make_user
 
 pytestmark = pytest.mark.django_db
 
-#: SQL statements of one summarised cluster (accepted at the first attempt): claim (select the
-#: task FOR UPDATE OF its own row, update it with the first attempt counted), the cluster's
-#: terms, per call a cancellation check (no provider call starts after a cancel), a started
-#: INSERT and a completing UPDATE (x2), the draft, and in one transaction the current-summary
-#: lock, the usage aggregate, the summary and its event and the task's finish. Progress (an
-#: aggregate and an update) is written at most once a second.
-#: Before: 12 statements and 8 commits, with one INSERT per call written after the call.
-STATEMENTS_PER_CLUSTER = 15
+#: SQL statements of one summarised cluster (accepted at the first attempt) of a chunk: the
+#: claim (one UPDATE of the task row, locked FOR UPDATE in its own subquery, that counts the
+#: first attempt and returns the row), per call a started INSERT that is also the cancellation
+#: check (no provider call starts after a cancel) and a completing UPDATE (x2), the draft, and
+#: in one transaction the current-summary lock, the usage aggregate, the summary and its event
+#: and the task's finish. Per chunk (``llm.summarise_clusters``, or a lone task): the tasks
+#: with job, cluster, run and dataset, and the clusters' terms. Progress (an aggregate and an
+#: update) is written at most once a second.
+#: Before: 15 per cluster (claim SELECT and UPDATE, terms, a cancellation query before each
+#: call); before that 12 in 8 commits, with one INSERT per call written after the call.
+STATEMENTS_PER_CLUSTER = 11
+STATEMENTS_PER_CHUNK = 2
 PROGRESS_STATEMENTS = 2
 
 
@@ -46,29 +51,57 @@ def _planned(planted_csv: Path) -> tuple[GenerationJob, list[int]]:
     return GenerationJob.objects.get(run=run), ids
 
 
-def test_one_summarised_cluster_costs_at_most_fifteen_statements(planted_csv: Path) -> None:
+def test_a_chunk_of_summarised_clusters_costs_eleven_statements_a_cluster(
+    planted_csv: Path,
+) -> None:
     _, ids = _planned(planted_csv)
     summary_task_execute(task_id=ids[0])  # per-process caches (dataset symbols, provider)
+    chunk = ids[1:]
     with CaptureQueriesContext(connection) as queries:
-        assert summary_task_execute(task_id=ids[1]) == TaskState.SUCCEEDED
+        loaded = summary_tasks_load(task_ids=chunk)
+        for task_id in chunk:
+            assert summary_task_execute(task_id=task_id, loaded=loaded[task_id]) == (
+                TaskState.SUCCEEDED
+            )
     # in a test the atomic blocks are savepoints of the test's transaction: one SAVEPOINT per
     # transaction (COMMIT in production, where Django logs neither BEGIN nor COMMIT)
     every = [q["sql"] for q in queries.captured_queries]
     transactions = sum(1 for s in every if s.startswith("SAVEPOINT"))
     sqls = [s for s in every if not s.startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))]
-    task = SummaryTask.objects.get(pk=ids[1])
-    assert task.attempts == 1 and task.calls.count() == 2  # generate + judge, accepted
+    for task_id in chunk:
+        task = SummaryTask.objects.get(pk=task_id)
+        assert task.attempts == 1 and task.calls.count() == 2  # generate + judge, accepted
     progress = sum(1 for s in sqls if s.startswith('UPDATE "llm_generationjob"'))
-    assert len(sqls) <= STATEMENTS_PER_CLUSTER + PROGRESS_STATEMENTS * progress, sqls
-    assert sum(1 for s in sqls if s.startswith('INSERT INTO "llm_llmcall"')) == 2
-    assert sum(1 for s in sqls if s.startswith('UPDATE "llm_llmcall"')) == 2
-    # two explicit transactions (the claim; the summary with the task's finish); the other four
-    # writes (started and completed rows of both calls, the draft) are single autocommitted
-    # statements: 6 commits in all, 8 before
-    assert transactions <= 2, every
-    claim = next(s for s in sqls if "FOR UPDATE" in s and '"llm_summarytask"' in s)
-    # the claim locks the task row only, not the job, run and dataset rows it joins
-    assert claim.rstrip().endswith('FOR UPDATE OF "llm_summarytask"'), claim
+    expected = STATEMENTS_PER_CHUNK + len(chunk) * STATEMENTS_PER_CLUSTER
+    assert len(sqls) == expected + PROGRESS_STATEMENTS * progress, sqls
+    assert sum(1 for s in sqls if s.startswith('INSERT INTO "llm_llmcall"')) == 2 * len(chunk)
+    assert sum(1 for s in sqls if s.startswith('UPDATE "llm_llmcall"')) == 2 * len(chunk)
+    # one explicit transaction per cluster (the summary with the task's finish); the other
+    # writes (the claim, started and completed rows of both calls, the draft) are single
+    # autocommitted statements
+    assert transactions == len(chunk), every
+    claims = [s for s in sqls if "FOR UPDATE" in s and '"llm_summarytask"' in s]
+    assert len(claims) == len(chunk)
+    for claim in claims:
+        # the claim locks the task row only, not the job row it reads
+        locking = claim[: claim.index("FOR UPDATE")]
+        assert locking.startswith('WITH old AS (SELECT id, attempts FROM "llm_summarytask" WHERE')
+        assert "JOIN" not in locking and "llm_generationjob" not in locking, claim
+
+
+def test_a_lone_cluster_costs_the_chunk_statements_once(planted_csv: Path) -> None:
+    _, ids = _planned(planted_csv)
+    summary_task_execute(task_id=ids[0])  # per-process caches (dataset symbols, provider)
+    with CaptureQueriesContext(connection) as queries:
+        assert summary_task_execute(task_id=ids[1]) == TaskState.SUCCEEDED
+    sqls = [
+        q["sql"]
+        for q in queries.captured_queries
+        if not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))
+    ]
+    progress = sum(1 for s in sqls if s.startswith('UPDATE "llm_generationjob"'))
+    expected = STATEMENTS_PER_CHUNK + STATEMENTS_PER_CLUSTER + PROGRESS_STATEMENTS * progress
+    assert len(sqls) == expected, sqls
 
 
 @pytest.mark.django_db(transaction=True)  # so that "no open transaction" means committed
@@ -94,6 +127,30 @@ def test_the_call_row_is_committed_started_before_the_request(
     }
     # the attempt was counted before the call too (the claim's own UPDATE)
     assert SummaryTask.objects.get(pk=ids[0]).attempts == 1
+
+
+def test_a_cancel_during_the_generation_starts_no_judge_call(
+    planted_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the cancellation check rides on the started row's INSERT: nothing is written and no
+    # request leaves for the judge call once the job is cancelled
+    job, ids = _planned(planted_csv)
+    requests: list[str] = []
+    real = ExtractiveProvider.generate
+
+    def generate(self: ExtractiveProvider, request: Any) -> Any:
+        requests.append(request.custom_id)
+        GenerationJob.objects.filter(pk=job.pk).update(status=JobStatus.CANCELLED)
+        return real(self, request)
+
+    monkeypatch.setattr(ExtractiveProvider, "generate", generate)
+    assert summary_task_execute(task_id=ids[0]) == TaskState.SKIPPED
+    task = SummaryTask.objects.get(pk=ids[0])
+    assert task.last_error == "job cancelled" and task.attempts == 1
+    assert [r.rsplit("-", 1)[1] for r in requests] == ["g1"]
+    assert list(task.calls.values_list("kind", "status")) == [
+        (LLMCall.Kind.GENERATE, LLMCall.Status.SUCCESS)
+    ]
 
 
 def _started(job: GenerationJob, task_id: int, *, age: float, projected: str) -> LLMCall:

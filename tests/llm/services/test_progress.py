@@ -10,8 +10,9 @@ import pytest
 
 from clustering.services import clustering_run_create, clustering_run_execute
 from llm.models import GenerationJob
-from llm.services import generation
-from llm.services.generation import job_finalize, job_plan, summary_task_execute
+from llm.services import steps
+from llm.services.generation import job_plan, summary_task_execute
+from llm.services.steps import job_finalize
 from tests.support.planted_runs import PARAMS, import_planted
 
 pytestmark = pytest.mark.django_db
@@ -31,13 +32,13 @@ def _summarise_one_by_one(planted_csv: Path) -> tuple[GenerationJob, list[tuple[
 
 @pytest.fixture(autouse=True)
 def _fresh_throttle() -> None:
-    generation._progress_written.clear()
+    steps._progress_written.clear()
 
 
 def test_progress_is_written_after_each_cluster_when_not_throttled(
     planted_csv: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(generation, "PROGRESS_MIN_INTERVAL", 0.0)
+    monkeypatch.setattr(steps, "PROGRESS_MIN_INTERVAL", 0.0)
     _, seen = _summarise_one_by_one(planted_csv)
     assert [done for done, _ in seen] == [1, 2, 3]
     assert all(message.startswith(f"Generating {i + 1}/3") for i, (_, message) in enumerate(seen))
@@ -46,7 +47,7 @@ def test_progress_is_written_after_each_cluster_when_not_throttled(
 def test_progress_writes_are_throttled_and_finalize_makes_them_exact(
     planted_csv: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(generation, "PROGRESS_MIN_INTERVAL", 3600.0)
+    monkeypatch.setattr(steps, "PROGRESS_MIN_INTERVAL", 3600.0)
     job, seen = _summarise_one_by_one(planted_csv)
     assert [done for done, _ in seen] == [1, 1, 1]  # only the first write within the interval
     assert job_finalize(job_id=job.pk)
