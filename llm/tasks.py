@@ -87,7 +87,7 @@ def summarise_cluster(self: Any, task_id: int) -> int:
 
     A transient failure of the generation call after its last try sends the task back to the
     queue with a delay (a Celery retry with ``countdown``; the chord waits for it), bounded by
-    the job's deadline rather than a count (see ``generation.requeue_countdown``).
+    the job's deadline rather than a count (see ``llm.services.requeue.requeue_countdown``).
     """
     try:
         summary_task_execute(task_id=task_id)

@@ -192,13 +192,16 @@ def _tasks_insert(job: GenerationJob, clusters: QuerySet[Cluster], now: Any) -> 
     quote = connection.ops.quote_name
     reason = cache_message(force=job.force)
     hit = "s.id IS NOT NULL"
+    # the backend's own cast (SQLite stores datetimes as TEXT: a "timestamp" cast there is
+    # NUMERIC and keeps only the year)
+    finished_cast = SummaryTask._meta.get_field("finished_at").cast_db_type(connection)
     rules: dict[str, tuple[str, list[Any]]] = {
         "job": ("%s", [job.pk]),
         "cluster": ("c.id", []),
         "state": (f"CASE WHEN {hit} THEN %s ELSE %s END", [TaskState.SKIPPED, TaskState.PENDING]),
         "summary": ("s.id", []),
         "last_error": (f"CASE WHEN {hit} THEN %s ELSE '' END", [reason]),
-        "finished_at": (f"CASE WHEN {hit} THEN CAST(%s AS timestamp with time zone) END", [now]),
+        "finished_at": (f"CASE WHEN {hit} THEN CAST(%s AS {finished_cast}) END", [now]),
     }
     columns: list[str] = []
     values: list[str] = []
@@ -285,6 +288,10 @@ def _claim(task_id: int, loaded: SummaryTask | None) -> SummaryTask | None:
             return None
     now = timezone.now()
     lease = now + timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
+    if connection.vendor != "postgresql":
+        # the embedded default (SQLite, eager Celery, one process): no row locks to take, and
+        # SQLite has neither FOR UPDATE nor RETURNING t.*; keep this path, `make demo` runs it
+        return _claim_portable(task_id, loaded, now=now, lease=lease)
     quote = connection.ops.quote_name
     table = quote(SummaryTask._meta.db_table)
     terminal = ", ".join(["%s"] * len(TERMINAL_STATES))
@@ -325,6 +332,39 @@ def _claim(task_id: int, loaded: SummaryTask | None) -> SummaryTask | None:
     task.job.status = task.job_status  # type: ignore[attr-defined]
     task.cluster = loaded.cluster
     task.attempt_counted = bool(task.counted)  # type: ignore[attr-defined]
+    return task
+
+
+def _claim_portable(
+    task_id: int, loaded: SummaryTask, *, now: Any, lease: Any
+) -> SummaryTask | None:
+    """:func:`_claim` in plain ORM statements for databases other than PostgreSQL (the
+    embedded SQLite default): the same rules, read and written in one transaction."""
+    with transaction.atomic():
+        task = SummaryTask.objects.select_for_update().filter(pk=task_id).first()
+        if task is None or task.state in TERMINAL_STATES:
+            return None
+        if task.state == TaskState.RUNNING and task.lease_until and task.lease_until > now:
+            return None
+        job = GenerationJob.objects.only("status", "deadline").get(pk=task.job_id)
+        task.state = TaskState.RUNNING
+        task.lease_until = lease
+        task.deliveries += 1
+        task.started_at = task.started_at or now
+        fields = ["state", "lease_until", "deliveries", "started_at", "updated_at"]
+        task.attempt_counted = (  # type: ignore[attr-defined]
+            job.status != JobStatus.CANCELLED
+            and (job.deadline is None or job.deadline > now)
+            and not (task.phase == NEXT_JUDGE and task.draft)
+            and task.attempts < settings.LLM_MAX_ATTEMPTS
+        )
+        if task.attempt_counted:  # type: ignore[attr-defined]
+            task.attempts += 1
+            fields.append("attempts")
+        task.save(update_fields=fields)
+    task.job = loaded.job
+    task.job.status = job.status
+    task.cluster = loaded.cluster
     return task
 
 

@@ -8,6 +8,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 from pathlib import Path
 
@@ -65,6 +66,20 @@ def test_embedded_default_runs_the_main_job_and_reruns_from_cache(tmp_path: Path
         f"ok: all {n} clusters have a summary: 0 generated (0 rejected by the judge), "
         f"{n} served from the cache"
     )
+    # the rerun's cache hits carry their finish time (SQLite keeps datetimes as text; a
+    # PostgreSQL-only cast once stored the year alone there)
+    with sqlite3.connect(tmp_path / "demo.sqlite3") as db:
+        finished = [
+            value
+            for (value,) in db.execute(
+                "SELECT finished_at FROM llm_summarytask WHERE job_id = "
+                "(SELECT MAX(id) FROM llm_generationjob)"
+            )
+        ]
+    assert len(finished) == n
+    now = datetime.now(UTC).replace(tzinfo=None)
+    stamps = [datetime.fromisoformat(str(v)).replace(tzinfo=None) for v in finished]
+    assert all(abs(now - stamp) < timedelta(hours=1) for stamp in stamps), finished[:3]
 
 
 def _embedded(tmp_path: Path, planted_csv: Path, **extra: str) -> dict[str, str]:
