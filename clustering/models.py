@@ -105,8 +105,8 @@ class ClusteringRun(models.Model):
     # times the reconciler re-sent the run's pipeline after it stalled (RECONCILE_MAX_REDRIVES)
     redrives = models.PositiveSmallIntegerField(default=0)
     # what the run was asked to do after clustering, read back by every (re-)delivery of the
-    # chain: {"provider", "model", "judge_model", "force"} (written by the summary pipeline that starts the run);
-    # empty for runs created without the pipeline (their plan step uses the settings)
+    # chain: {"provider", "model", "judge_model", "force"}, written by the summary pipeline that
+    # starts the run; empty for runs created without it (their plan step uses the settings)
     intent = models.JSONField(default=dict, blank=True)
     # renewed every few seconds while a worker computes the run (clustering.liveness); the
     # reconciler measures a running run's stall from it
