@@ -97,11 +97,18 @@ def celery_worker(redis_url: str, transactional_db: None) -> Iterator[object]:
 def pytest_configure(config: pytest.Config) -> None:
     """Plain static files storage in-process: the production manifest storage needs
     ``collectstatic`` first, which Django advises against for tests (the stack test in
-    tests/config/test_stack.py runs collectstatic and the manifest storage under gunicorn)."""
+    tests/config/test_stack.py runs collectstatic and the manifest storage under gunicorn).
+
+    Passwords are hashed with PBKDF2 at few iterations (tests/support/hashers.py), in a format
+    the default hashers of subprocesses still verify."""
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+    settings.PASSWORD_HASHERS = [
+        "tests.support.hashers.FastPBKDF2PasswordHasher",
+        *settings.PASSWORD_HASHERS,
+    ]
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
