@@ -4,6 +4,7 @@ process, and the worker path (enqueue, then follow progress from the database)."
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -17,6 +18,7 @@ from django.core.management import call_command
 
 from clustering.services import dataset_import
 from llm.models import ClusterSummary, GenerationJob
+from tests.conftest import planted_rows
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -82,20 +84,43 @@ def test_embedded_default_runs_the_main_job_and_reruns_from_cache(tmp_path: Path
     assert all(abs(now - stamp) < timedelta(hours=1) for stamp in stamps), finished[:3]
 
 
-def _embedded(tmp_path: Path, planted_csv: Path, **extra: str) -> dict[str, str]:
-    """The embedded default (SQLite file, eager Celery) with the planted dataset imported."""
+def _embedded_env(database: Path, **extra: str) -> dict[str, str]:
+    """The embedded default's environment (SQLite file ``database``, eager Celery)."""
     env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "LLM_PROVIDER"}}
-    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'run.sqlite3'}", COLUMNS="200", **extra)
-    assert _manage(["migrate", "--noinput", "-v0"], env).returncode == 0
-    imported = _manage(
-        ["dataset_import", str(planted_csv), "--slug", "planted", "--type", "functional"], env
-    )
-    assert imported.returncode == 0, imported.stderr
+    env.update(DATABASE_URL=f"sqlite:///{database}", COLUMNS="200", **extra)
     return env
 
 
+@pytest.fixture(scope="module")
+def planted_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file of the embedded default with the planted dataset imported, made
+    once for the module: the failure tests are about the command's exit code and accounting,
+    not about migrating or importing, so each starts from a copy of it."""
+    folder = tmp_path_factory.mktemp("planted-db")
+    database, csv = folder / "template.sqlite3", folder / "planted.csv"
+    lines = ["entity_id,symbol,term_id,term_name,category"]
+    lines += [",".join(row) for row in planted_rows()]
+    csv.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    env = _embedded_env(database)
+    assert _manage(["migrate", "--noinput", "-v0"], env).returncode == 0
+    imported = _manage(
+        ["dataset_import", str(csv), "--slug", "planted", "--type", "functional"], env
+    )
+    assert imported.returncode == 0, imported.stderr
+    return database
+
+
+def _embedded(tmp_path: Path, planted_database: Path, **extra: str) -> dict[str, str]:
+    """The embedded default (SQLite file, eager Celery) on a fresh copy of the migrated
+    database with the planted dataset imported."""
+    database = tmp_path / "run.sqlite3"
+    shutil.copyfile(planted_database, database)
+    # pacing is not what these tests are about: the default 30/minute would add 2 s per call
+    return _embedded_env(database, LLM_RATE_LIMIT="600/minute", **extra)
+
+
 def test_a_failed_cluster_makes_the_command_exit_1_saying_so_last(
-    tmp_path: Path, planted_csv: Path
+    tmp_path: Path, planted_database: Path
 ) -> None:
     """Every call refused (nothing listens on the provider's port): every cluster fails."""
     with socket.socket() as probe:
@@ -103,7 +128,7 @@ def test_a_failed_cluster_makes_the_command_exit_1_saying_so_last(
         dead = probe.getsockname()[1]
     env = _embedded(
         tmp_path,
-        planted_csv,
+        planted_database,
         GEMINI_API_KEY="test-key-not-secret",
         LLM_BASE_URL=f"http://127.0.0.1:{dead}",
         LLM_CALL_TRIES="1",
@@ -122,7 +147,7 @@ def test_a_failed_cluster_makes_the_command_exit_1_saying_so_last(
 
 
 def test_some_clusters_failing_exit_1_and_the_rest_succeeding_is_counted(
-    tmp_path: Path, planted_csv: Path
+    tmp_path: Path, planted_database: Path
 ) -> None:
     """The emulator answers the first generation request with a 400 (not retried): one cluster
     fails, the others get their summaries; still exit 1."""
@@ -132,7 +157,7 @@ def test_some_clusters_failing_exit_1_and_the_rest_succeeding_is_counted(
         emulator.add_fault("status", target="generate", code=400)
         env = _embedded(
             tmp_path,
-            planted_csv,
+            planted_database,
             GEMINI_API_KEY="test-key-not-secret",
             LLM_BASE_URL=emulator.url,
             LLM_CALL_TRIES="1",
