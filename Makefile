@@ -3,6 +3,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/clustersum
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+# two pytest-xdist workers, each with its own test database and Redis database (15 and 14);
+# drills, the stack and the multi-process rate-limit tests run one after another on one of them
+PYTEST_XDIST ?= -p tests.support.xdist_isolation -n 2 --dist loadgroup
 
 .PHONY: install demo test lint services bench up
 
@@ -28,7 +31,7 @@ services:
 # browser test drives Debian's chromium (installed if missing).
 test: install services
 	bash scripts/ensure-chromium
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest $(PYTEST_XDIST)
 
 lint: install
 	$(VENV)/bin/ruff check .
