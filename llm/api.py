@@ -167,6 +167,7 @@ _ERROR_TEXT = {
     404: "Not found.",
     409: "Conflict with the current state.",
     413: "Request body too large.",
+    415: "Unsupported Content-Type of the request body (send JSON).",
     429: "Throttled; see Retry-After.",
 }
 
@@ -177,7 +178,7 @@ def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
 
 
 READ_ERRORS = (401, 403)
-WRITE_ERRORS = (400, 401, 403, 413, 429)
+WRITE_ERRORS = (400, 401, 403, 413, 415, 429)
 
 
 def field_errors(errors: dict[str, str]) -> ValidationError:
@@ -395,7 +396,7 @@ class TokenObtainView(UniformErrorsMixin, ObtainAuthToken):
         ),
         responses={
             200: inline_serializer("TokenResponse", fields={"token": serializers.CharField()}),
-            **error_responses(400, 413, 429),
+            **error_responses(400, 413, 415, 429),
         },
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:

@@ -62,8 +62,16 @@ if _WORKER and os.environ.get("REDIS_URL"):
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Put the serial tests in one ``xdist_group`` and each whole module in its own."""
+    """Put the serial tests in one ``xdist_group`` and each whole module in its own.
+
+    Raises:
+        pytest.UsageError: a path of :data:`SERIAL` or :data:`WHOLE_MODULE` no longer exists
+            (a moved test would silently run beside the others).
+    """
     root = config.rootpath
+    gone = [path for path in (*SERIAL, *WHOLE_MODULE) if not (root / path).exists()]
+    if gone:
+        raise pytest.UsageError(f"tests/support/xdist_isolation.py names missing paths: {gone}")
     for item in items:
         relative = item.path.relative_to(root).as_posix()
         if relative.startswith(SERIAL):
