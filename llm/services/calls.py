@@ -40,6 +40,7 @@ from llm.pricing import call_cost
 from llm.providers.base import Provider, ProviderError, ProviderRequest, ProviderResult, redact
 from llm.providers.registry import api_keys
 from llm.ratelimit import RateLimitWaitExceeded, limiter_for, rate_note
+from llm.services.insert_select import insert_select_parts
 
 _STATUS_OF_KIND = {
     "api_error": LLMCall.Status.API_ERROR,
@@ -205,21 +206,13 @@ def _started_unless_cancelled(call: LLMCall) -> LLMCall:
     defaults), so a column added to ``LLMCall`` later is filled the same way.
     """
     quote = connection.ops.quote_name
-    columns: list[str] = []
-    values: list[str] = []
-    params: list[Any] = []
-    for field in LLMCall._meta.concrete_fields:
-        if field.primary_key:
-            continue
-        cast = field.cast_db_type(connection)
-        assert cast is not None  # every concrete column of the table has a type
-        columns.append(quote(str(field.column)))
-        values.append(f"CAST(%s AS {cast})")
-        params.append(field.get_db_prep_save(field.pre_save(call, add=True), connection))
+    columns, values, params = insert_select_parts(
+        LLMCall, value_of=lambda field: field.pre_save(call, add=True)
+    )
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {quote(LLMCall._meta.db_table)} ({', '.join(columns)}) "
-            f"SELECT {', '.join(values)} WHERE NOT EXISTS (SELECT 1 FROM "
+            f"INSERT INTO {quote(LLMCall._meta.db_table)} ({columns}) "
+            f"SELECT {values} WHERE NOT EXISTS (SELECT 1 FROM "
             f"{quote(GenerationJob._meta.db_table)} WHERE id = %s AND status = %s) "
             f"RETURNING {quote(str(LLMCall._meta.pk.column))}",
             [*params, call.job_id, JobStatus.CANCELLED],

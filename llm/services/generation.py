@@ -44,6 +44,7 @@ from llm.services.cache import (
 )
 from llm.services.calls import JobCancelled, provider_call
 from llm.services.context import cluster_context_build, context_terms_prefetch
+from llm.services.insert_select import column_cast, insert_select_parts
 from llm.services.requeue import TaskRequeued, task_requeue
 from llm.services.steps import (
     NEXT_GENERATE,
@@ -192,9 +193,7 @@ def _tasks_insert(job: GenerationJob, clusters: QuerySet[Cluster], now: Any) -> 
     quote = connection.ops.quote_name
     reason = cache_message(force=job.force)
     hit = "s.id IS NOT NULL"
-    # the backend's own cast (SQLite stores datetimes as TEXT: a "timestamp" cast there is
-    # NUMERIC and keeps only the year)
-    finished_cast = SummaryTask._meta.get_field("finished_at").cast_db_type(connection)
+    finished_cast = column_cast(SummaryTask, "finished_at")
     rules: dict[str, tuple[str, list[Any]]] = {
         "job": ("%s", [job.pk]),
         "cluster": ("c.id", []),
@@ -203,33 +202,20 @@ def _tasks_insert(job: GenerationJob, clusters: QuerySet[Cluster], now: Any) -> 
         "last_error": (f"CASE WHEN {hit} THEN %s ELSE '' END", [reason]),
         "finished_at": (f"CASE WHEN {hit} THEN CAST(%s AS {finished_cast}) END", [now]),
     }
-    columns: list[str] = []
-    values: list[str] = []
-    params: list[Any] = []
-    for field in SummaryTask._meta.concrete_fields:
-        if field.primary_key:
-            continue
-        columns.append(quote(str(field.column)))
-        if field.name in rules:
-            sql, extra = rules[field.name]
-            values.append(sql)
-            params.extend(extra)
-            continue
+
+    def value_of(field: Any) -> Any:
         if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-            value: Any = now
-        else:
-            value = field.get_default()
-        cast = field.cast_db_type(connection)
-        assert cast is not None  # every concrete column of the table has a type
-        values.append(f"CAST(%s AS {cast})")
-        params.append(field.get_db_prep_save(value, connection))
+            return now
+        return field.get_default()
+
+    columns, values, params = insert_select_parts(SummaryTask, value_of=value_of, rules=rules)
     ids_sql, ids_params = clusters.values("pk").query.sql_with_params()
     # at most one current summary per (composition, type): the unique partial index
     winners = cache_join_sql("s", force=job.force)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {quote(SummaryTask._meta.db_table)} ({', '.join(columns)}) "
-            f"SELECT {', '.join(values)} FROM {quote(Cluster._meta.db_table)} c "
+            f"INSERT INTO {quote(SummaryTask._meta.db_table)} ({columns}) "
+            f"SELECT {values} FROM {quote(Cluster._meta.db_table)} c "
             f"LEFT JOIN {quote(ClusterSummary._meta.db_table)} s "
             f"ON s.composition_hash = c.composition_hash AND s.cluster_type = %s "
             f"AND {winners} "
@@ -400,8 +386,7 @@ def summary_task_execute(*, task_id: int, loaded: SummaryTask | None = None) -> 
 def _execute(task: SummaryTask) -> str:
     job = task.job
     if job.status == JobStatus.CANCELLED:
-        task_finish(task=task, state=TaskState.SKIPPED, error="job cancelled")
-        return TaskState.SKIPPED
+        return _cancelled(task)
     remaining = (job.deadline - timezone.now()).total_seconds() if job.deadline else 3600.0
     if remaining <= 0:
         task_finish(
