@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,10 +21,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 from django.conf import settings
 from django.db import connection
+
+from tests.support.net import free_port
+from tests.support.workers import subprocess_database_url
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -84,29 +85,13 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def database_url() -> str:
-    """A URL of the database this test process uses (the test database), for subprocesses."""
-    db = connection.settings_dict
-    user = quote(db.get("USER") or "")
-    password = f":{quote(db['PASSWORD'])}" if db.get("PASSWORD") else ""
-    host = db.get("HOST") or "127.0.0.1"
-    port = f":{db['PORT']}" if db.get("PORT") else ""
-    return f"postgres://{user}{password}@{host}{port}/{db['NAME']}"
-
-
 def stack_env(static_root: Path) -> dict[str, str]:
     """The environment of ``make up`` pointed at the test database and Redis."""
     assert connection.vendor == "postgresql", "the stack runs on PostgreSQL (DATABASE_URL)"
     assert settings.REDIS_URL, "the stack needs REDIS_URL"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "DJANGO_ALLOW"))}
     env.update(
-        DATABASE_URL=database_url(),
+        DATABASE_URL=subprocess_database_url(),
         REDIS_URL=str(settings.REDIS_URL),
         STATIC_ROOT=str(static_root),
         DEBUG="false",
@@ -145,7 +130,7 @@ def stack_start(tmp_path: Path) -> Iterator[Stack]:
         check=True,
         timeout=300,
     )
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path / "honcho.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(

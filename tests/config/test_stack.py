@@ -148,7 +148,8 @@ def test_scripts_up_from_a_fresh_database_then_ctrl_c(tmp_path: Path) -> None:
     import psycopg
     from django.conf import settings
 
-    from tests.stack import VENV_BIN, _free_port, _group_alive, http_status
+    from tests.stack import VENV_BIN, _group_alive, http_status
+    from tests.support.net import free_port
 
     db = settings.DATABASES["default"]
     assert "postgresql" in db["ENGINE"], "needs DATABASE_URL on PostgreSQL"
@@ -164,7 +165,7 @@ def test_scripts_up_from_a_fresh_database_then_ctrl_c(tmp_path: Path) -> None:
     if "password" in server:
         auth += ":" + server["password"]
     url = f"postgres://{auth}@{server.get('host', '127.0.0.1')}:{server.get('port', '5432')}/{name}"
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env.update(
         DATABASE_URL=url,

@@ -21,7 +21,6 @@ fails with the tails of the subprocess logs.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -41,6 +40,7 @@ from llm.emulators.gemini_wire import prompt_text_of
 from llm.emulators.prompt import PromptData
 from llm.models import TERMINAL_STATES, ClusterSummary, GenerationJob, JobStatus, SummaryTask
 from tests.conftest import planted_rows
+from tests.support.net import free_port
 from tests.support.waiting import wait_until
 from tests.support.workers import CeleryProcesses, subprocess_database_url
 
@@ -61,13 +61,6 @@ _DROPPED_ENV = (
     "LLM_JUDGE_MODEL",
     "CACHE_URL",
 )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- the private Redis ------------------------------------------------------------------------

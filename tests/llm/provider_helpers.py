@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -31,6 +30,7 @@ from llm.providers.anthropic import AnthropicProvider
 from llm.providers.base import Provider, ProviderError, ProviderRequest
 from llm.providers.gemini import GeminiProvider
 from llm.providers.openai import OpenAIProvider
+from tests.support.net import free_port
 
 CANARY_KEY = "canary-secret-7f3a9c-do-not-leak"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -159,16 +159,9 @@ def failure_of(provider: Provider, request: ProviderRequest[Any]) -> ProviderErr
     return info.value
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on (connections to it are refused)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def refused_provider(harness: Harness, timeout: float) -> VendorProvider:
     """The harness's provider pointed at a loopback port nothing listens on."""
-    return harness.provider_class(CANARY_KEY, f"http://127.0.0.1:{closed_port()}", timeout)
+    return harness.provider_class(CANARY_KEY, f"http://127.0.0.1:{free_port()}", timeout)
 
 
 def timeout_failure(harness: Harness, emulator: EmulatorServer, *, seconds: float) -> ProviderError:

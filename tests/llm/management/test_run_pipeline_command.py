@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from django.core.management import call_command
 from clustering.services import dataset_import
 from llm.models import ClusterSummary, GenerationJob
 from tests.conftest import planted_rows
+from tests.support.net import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -123,9 +123,7 @@ def test_a_failed_cluster_makes_the_command_exit_1_saying_so_last(
     tmp_path: Path, planted_database: Path
 ) -> None:
     """Every call refused (nothing listens on the provider's port): every cluster fails."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        dead = probe.getsockname()[1]
+    dead = free_port()
     env = _embedded(
         tmp_path,
         planted_database,
